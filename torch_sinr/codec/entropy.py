@@ -1,0 +1,44 @@
+"""Entropy coding of byte streams with Brotli, the paper's coder.
+
+Each stream starts with one tag byte: 0 = stored raw (when Brotli would not shrink it, as for
+packed 16-bit values), 1 = Brotli. Decoding is bounded by the size the metadata promises, so a
+hostile stream cannot expand into gigabytes.
+"""
+
+from __future__ import annotations
+
+import brotli
+
+from ..errors import SINRFormatError
+
+_RAW, _BROTLI = 0, 1
+
+
+def compress(data: bytes, quality: int = 11) -> bytes:
+    packed = brotli.compress(data, quality=quality)
+    if len(packed) < len(data):
+        return bytes([_BROTLI]) + packed
+    return bytes([_RAW]) + data
+
+
+def decompress(stream: bytes, expected_size: int, what: str) -> bytes:
+    """Decode one stream that must expand to exactly ``expected_size`` bytes."""
+    if len(stream) < 1:
+        raise SINRFormatError(f"{what}: empty stream")
+    tag, body = stream[0], stream[1:]
+    if tag == _RAW:
+        data = bytes(body)
+    elif tag == _BROTLI:
+        decoder = brotli.Decompressor()
+        try:
+            data = decoder.process(body, output_buffer_limit=expected_size + 1)
+            finished = decoder.is_finished()
+        except brotli.error as exc:
+            raise SINRFormatError(f"{what}: corrupt Brotli stream ({exc})") from None
+        if not finished and len(data) <= expected_size:
+            raise SINRFormatError(f"{what}: truncated Brotli stream")
+    else:
+        raise SINRFormatError(f"{what}: unknown stream tag {tag}")
+    if len(data) != expected_size:
+        raise SINRFormatError(f"{what}: decodes to {len(data)} bytes, metadata says {expected_size}")
+    return data

@@ -1,0 +1,215 @@
+"""The seeded Gaussian dictionary ``A`` (k1 x k2) that SINR codes weights against.
+
+``A`` is never stored: every decoder regenerates it from ``(seed, k1, k2)``. A file written
+today must therefore decode identically with future torch versions and on any device, so the
+generator cannot rely on ``torch.randn`` (whose stream is not a promise). Generator
+``"sinr-gauss-v1"`` is defined here, from integer operations and IEEE-754 float64 ``+ - * /``
+and ``sqrt`` only, all of which are exact or correctly rounded on every CPU and GPU:
+
+1. Entry (i, j) gets two 32-bit words from a counter-based hash of (seed, i, j)
+   (``lowbias32``-style mixing; 32-bit products are split into 16-bit halves so every
+   intermediate fits in int64 without overflow).
+2. The words form a uniform ``u = (hi26 * 2**27 + lo27 + 0.5) / 2**53`` in (0, 1), exactly.
+3. ``u`` is mapped to N(0, 1) by Acklam's rational approximation of the inverse normal CDF
+   (relative error < 1.2e-9); its tails need ``log``, which is computed here by ``frexp`` range
+   reduction and a fixed atanh series instead of a library ``log`` whose last bit may vary.
+4. The float64 result is scaled by ``1/sqrt(k1)`` (atoms of unit expected norm) and rounded
+   to float32.
+
+Entry (i, j) does not depend on k2, so a larger dictionary extends a smaller one.
+Golden tests (tests/test_dictionary.py) pin the values; changing anything here needs a new
+generator name, never an edit of this one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from .errors import SINRConfigError
+
+GENERATOR = "sinr-gauss-v1"
+SUPPORTED_GENERATORS = (GENERATOR,)
+
+# Largest dictionary we agree to build (elements). 2**29 float32 = 2 GiB: bigger than any
+# INR layer needs, and the bound that keeps a hostile file from asking for terabytes.
+MAX_DICTIONARY_ELEMENTS = 2**29
+
+_MASK32 = 0xFFFFFFFF
+# Elements generated per chunk: bounds the int64/float64 temporaries (~10 x 8 bytes each).
+_CHUNK_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class DictionarySpec:
+    """Everything that defines a dictionary. Two equal specs give bit-identical matrices."""
+
+    seed: int
+    k1: int
+    k2: int
+    generator: str = GENERATOR
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "k1", "k2"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SINRConfigError(f"dictionary {name} must be an int, got {value!r}")
+        if not 0 <= self.seed <= _MASK32:
+            raise SINRConfigError(f"dictionary seed must be in [0, 2**32), got {self.seed}")
+        if self.k1 < 1 or self.k2 < 1:
+            raise SINRConfigError(f"dictionary shape must be positive, got k1={self.k1}, k2={self.k2}")
+        if self.k1 * self.k2 > MAX_DICTIONARY_ELEMENTS:
+            raise SINRConfigError(
+                f"dictionary {self.k1}x{self.k2} has {self.k1 * self.k2} entries, over the limit "
+                f"of {MAX_DICTIONARY_ELEMENTS}; use a smaller k2 or flatten fewer weights"
+            )
+        if self.generator not in SUPPORTED_GENERATORS:
+            raise SINRConfigError(
+                f"unknown dictionary generator {self.generator!r}; this version knows {SUPPORTED_GENERATORS}"
+            )
+
+
+def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
+    """(x * constant) mod 2**32 for x in [0, 2**32), without any int64 overflow."""
+    lo = x * (constant & 0xFFFF)
+    hi = ((x * (constant >> 16)) & 0xFFFF) << 16
+    return (lo + hi) & _MASK32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit bijective integer mixer (xorshift-multiply, lowbias32 constants)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    x = x ^ (x >> 16)
+    return x
+
+
+def _log(x: torch.Tensor) -> torch.Tensor:
+    """Natural log of positive float64 values from exactly-rounded operations only.
+
+    x = m * 2**e with m in [0.5, 1) (frexp is exact); m is moved to [sqrt(.5), sqrt(2)) and
+    log(m) = 2 atanh(t), t = (m-1)/(m+1), |t| < 0.172, summed to t**23 (error < 1e-17).
+    """
+    m, e = torch.frexp(x)
+    small = m < 0.70710678118654752
+    m = torch.where(small, m * 2.0, m)
+    e = e.to(torch.float64) - small.to(torch.float64)
+    t = (m - 1.0) / (m + 1.0)
+    t2 = t * t
+    series = torch.full_like(t, 1.0 / 23.0)
+    for k in range(21, 0, -2):
+        series = series * t2 + 1.0 / k
+    return e * 0.69314718055994531 + 2.0 * t * series
+
+
+# Acklam's inverse normal CDF coefficients (public algorithm, P. J. Acklam 2003).
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+      3.754408661907416e00)
+_P_LOW = 0.02425
+
+
+def _horner(x: torch.Tensor, coefficients: tuple[float, ...], leading_one: bool = False) -> torch.Tensor:
+    acc = torch.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        acc = acc * x + c
+    if leading_one:
+        acc = acc * x + 1.0
+    return acc
+
+
+def _inverse_normal_cdf(u: torch.Tensor) -> torch.Tensor:
+    """Acklam's approximation of Phi^-1(u) for u in (0, 1), float64."""
+    q = u - 0.5
+    r = q * q
+    central = _horner(r, _A) * q / _horner(r, _B, leading_one=True)
+    tail_p = torch.where(u < 0.5, u, 1.0 - u)  # 1 - u is exact for u >= 0.5 (Sterbenz)
+    tail_p = torch.clamp(tail_p, min=2.0**-60)  # only to keep log finite in the unused branch
+    t = torch.sqrt(-2.0 * _log(tail_p))
+    tail = _horner(t, _C) / _horner(t, _D, leading_one=True)
+    tail = torch.where(u < 0.5, tail, -tail)
+    return torch.where((u >= _P_LOW) & (u <= 1.0 - _P_LOW), central, tail)
+
+
+def _generate_rows(spec: DictionarySpec, row_start: int, row_stop: int, device: torch.device) -> torch.Tensor:
+    rows = torch.arange(row_start, row_stop, device=device, dtype=torch.int64)
+    cols = torch.arange(spec.k2, device=device, dtype=torch.int64)
+    key = _hash32(torch.tensor(spec.seed ^ 0x9E3779B9, device=device, dtype=torch.int64))
+    row_key = _hash32(key ^ _hash32(rows ^ 0x85EBCA6B))  # (R,)
+    word_a = _hash32(row_key[:, None] ^ cols[None, :])
+    word_b = _hash32(word_a ^ 0x68E31DA4)
+    # 26 + 27 = 53 random bits; every step below is exact in float64.
+    integer = (word_a >> 6).to(torch.float64) * 134217728.0 + (word_b >> 5).to(torch.float64)
+    u = (integer + 0.5) * (2.0**-53)
+    gauss = _inverse_normal_cdf(u)
+    return (gauss * (1.0 / math.sqrt(spec.k1))).to(torch.float32)
+
+
+def generate_dictionary(spec: DictionarySpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Build the float32 (k1, k2) dictionary for ``spec`` on ``device``, in row chunks."""
+    device = torch.device(device)
+    out = torch.empty(spec.k1, spec.k2, dtype=torch.float32, device=device)
+    rows_per_chunk = max(1, _CHUNK_ELEMENTS // spec.k2)
+    for start in range(0, spec.k1, rows_per_chunk):
+        stop = min(spec.k1, start + rows_per_chunk)
+        out[start:stop] = _generate_rows(spec, start, stop, device)
+    return out
+
+
+class _DictionaryCache:
+    """A small LRU of generated dictionaries, keyed by (spec, device).
+
+    Layers with the same spec share one tensor. Bounded by total bytes so a long-running
+    process that compresses many different layers does not grow without limit.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, spec: DictionarySpec, device: torch.device | str) -> torch.Tensor:
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = (spec, str(device))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        matrix = generate_dictionary(spec, device)
+        with self._lock:
+            self._items[key] = matrix
+            while len(self._items) > 1 and self._nbytes() > self.max_bytes:
+                self._items.popitem(last=False)
+        return matrix
+
+    def _nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._items.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_CACHE = _DictionaryCache()
+
+
+def get_dictionary(spec: DictionarySpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The cached dictionary for ``spec`` on ``device`` (generated on first use). Read-only."""
+    return _CACHE.get(spec, device)
+
+
+def clear_dictionary_cache() -> None:
+    _CACHE.clear()
