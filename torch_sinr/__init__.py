@@ -1,0 +1,29 @@
+"""torch_sinr: compress implicit neural representations with SINR (CVPR 2025).
+
+Weights are coded as sparse combinations of the atoms of a seeded random Gaussian dictionary;
+only the non-zero values and their indices are stored.
+"""
+
+from ._version import __version__
+from .config import SINRConfig
+from .errors import SINRConfigError, SINRError, SINRFormatError, SINRInputError
+from .layer import SINRLinear
+from .tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
+from .transform import compress_model, decompress_model, plan_targets
+
+__all__ = [
+    "__version__",
+    "CodedTensor",
+    "SINRConfig",
+    "SINRConfigError",
+    "SINRError",
+    "SINRFormatError",
+    "SINRInputError",
+    "SINRLinear",
+    "compress_model",
+    "decode_codes",
+    "decompress_model",
+    "encode_tensor",
+    "encode_tensors",
+    "plan_targets",
+]

@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linprog
 from tqdm.auto import tqdm
 
-from ..errors import SINRError, SINRInputError
+from ..errors import SINRConfigError, SINRError, SINRInputError
 from .omp import SparseCode, _check_inputs
 
 
@@ -35,6 +35,11 @@ def basis_pursuit(
     """L1 solution of each row, pruned to its ``n_nonzero`` largest entries and refitted by least squares."""
     _check_inputs(dictionary, signals)
     k1, k2 = dictionary.shape
+    if k2 < k1:
+        raise SINRConfigError(
+            f"basis pursuit needs an overcomplete dictionary (k2 >= k1) for A x = w to have a "
+            f"solution; got k1={k1}, k2={k2}"
+        )
     if not 1 <= n_nonzero <= min(k1, k2):
         raise SINRInputError(f"n_nonzero must be in [1, {min(k1, k2)}], got {n_nonzero}")
     a = dictionary.detach().cpu().double().numpy()

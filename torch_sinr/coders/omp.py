@@ -100,9 +100,10 @@ def omp(
     # Support Gram matrix G_I = L L^T (lower L); Q = A_I L^-T is an orthonormal basis of the
     # support, y = Q^T w. Each step appends one row to L, one vector to Q and one entry to y,
     # so the residual updates in O(k1) and x = L^-T y is solved once at the end.
-    chol = torch.zeros(batch, limit, limit, dtype=torch.float64, device=device)
-    basis = torch.zeros(batch, limit, k1, dtype=torch.float64, device=device)
-    proj = torch.zeros(batch, limit, dtype=torch.float64, device=device)
+    # Only the entries a row has written are ever read (padding is fixed up before the solve).
+    chol = torch.empty(batch, limit, limit, dtype=torch.float64, device=device)
+    basis = torch.empty(batch, limit, k1, dtype=torch.float64, device=device)
+    proj = torch.empty(batch, limit, dtype=torch.float64, device=device)
     taken = torch.zeros(batch, k2, dtype=torch.bool, device=device)
     active = (w * w).sum(1) > tol2
     n_cand = min(_CANDIDATES, k2)
@@ -117,7 +118,9 @@ def omp(
         row_ids = torch.arange(batch, device=device) if isinstance(rows, slice) else rows
         r = residual[rows]
         # 1) Select: float32 screening, float64 decision among the best candidates.
-        corr32 = (r.to(torch.float32) @ atoms32).abs_().masked_fill_(taken[rows], -1.0)
+        # Taken atoms are orthogonal to the residual (|corr| ~ rounding noise); they are masked
+        # among the candidates below, which is cheaper than masking the whole (B, k2) matrix.
+        corr32 = (r.to(torch.float32) @ atoms32).abs_()
         top32, cand = corr32.topk(n_cand, dim=1)
         cand, order = cand.sort(dim=1)  # ascending index: ties resolve to the lowest, as np.argmax
         top32 = top32.gather(1, order)
@@ -125,9 +128,10 @@ def omp(
         corr64 = corr64.masked_fill(taken[rows].gather(1, cand), -1.0)
         best64, pos = corr64.max(dim=1)
         new = cand.gather(1, pos[:, None]).squeeze(1)
-        # A float32 correlation is off by at most ~k1 * 2**-23 * |a| * |r|; where the margin to the
-        # last candidate is thinner than that, the argmax may lie outside: score those rows fully.
-        bound = k1 * 2.0**-22 * atom_norm_max * r.norm(dim=1)
+        # Worst-case float32 error of a correlation (rounding r, then a k1-term dot product in any
+        # order): (k1 + 1) * 2**-24 * |a| * |r|. Where the margin to the last candidate is thinner
+        # than two such errors, the true argmax may lie outside: score those rows fully.
+        bound = (k1 + 1) * 2.0**-24 * atom_norm_max * r.norm(dim=1)
         unsure = (best64 - top32.min(dim=1).values.double()) < 2 * bound
         if n_cand < k2 and unsure.any():
             ur = unsure.nonzero().squeeze(1)
@@ -171,7 +175,9 @@ def omp(
 
     # 3) Least squares on each support: L^T x = y (padding: unit diagonal, y = 0, so x = 0).
     pad = torch.arange(limit, device=device)[None, :] >= counts[:, None]
-    chol = chol + torch.diag_embed(pad.to(torch.float64))
+    chol.masked_fill_(pad[:, :, None], 0.0)
+    chol.diagonal(dim1=1, dim2=2).add_(pad.to(torch.float64))
+    proj.masked_fill_(pad, 0.0)
     coef = torch.linalg.solve_triangular(chol.transpose(1, 2), proj[:, :, None], upper=True).squeeze(2)
     coef = coef.masked_fill(pad, 0.0)
 

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "torch_sinr" / "_version.py").read_text(), version)
+
+setup(
+    name="torch_sinr",
+    version=version["__version__"],
+    description="SINR: compress implicit neural representations with sparse codes over seeded random dictionaries",
+    long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["torch_sinr", "torch_sinr.*"]),
+    package_data={"torch_sinr": ["assets/*.png"]},
+    python_requires=">=3.10",
+    # torch is capped at the release this project is built and tested with; the file format
+    # does not depend on it (the dictionary generator is pinned by golden tests).
+    install_requires=[
+        "torch>=2.4,<=2.14.1",
+        "torchvision>=0.19,<=0.29.1",
+        "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "safetensors>=0.4,<1",
+        "brotli>=1.1,<2",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
+        "bench": ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
+    },
+    entry_points={"console_scripts": ["torch-sinr=torch_sinr.cli:main"]},
+)

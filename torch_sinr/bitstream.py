@@ -1,0 +1,91 @@
+"""Turning one layer's codes (or one dense tensor) into entropy-coded byte streams, and back.
+
+Shared by ``compress_model`` (its report counts these exact bytes) and the file writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .codec import entropy
+from .codec.bitpack import pack_uint, packed_size, unpack_uint
+from .codec.indices import decode_indices, encode_indices
+from .errors import SINRFormatError
+from .tensor_codes import CodeSpec
+
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                 "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
+                 "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return _TORCH_DTYPES[name]
+    except KeyError:
+        raise SINRFormatError(f"unsupported dtype {name!r}") from None
+
+
+def itemsize(name: str) -> int:
+    return torch.empty(0, dtype=torch_dtype(name)).element_size()
+
+
+def tensor_to_bytes(tensor: torch.Tensor, dtype_name: str) -> bytes:
+    t = tensor.detach().to("cpu", torch_dtype(dtype_name)).contiguous()
+    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def bytes_to_tensor(data: bytes, dtype_name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    return raw.view(torch_dtype(dtype_name)).reshape(shape).clone()
+
+
+def round_to(tensor: torch.Tensor, dtype_name: str) -> torch.Tensor:
+    """The value a float tensor has after storage at ``dtype_name`` (identity for non-floats)."""
+    if not tensor.is_floating_point():
+        return tensor
+    return tensor.to(torch_dtype(dtype_name)).to(tensor.dtype)
+
+
+@dataclass
+class LayerStreams:
+    values: bytes
+    indices: bytes
+    bias: bytes | None
+    index_coding: str
+    index_param: int
+    raw_index_size: int
+
+    def sizes(self) -> dict[str, int]:
+        return {"values": len(self.values), "indices": len(self.indices), "bias": len(self.bias or b"")}
+
+
+def encode_layer(spec: CodeSpec, indices: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None,
+                 bias_dtype: str, index_coding: str = "auto") -> LayerStreams:
+    q = spec.quantizer.quantize(values.detach().cpu()).numpy().ravel()
+    raw_values = pack_uint(q, spec.quantizer.bits)
+    coding, param, raw_indices = encode_indices(indices.detach().cpu().numpy(), spec.k2, index_coding)
+    bias_stream = entropy.compress(tensor_to_bytes(bias, bias_dtype)) if bias is not None else None
+    return LayerStreams(entropy.compress(raw_values), entropy.compress(raw_indices), bias_stream,
+                        coding, param, len(raw_indices))
+
+
+def decode_values(spec: CodeSpec, stream: bytes, what: str) -> torch.Tensor:
+    n = spec.n_vectors * spec.s
+    raw = entropy.decompress(stream, packed_size(spec.quantizer.bits, n), what)
+    q = torch.from_numpy(unpack_uint(raw, spec.quantizer.bits, n))
+    return spec.quantizer.dequantize(q).reshape(spec.n_vectors, spec.s)
+
+
+def decode_layer_indices(spec: CodeSpec, stream: bytes, coding: str, param: int, raw_size: int, what: str) -> torch.Tensor:
+    raw = entropy.decompress(stream, raw_size, what)
+    return torch.from_numpy(decode_indices(coding, param, raw, spec.n_vectors, spec.s, spec.k2))
+
+
+def decode_dense(stream: bytes, dtype_name: str, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    numel = int(np.prod(shape)) if shape else 1
+    raw = entropy.decompress(stream, numel * itemsize(dtype_name), what)
+    return bytes_to_tensor(raw, dtype_name, shape)

@@ -1,0 +1,93 @@
+"""SINRConfig: the single source of truth for what compress_model does."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from .codec.indices import CODINGS
+from .codec.quantization import SUPPORTED_BITS
+from .errors import SINRConfigError
+from .sparsity import DEFAULT_S_RATIO
+from .tensor_codes import CODERS, DEFAULT_DICT_RATIO, DEFAULT_FLATTEN_BELOW, MODES
+
+DENSE_DTYPES = ("float32", "float16", "bfloat16")
+ALL_LINEAR = "all-linear"
+
+
+@dataclass
+class SINRConfig:
+    """How to compress a model.
+
+    Targets (peft-style): ``target_modules`` is ``"all-linear"``, a list of names (exact name or
+    ``.suffix`` match), or a regex string (``re.fullmatch`` on the qualified name);
+    ``exclude_modules`` (same forms) is checked first. Linears with ``in_features <=
+    input_fan_in_max`` are coordinate input layers and stay dense, as in the paper (set it to 0
+    to code them too).
+
+    Sparsity: ``s`` explicit, else ``target_error`` (smallest s meeting that relative weight
+    error), else ``ceil(s_ratio * k1)`` capped at 2s < k1. ``s_pattern`` maps name patterns
+    (suffix or regex) to a per-layer s. Dictionary: k2 = ``k2`` or ``dict_ratio * k1``, seeded by
+    ``seed``. Layers with fan-in < ``flatten_below`` are coded as one flattened vector ("tiny").
+
+    Bitstream: ``value_bits`` for the non-zero values (16 as in the paper; 32 = raw float32),
+    ``index_coding`` ("auto" picks the smallest), ``dense_dtype`` for biases and every
+    parameter not coded (the model in memory is rounded the same way, so it equals its file).
+    """
+
+    target_modules: list[str] | str = ALL_LINEAR
+    exclude_modules: list[str] | str | None = None
+    input_fan_in_max: int = 16
+    s: int | None = None
+    s_ratio: float = DEFAULT_S_RATIO
+    target_error: float | None = None
+    s_pattern: dict[str, int] = field(default_factory=dict)
+    k2: int | None = None
+    dict_ratio: int = DEFAULT_DICT_RATIO
+    seed: int = 0
+    mode: str = "auto"
+    flatten_below: int = DEFAULT_FLATTEN_BELOW
+    coder: str = "omp"
+    value_bits: int = 16
+    index_coding: str = "auto"
+    dense_dtype: str = "float32"
+    trainable: bool = False
+    version: int = 1
+
+    def validate(self) -> "SINRConfig":
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise SINRConfigError(message)
+
+        need(self.version == 1, f"unknown SINRConfig version {self.version}")
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(self, name)
+            if value is None and name == "exclude_modules":
+                continue
+            need(isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)),
+                 f"{name} must be a string (regex or 'all-linear') or a list of names, got {value!r}")
+            if isinstance(value, str) and value != ALL_LINEAR:
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    raise SINRConfigError(f"{name} regex {value!r} does not compile: {exc}") from None
+        need(self.exclude_modules != ALL_LINEAR, "exclude_modules='all-linear' would exclude everything")
+        need(isinstance(self.input_fan_in_max, int) and self.input_fan_in_max >= 0, "input_fan_in_max must be an int >= 0")
+        need(self.s is None or (isinstance(self.s, int) and self.s >= 1), f"s must be a positive int or None, got {self.s!r}")
+        need(0 < self.s_ratio <= 1, f"s_ratio must be in (0, 1], got {self.s_ratio}")
+        need(self.target_error is None or 0 < self.target_error < 1, f"target_error must be in (0, 1), got {self.target_error}")
+        need(all(isinstance(k, str) and isinstance(v, int) and v >= 1 for k, v in self.s_pattern.items()),
+             "s_pattern must map name patterns to positive ints")
+        need(self.k2 is None or (isinstance(self.k2, int) and self.k2 >= 1), f"k2 must be a positive int or None, got {self.k2!r}")
+        need(isinstance(self.dict_ratio, int) and self.dict_ratio >= 1, f"dict_ratio must be a positive int, got {self.dict_ratio!r}")
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed!r}")
+        need(self.mode == "auto" or self.mode in MODES, f"mode must be 'auto' or one of {MODES}")
+        need(self.coder in CODERS, f"coder must be one of {CODERS}, got {self.coder!r}")
+        need(self.value_bits in SUPPORTED_BITS, f"value_bits must be 2..16 or 32, got {self.value_bits}")
+        need(self.index_coding == "auto" or self.index_coding in CODINGS,
+             f"index_coding must be 'auto' or one of {CODINGS}, got {self.index_coding!r}")
+        need(self.dense_dtype in DENSE_DTYPES, f"dense_dtype must be one of {DENSE_DTYPES}, got {self.dense_dtype!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,212 @@
+"""Coding any 2-D tensor as SINR codes, and decoding it back.
+
+A tensor (out, in) is cut into vectors of length k1: its rows (``mode="row"``, k1 = in, the
+paper's per-node coding) or the whole flattened matrix (``mode="flat"``, k1 = out * in, the
+paper's "tiny INR" coding for fan-in < 50). Each vector is coded as s (index, value) pairs
+against the seeded dictionary A (k1 x k2); values are quantized at coding time, so what a
+``CodedTensor`` decodes to in memory is exactly what its file decodes to.
+
+This is the layer-independent core: ``SINRLinear`` is built on it, and so can be the coding of
+other tensors (COIN++ latent modulations, hash-grid latents).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import torch
+
+from .codec.quantization import UniformQuantizer
+from .coders import basis_pursuit, omp
+from .dictionary import DictionarySpec, get_dictionary
+from .errors import SINRConfigError, SINRInputError
+from .sparsity import DEFAULT_S_RATIO, auto_sparsity, max_sparsity, sparsity_for_error
+
+MODES = ("row", "flat")
+CODERS = ("omp", "bp")
+DEFAULT_DICT_RATIO = 16
+DEFAULT_FLATTEN_BELOW = 50
+
+
+@dataclass(frozen=True)
+class CodeSpec:
+    """What a coded tensor is, apart from its index/value tensors."""
+
+    shape: tuple[int, int]
+    mode: str
+    s: int
+    dictionary: DictionarySpec
+    quantizer: UniformQuantizer
+
+    @property
+    def k1(self) -> int:
+        return self.dictionary.k1
+
+    @property
+    def k2(self) -> int:
+        return self.dictionary.k2
+
+    @property
+    def n_vectors(self) -> int:
+        return self.shape[0] if self.mode == "row" else 1
+
+    def __post_init__(self) -> None:
+        out, inp = self.shape
+        if self.mode not in MODES:
+            raise SINRConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        expected_k1 = inp if self.mode == "row" else out * inp
+        if self.dictionary.k1 != expected_k1:
+            raise SINRConfigError(f"{self.mode} mode on shape {self.shape} needs k1={expected_k1}, got {self.k1}")
+        if not 1 <= self.s <= min(self.k1, self.k2):
+            raise SINRConfigError(f"s must be in [1, min(k1, k2)={min(self.k1, self.k2)}], got {self.s}")
+
+
+def decode_codes(indices: torch.Tensor, values: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
+    """(n, k1) vectors from (n, s) codes: X @ A^T with X a sparse CSR (n, k2) matrix.
+
+    Differentiable with respect to ``values`` (used by post-compression fine-tuning).
+    """
+    n, s = indices.shape
+    k2 = dictionary.shape[1]
+    crow = torch.arange(0, n * s + 1, s, device=indices.device, dtype=torch.int64)
+    with warnings.catch_warnings():
+        # CSR is "beta" in torch; we rely only on construction and sparse.mm, both tested here.
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        sparse = torch.sparse_csr_tensor(
+            crow, indices.reshape(-1), values.reshape(-1), (n, k2), check_invariants=False
+        )
+        return torch.sparse.mm(sparse, dictionary.t().to(values.dtype))
+
+
+@dataclass
+class CodedTensor:
+    """The SINR codes of one 2-D tensor: sorted indices (int64) and dequantized values (float32)."""
+
+    spec: CodeSpec
+    indices: torch.Tensor  # (n_vectors, s)
+    values: torch.Tensor  # (n_vectors, s)
+
+    def decode(self) -> torch.Tensor:
+        """The dense (out, in) float32 tensor these codes stand for."""
+        a = get_dictionary(self.spec.dictionary, self.values.device)
+        return decode_codes(self.indices, self.values, a).reshape(self.spec.shape)
+
+    def quantized_codes(self) -> torch.Tensor:
+        return self.spec.quantizer.quantize(self.values)
+
+
+def resolve_mode(shape: tuple[int, int], mode: str, flatten_below: int) -> str:
+    if mode == "auto":
+        return "flat" if shape[1] < flatten_below else "row"
+    if mode not in MODES:
+        raise SINRConfigError(f"mode must be 'auto' or one of {MODES}, got {mode!r}")
+    return mode
+
+
+def _check_tensor(tensor: torch.Tensor, name: str) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2:
+        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise SINRInputError(f"{name}: SINR codes 2-D tensors, got {shape}")
+    if not tensor.is_floating_point():
+        raise SINRInputError(f"{name}: needs a floating point tensor, got {tensor.dtype}")
+    if tensor.numel() == 0:
+        raise SINRInputError(f"{name}: cannot code an empty tensor of shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise SINRInputError(f"{name}: tensor of shape {tuple(tensor.shape)} has {bad} NaN/Inf entries")
+
+
+def encode_tensor(tensor: torch.Tensor, **options) -> CodedTensor:
+    """Code one 2-D tensor; see :func:`encode_tensors` for the options."""
+    return encode_tensors([tensor], **options)[0]
+
+
+def encode_tensors(
+    tensors: list[torch.Tensor],
+    *,
+    s: int | list[int | None] | None = None,
+    s_ratio: float = DEFAULT_S_RATIO,
+    target_error: float | None = None,
+    k2: int | None = None,
+    dict_ratio: int = DEFAULT_DICT_RATIO,
+    seed: int = 0,
+    mode: str = "auto",
+    flatten_below: int = DEFAULT_FLATTEN_BELOW,
+    coder: str = "omp",
+    value_bits: int = 16,
+    names: list[str] | None = None,
+) -> list[CodedTensor]:
+    """Code 2-D tensors. Per tensor, s is explicit (an int, or a list with one entry per tensor),
+    or chosen to meet ``target_error`` (relative Frobenius error of the unquantized codes), or
+    ``ceil(s_ratio * k1)`` capped at 2s < k1. k2 defaults to ``dict_ratio * k1``.
+
+    Tensors that share a dictionary and s are coded in one batched OMP call. Each tensor gets
+    its own quantization range. Coding runs on each tensor's device.
+    """
+    names = names or [f"tensor {i}" for i in range(len(tensors))]
+    per_tensor_s = s if isinstance(s, list) else [s] * len(tensors)
+    if coder not in CODERS:
+        raise SINRConfigError(f"coder must be one of {CODERS}, got {coder!r}")
+    plans = []
+    for tensor, name, s_i in zip(tensors, names, per_tensor_s):
+        _check_tensor(tensor, name)
+        shape = (int(tensor.shape[0]), int(tensor.shape[1]))
+        tensor_mode = resolve_mode(shape, mode, flatten_below)
+        vectors = tensor.detach().reshape(shape[0] if tensor_mode == "row" else 1, -1).double()
+        k1 = vectors.shape[1]
+        dict_spec = DictionarySpec(seed=seed, k1=k1, k2=int(k2) if k2 is not None else dict_ratio * k1)
+        a = get_dictionary(dict_spec, tensor.device)
+        if s_i is None:
+            s_i = sparsity_for_error(a, vectors, target_error) if target_error is not None else auto_sparsity(k1, s_ratio)
+        elif not 1 <= s_i <= min(k1, dict_spec.k2):
+            raise SINRConfigError(f"{name}: s={s_i} is out of range for vectors of length {k1} "
+                                  f"(1..{min(k1, dict_spec.k2)})")
+        plans.append((shape, tensor_mode, vectors, dict_spec, s_i))
+
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, _, vectors, dict_spec, s_i) in enumerate(plans):
+        groups.setdefault((dict_spec, s_i, vectors.device), []).append(i)
+    results: list[CodedTensor | None] = [None] * len(tensors)
+    for (dict_spec, s_i, device), members in groups.items():
+        a = get_dictionary(dict_spec, device)
+        stacked = torch.cat([plans[i][2] for i in members])
+        if coder == "omp":
+            code = omp(a, stacked, n_nonzero=s_i)
+            if (code.counts < s_i).any():
+                # Only for (near-)exactly representable vectors; pad with unused atoms at value 0.
+                code = _pad_short_codes(code, s_i, dict_spec.k2)
+        else:
+            code = basis_pursuit(a, stacked, n_nonzero=s_i)
+        indices, order = code.indices.sort(dim=1)
+        values = code.values.gather(1, order).to(torch.float32)
+        start = 0
+        for i in members:
+            shape, tensor_mode, vectors, _, _ = plans[i]
+            stop = start + vectors.shape[0]
+            quantizer = UniformQuantizer.fit(values[start:stop], value_bits)
+            spec = CodeSpec(shape=shape, mode=tensor_mode, s=s_i, dictionary=dict_spec, quantizer=quantizer)
+            results[i] = CodedTensor(spec, indices[start:stop].contiguous(),
+                                     quantizer.round_trip(values[start:stop]).contiguous())
+            start = stop
+    return results
+
+
+def _pad_short_codes(code, s: int, k2: int):
+    indices, values = code.indices.clone(), code.values.clone()
+    for row in (code.counts < s).nonzero().flatten().tolist():
+        n = int(code.counts[row])
+        used = set(indices[row, :n].tolist())
+        free = [j for j in range(k2) if j not in used][: s - n]
+        indices[row, n:] = torch.tensor(free, dtype=indices.dtype)
+        values[row, n:] = 0.0
+    return replace(code, indices=indices, values=values, counts=torch.full_like(code.counts, s))
+
+
+def relative_error(original: torch.Tensor, approx: torch.Tensor) -> float:
+    norm = float(original.double().norm())
+    diff = float((original.double() - approx.double()).norm())
+    return diff / norm if norm > 0 else diff
+
+
+__all__ = ["CodeSpec", "CodedTensor", "decode_codes", "encode_tensor", "encode_tensors", "max_sparsity", "relative_error"]

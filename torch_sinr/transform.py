@@ -1,0 +1,256 @@
+"""compress_model / decompress_model: walk any nn.Module and swap its linears, peft-style.
+
+Order of work, so a failure never leaves a half-modified model:
+1. validate the config and resolve targets (names, regex, exclusions, input layers, tied weights);
+2. check every targeted weight (NaN/Inf) and code all of them;
+3. only then replace modules and round the remaining parameters to ``dense_dtype``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .bitstream import encode_layer, round_to, tensor_to_bytes
+from .codec import entropy
+from .config import ALL_LINEAR, SINRConfig
+from .errors import SINRConfigError
+from .layer import SINRLinear
+from .report import CompressionReport, LayerReport, TargetPlan
+from .tensor_codes import encode_tensors, relative_error
+
+_PROGRESS_MIN_LAYERS = 8
+
+
+def _matches(name: str, patterns: list[str] | str | None) -> bool:
+    if patterns is None:
+        return False
+    if isinstance(patterns, str):
+        return patterns == ALL_LINEAR or re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith("." + p) for p in patterns)
+
+
+def _linear_names(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every name under which an nn.Linear (or subclass) is reachable, shared modules included."""
+    return {name: m for name, m in model.named_modules(remove_duplicate=False)
+            if isinstance(m, nn.Linear) and not isinstance(m, SINRLinear) and name}
+
+
+def plan_targets(model: nn.Module, config: SINRConfig) -> TargetPlan:
+    """Which linears ``compress_model`` would code (a dry run; the model is not touched)."""
+    config.validate()
+    if isinstance(model, nn.Linear):
+        raise SINRConfigError("the model itself is an nn.Linear: wrap it in a module, or use SINRLinear.from_linear")
+    linears = _linear_names(model)
+    explicit = isinstance(config.target_modules, (list, tuple))
+    if explicit:
+        for name, module in model.named_modules(remove_duplicate=False):
+            if name and _matches(name, list(config.target_modules)) and not isinstance(module, nn.Linear):
+                raise SINRConfigError(
+                    f"target {name!r} is a {type(module).__name__}; SINR replaces nn.Linear modules only "
+                    f"(name the linears inside it, or use a regex)")
+        missing = [p for p in config.target_modules if not any(_matches(n, [p]) for n in linears)]
+        if missing:
+            raise SINRConfigError(f"target modules {missing} not found among the model's linears: {sorted(linears)}")
+    matched, excluded, kept_dense, unmatched = [], [], [], []
+    for name, module in linears.items():
+        if _matches(name, config.exclude_modules):
+            excluded.append(name)
+        elif not _matches(name, config.target_modules):
+            unmatched.append(name)
+        elif module.in_features <= config.input_fan_in_max and not (explicit and name in config.target_modules):
+            kept_dense.append(name)
+        else:
+            matched.append(name)
+    return TargetPlan(matched, excluded, kept_dense, unmatched)
+
+
+def _s_for(name: str, config: SINRConfig) -> int | None:
+    for pattern, s in config.s_pattern.items():
+        if name == pattern or name.endswith("." + pattern) or re.fullmatch(pattern, name):
+            return s
+    return config.s
+
+
+@dataclass
+class _Target:
+    names: list[str]  # every name the same module is reachable under
+    module: nn.Linear
+    tied_to: str | None = None  # first name of the module whose weight this one shares
+
+
+def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
+    plan = plan_targets(model, config)
+    if not plan.matched:
+        raise SINRConfigError(
+            f"no module to compress: target_modules={config.target_modules!r} matched nothing "
+            f"(excluded: {plan.excluded}, kept dense as input layers: {plan.kept_dense}, unmatched: {plan.unmatched})")
+    linears = _linear_names(model)
+    by_module: dict[int, _Target] = {}
+    for name in plan.matched:
+        module = linears[name]
+        if id(module) in by_module:
+            by_module[id(module)].names.append(name)
+        else:
+            by_module[id(module)] = _Target([name], module)
+    # A module reachable under a matched and an unmatched name cannot be half replaced.
+    matched = set(plan.matched)
+    for name, module in linears.items():
+        if id(module) in by_module and name not in matched:
+            raise SINRConfigError(f"module {by_module[id(module)].names[0]!r} is also reachable as {name!r}, "
+                                  f"which is not targeted; target or exclude both names")
+    # Tied weights: one Parameter owned by several targeted linears is coded once.
+    owners: dict[int, list[str]] = {}
+    for pname, param in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(param), []).append(pname)
+    first_by_weight: dict[int, _Target] = {}
+    targets = list(by_module.values())
+    for target in targets:
+        weight = target.module.weight
+        allowed = {f"{n}.weight" for t in targets if t.module.weight is weight for n in t.names}
+        strangers = [o for o in owners.get(id(weight), []) if o not in allowed]
+        if strangers:
+            raise SINRConfigError(f"weight of {target.names[0]!r} is tied to {strangers}, which are not "
+                                  f"targeted linears; target both or exclude both")
+        if id(weight) in first_by_weight:
+            target.tied_to = first_by_weight[id(weight)].names[0]
+        else:
+            first_by_weight[id(weight)] = target
+    return targets
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_run: bool = False,
+                   progress: bool | None = None) -> CompressionReport | TargetPlan:
+    """Replace the targeted ``nn.Linear`` modules of ``model`` by ``SINRLinear``, in place.
+
+    Returns a :class:`CompressionReport` (or, with ``dry_run``, the :class:`TargetPlan` and no
+    change). Every check and all coding happen before the first module is replaced.
+    """
+    config = (config or SINRConfig()).validate()
+    if dry_run:
+        return plan_targets(model, config)
+    started = time.perf_counter()
+    targets = _resolve(model, config)
+    coded_targets = [t for t in targets if t.tied_to is None]
+    names = [t.names[0] for t in coded_targets]
+    show = progress if progress is not None else len(coded_targets) >= _PROGRESS_MIN_LAYERS
+    codes = []
+    timings = []
+    # Code layer by layer when a progress bar is wanted; otherwise all at once (batched OMP).
+    chunks = [[i] for i in range(len(coded_targets))] if show else [list(range(len(coded_targets)))]
+    for chunk in tqdm(chunks, desc="SINR coding", disable=not show, unit="layer"):
+        t0 = time.perf_counter()
+        codes += encode_tensors(
+            [coded_targets[i].module.weight.detach() for i in chunk],
+            names=[names[i] for i in chunk], s=[_s_for(names[i], config) for i in chunk],
+            s_ratio=config.s_ratio, target_error=config.target_error, k2=config.k2,
+            dict_ratio=config.dict_ratio, seed=config.seed, mode=config.mode,
+            flatten_below=config.flatten_below, coder=config.coder, value_bits=config.value_bits)
+        timings += [(time.perf_counter() - t0) / len(chunk)] * len(chunk)
+
+    # --- from here on the model is modified; nothing below raises on user input -------------
+    report = CompressionReport()
+    new_modules: dict[int, SINRLinear] = {}
+    for target, code, seconds in zip(coded_targets, codes, timings):
+        old = target.module
+        bias = round_to(old.bias.detach(), config.dense_dtype) if old.bias is not None else None
+        layer = SINRLinear.from_codes(code, bias)
+        layer.train(old.training)
+        layer.values.requires_grad_(config.trainable)
+        new_modules[id(old)] = layer
+        report.layers.append(_layer_report(target.names[0], layer, old, config, seconds))
+    for target in targets:
+        if target.tied_to is not None:
+            source = new_modules[id(next(t for t in targets if target.tied_to in t.names).module)]
+            layer = _tied_copy(source, target.module, config)
+            new_modules[id(target.module)] = layer
+            report.layers.append(_layer_report(target.names[0], layer, target.module, config, 0.0,
+                                               tied_to=target.tied_to))
+        for name in target.names:
+            _set_module(model, name, new_modules[id(target.module)])
+    _round_dense_state(model, config, report)
+    model.sinr_config = config
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLinear:
+    """A SINRLinear sharing ``source``'s codes (same Parameter objects) with its own bias."""
+    layer = SINRLinear(source.spec, bias=old.bias is not None, device=source.values.device)
+    layer.values, layer.indices = source.values, source.indices
+    if old.bias is not None:
+        with torch.no_grad():
+            layer.bias.copy_(round_to(old.bias.detach(), config.dense_dtype))
+    layer.train(old.training)
+    return layer
+
+
+def _layer_report(name: str, layer: SINRLinear, old: nn.Linear, config: SINRConfig, seconds: float,
+                  tied_to: str | None = None) -> LayerReport:
+    streams = encode_layer(layer.spec, layer.indices, layer.values, layer.bias, config.dense_dtype, config.index_coding)
+    sizes = streams.sizes()
+    params = old.weight.numel() + (old.bias.numel() if old.bias is not None else 0)
+    with torch.no_grad():
+        error = relative_error(old.weight, layer.decoded_weight())
+    return LayerReport(
+        name=name, shape=layer.spec.shape, mode=layer.spec.mode, s=layer.spec.s, k2=layer.spec.k2,
+        value_bits=layer.spec.quantizer.bits, index_coding=streams.index_coding, params=params,
+        dense_bytes=4 * params, coded_bytes=0 if tied_to else sum(sizes.values()),
+        bits_values=8 * sizes["values"], bits_indices=8 * sizes["indices"], bits_bias=8 * sizes["bias"],
+        rel_error=error, seconds=seconds, tied_to=tied_to)
+
+
+def _round_dense_state(model: nn.Module, config: SINRConfig, report: CompressionReport) -> None:
+    """Round every parameter/buffer that is not SINR-coded to ``dense_dtype`` (as the file stores it)."""
+    coded = {id(m.values) for m in model.modules() if isinstance(m, SINRLinear)}
+    coded |= {id(m.indices) for m in model.modules() if isinstance(m, SINRLinear)}
+    coded |= {id(m.bias) for m in model.modules() if isinstance(m, SINRLinear) and m.bias is not None}
+    seen = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in coded or id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        if tensor.is_floating_point():
+            with torch.no_grad():
+                tensor.data.copy_(round_to(tensor.data, config.dense_dtype))
+        stored = config.dense_dtype if tensor.is_floating_point() else None
+        report.dense_names.append(name)
+        report.dense_bytes_other += tensor.numel() * (4 if tensor.is_floating_point() else tensor.element_size())
+        report.coded_bytes_other += len(entropy.compress(tensor_to_bytes(tensor.data, stored or _dtype_name(tensor))))
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    from .bitstream import DTYPE_NAMES
+    return DTYPE_NAMES[tensor.dtype]
+
+
+def decompress_model(model: nn.Module) -> nn.Module:
+    """Replace every SINRLinear by the nn.Linear it computes, in place (tied codes stay tied)."""
+    replacements: dict[int, nn.Linear] = {}
+    shared_weights: dict[int, nn.Parameter] = {}
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        if not isinstance(module, SINRLinear) or not name:
+            continue
+        if id(module) not in replacements:
+            linear = module.to_linear()
+            key = id(module.values)
+            if key in shared_weights:
+                linear.weight = shared_weights[key]
+            else:
+                shared_weights[key] = linear.weight
+            replacements[id(module)] = linear
+        _set_module(model, name, replacements[id(module)])
+    if hasattr(model, "sinr_config"):
+        del model.sinr_config
+    return model
