@@ -1,0 +1,99 @@
+"""Helpers shared by the benchmarks: machine description, timing, and writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo ("unknown" where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict:
+    import numpy
+
+    import torch_sinr
+
+    info = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "numpy_version": numpy.__version__,
+        "torch_sinr_version": torch_sinr.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        import sklearn
+
+        info["sklearn_version"] = sklearn.__version__
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas_threadpools"] = [
+            {k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version")}
+            for p in threadpool_info()
+        ]
+    except ImportError:
+        pass
+    return info
+
+
+def time_call(fn: Callable[[], object]) -> tuple[float, object]:
+    """Seconds one call of ``fn`` takes (perf_counter), and what it returned."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def timed_median(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float], object]:
+    """Median seconds of ``repeats`` calls after ``warmup`` untimed calls; all times; last result."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    times = []
+    for _ in range(repeats):
+        t, out = time_call(fn)
+        times.append(t)
+    return statistics.median(times), times, out
+
+
+def md_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(out_dir: Path | str, name: str, description: str, results: dict, markdown: str) -> dict:
+    """Write ``name``.json and ``name``.md into ``out_dir``; return the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"name": name, "description": description, "machine": machine_info(), "results": results}
+    json_path = out / f"{name}.json"
+    md_path = out / f"{name}.md"
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
+    return {"json": str(json_path), "markdown": str(md_path)}
