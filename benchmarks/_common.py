@@ -43,6 +43,9 @@ def machine_info() -> dict:
         "torch_sinr_version": torch_sinr.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
+        # Other processes on the machine skew timings: the 1/5/15-minute load averages when the
+        # results were written (compare with cpu_count).
+        "load_average_at_write": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     try:
         import sklearn

@@ -1,0 +1,40 @@
+"""Files written by format v1 must decode the same forever."""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_golden_v1_file_decodes_to_its_recorded_weights():
+    expected = load_file(str(GOLDEN / "format_v1_expected.safetensors"))
+    decoded = decode_state_dict(GOLDEN / "format_v1.safetensors")
+    assert decoded.keys() == expected.keys()
+    for key in expected:
+        # Codes and dictionary are exact; only the sparse matmul's summation order may vary.
+        torch.testing.assert_close(decoded[key], expected[key], rtol=0, atol=1e-6)
+
+
+def test_golden_v1_file_layout():
+    cf = read_compressed(GOLDEN / "format_v1.safetensors")
+    assert cf.metadata["format_version"] == "1" and cf.metadata["dictionary_generator"] == "sinr-gauss-v1"
+    layers = {r.name: (r.spec.mode, r.spec.s, r.spec.k2, r.spec.quantizer.bits) for r in cf.layers}
+    # fan-in 56: per row, s = ceil(0.45 * 56) = 26, k2 = 8 * 56; fan-in 20 < 50: flattened ("tiny"),
+    # k1 = 400 -> s = 180, k1 = 60 -> s = 27; fan-in 2: the input layer is left dense
+    assert layers == {"2": ("row", 26, 448, 12), "4": ("row", 26, 448, 12),
+                      "6": ("flat", 180, 3200, 12), "8": ("flat", 27, 480, 12)}
+    assert {r.name for r in cf.dense} == {"0.weight", "0.bias"}
+
+
+def test_golden_v1_file_loads_into_model():
+    from tests.golden.make_golden import golden_model
+
+    model = load_compressed(GOLDEN / "format_v1.safetensors", golden_model()).eval()
+    plain = golden_model()
+    plain.load_state_dict(load_file(str(GOLDEN / "format_v1_expected.safetensors")))
+    x = torch.linspace(-1, 1, 20).reshape(10, 2)
+    torch.testing.assert_close(model(x), plain(x), rtol=0, atol=1e-5)
