@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image, UnidentifiedImageError
 
 from .errors import SINRInputError
 
@@ -21,11 +22,13 @@ def load_image(path: str | Path = DEFAULT_IMAGE, downscale: int = 1) -> torch.Te
         raise SINRInputError(f"image {path} does not exist")
     if not isinstance(downscale, int) or downscale < 1:
         raise SINRInputError(f"downscale must be a positive int, got {downscale!r}")
+    # Pillow, not torchvision.io: torchvision deprecated its image decoders in 0.29.
     try:
-        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-        image = decode_image(data, mode=ImageReadMode.RGB).float() / 255.0
-    except RuntimeError as exc:
+        with Image.open(path) as handle:
+            array = np.asarray(handle.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
         raise SINRInputError(f"cannot decode image {path}: {exc}") from None
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
     if downscale > 1:
         h, w = image.shape[1] // downscale * downscale, image.shape[2] // downscale * downscale
         image = F.avg_pool2d(image[None, :, :h, :w], downscale)[0]
@@ -34,7 +37,7 @@ def load_image(path: str | Path = DEFAULT_IMAGE, downscale: int = 1) -> torch.Te
 
 def save_image_row(images: list[torch.Tensor], labels: list[str], path: str | Path, scale: int = 2) -> None:
     """Save images (3, H, W) side by side with a caption under each, as one PNG."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     tiles = []
     for img in images:

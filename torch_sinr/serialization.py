@@ -358,8 +358,10 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             keys = list(f.keys())
+            if metadata.get("format") != FORMAT:
+                raise SINRFormatError(f"{path}: not a torch_sinr file (format={metadata.get('format')!r})")
             if keys != [PAYLOAD]:
-                raise SINRFormatError(f"{path}: expected one tensor {PAYLOAD!r}, found {keys}")
+                raise SINRFormatError(f"{path}: expected one tensor {PAYLOAD!r}, found {keys[:10]}")
             payload_tensor = f.get_tensor(PAYLOAD)
     except SafetensorError as exc:
         raise SINRFormatError(f"{path}: not a valid safetensors file ({exc})") from None
@@ -367,8 +369,6 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
         raise
     except Exception as exc:  # safetensors raises assorted errors on garbage headers
         raise SINRFormatError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {exc})") from None
-    if metadata.get("format") != FORMAT:
-        raise SINRFormatError(f"{path}: not a torch_sinr file (format={metadata.get('format')!r})")
     if metadata.get("format_version") != str(FORMAT_VERSION):
         raise SINRFormatError(f"{path}: format version {metadata.get('format_version')!r} is not supported by "
                               f"torch_sinr {__version__} (it reads version {FORMAT_VERSION})")
