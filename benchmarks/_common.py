@@ -72,6 +72,18 @@ def time_call(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
+def time_call_cpu(fn: Callable[[], object]) -> tuple[float, float, object]:
+    """Wall seconds and process CPU seconds (all threads) of one call of ``fn``, and its result.
+
+    CPU / wall near the number of threads used means the call had the cores to itself; much
+    less means other processes were competing for them.
+    """
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    t1, c1 = time.perf_counter(), time.process_time()
+    return t1 - t0, c1 - c0, out
+
+
 def timed_median(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float], object]:
     """Median seconds of ``repeats`` calls after ``warmup`` untimed calls; all times; last result."""
     out = None

@@ -79,17 +79,20 @@ class SharedMLP(nn.Module):
 
 
 class BufferMLP(nn.Module):
-    """BatchNorm (running stats + int64 num_batches_tracked) and extra registered buffers."""
+    """Registered buffers (float and int64) and, optionally, a BatchNorm1d (running stats and a
+    0-dim int64 ``num_batches_tracked``) plus a 0-dim float buffer."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, bn: bool = True) -> None:
         super().__init__()
         torch.manual_seed(seed)
         self.inp = nn.Linear(2, 64)
-        self.bn = nn.BatchNorm1d(64)
+        self.bn = nn.BatchNorm1d(64) if bn else nn.Identity()
         self.hidden = nn.Linear(64, 64)
         self.out = nn.Linear(64, 3)
         self.register_buffer("scale", torch.linspace(0.5, 1.5, 3))
-        self.register_buffer("step", torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("steps", torch.zeros(2, dtype=torch.int64))
+        if bn:
+            self.register_buffer("temperature", torch.tensor(1.0))
 
     def forward(self, x):
         h = torch.relu(self.bn(self.inp(x)))
@@ -125,6 +128,16 @@ def _assert_unchanged(model: nn.Module, snapshot) -> None:
 
 
 # ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """These models are tiny: intra-op threads only add overhead (and stall badly when the
+    machine is busy), so run this module single-threaded and restore the setting after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory):
     """The default-config compressed MLP, its file and the file report."""
@@ -261,32 +274,45 @@ def test_round_trip_fixed_index_coding(fixed_file):
     assert torch.equal(_forward(load_compressed(path, make_mlp()), x), _forward(model, x))
 
 
-def test_round_trip_batchnorm_and_buffers(tmp_path):
-    model = BufferMLP()
+def _buffer_round_trip(tmp_path, bn: bool):
+    model = BufferMLP(bn=bn)
     model.train()
     with torch.no_grad():
         for i in range(3):
             model(_inputs(32, seed=i))
-        model.step += 5
+        model.steps += torch.tensor([5, 7])
     model.eval()
     compress_model(model)
-    path = tmp_path / "bn.safetensors"
+    assert isinstance(model.hidden, SINRLinear) and isinstance(model.out, SINRLinear)
+    path = tmp_path / "buffers.safetensors"
     save_compressed(model, path)
     x = _inputs()
     expected = _forward(model, x)
 
-    loaded = load_compressed(path, BufferMLP(seed=1).eval())
+    loaded = load_compressed(path, BufferMLP(seed=1, bn=bn).eval())
     assert torch.equal(_forward(loaded, x), expected)
+    assert loaded.steps.dtype == torch.int64 and loaded.steps.tolist() == [5, 7]
+    for key, value in model.state_dict().items():
+        if key.startswith(("hidden.", "out.")):
+            continue
+        assert loaded.state_dict()[key].dtype == value.dtype, key
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+    plain = BufferMLP(seed=2, bn=bn)
+    plain.load_state_dict(decode_state_dict(path), strict=True)
+    assert plain.steps.dtype == torch.int64
+    assert torch.equal(_forward(plain, x), expected)
+    return loaded
+
+
+def test_round_trip_registered_buffers(tmp_path):
+    _buffer_round_trip(tmp_path, bn=False)
+
+
+def test_round_trip_batchnorm_and_scalar_buffers(tmp_path):
+    loaded = _buffer_round_trip(tmp_path, bn=True)
     assert loaded.bn.num_batches_tracked.dtype == torch.int64
     assert int(loaded.bn.num_batches_tracked) == 3
-    assert loaded.step.dtype == torch.int64 and int(loaded.step) == 5
-    for key in ("bn.running_mean", "bn.running_var", "bn.weight", "bn.bias", "scale", "inp.weight"):
-        assert torch.equal(loaded.state_dict()[key], model.state_dict()[key]), key
-
-    plain = BufferMLP(seed=2)
-    plain.load_state_dict(decode_state_dict(path), strict=True)
-    assert plain.bn.num_batches_tracked.dtype == torch.int64
-    assert torch.equal(_forward(plain, x), expected)
 
 
 # ----------------------------------------------------------------------------- container
@@ -342,7 +368,9 @@ def test_tied_weights_coded_once_and_stay_tied(tmp_path):
     report = compress_model(model)
     by_name = {l.name: l for l in report.layers}
     assert by_name["b"].tied_to == "a" and by_name["a"].tied_to is None
-    assert by_name["b"].coded_bytes == 0
+    # the tied layer stores only its own bias: no values or indices of its own
+    assert by_name["b"].bits_values == 0 and by_name["b"].bits_indices == 0
+    assert by_name["b"].coded_bytes * 8 == by_name["b"].bits_bias > 0
     assert model.a.values is model.b.values
     assert not torch.equal(model.a.bias, model.b.bias)
 
@@ -386,10 +414,6 @@ def test_same_module_under_two_names(tmp_path):
     assert torch.equal(_forward(plain, x), expected)
 
 
-@pytest.mark.xfail(reason="BUG: CompressionReport.total_coded_bytes leaves out the bias streams that "
-                          "save_compressed writes for tied layers (and for a module shared under two names, "
-                          "whose bias is written twice), so the report is not the file's payload size",
-                   strict=True)
 @pytest.mark.parametrize("factory", [TiedMLP, SharedMLP], ids=["tied-weight", "shared-module"])
 def test_report_counts_payload_bytes_with_tied_layers(tmp_path, factory):
     model = factory()
@@ -483,21 +507,19 @@ def test_truncated_file(compressed, tmp_path, fraction):
     _assert_refused(bad)
 
 
-@pytest.mark.parametrize("chunk", range(4))
-def test_flipped_bytes_only_raise_format_errors(compressed, tmp_path, chunk):
-    """~200 single-byte corruptions across header and payload: each reader succeeds (flips in a
+def test_flipped_bytes_only_raise_format_errors(compressed, tmp_path):
+    """200 single-byte corruptions across header and payload: each reader succeeds (flips in a
     stream may decode to other valid values) or raises SINRFormatError, never anything else."""
     _, path, _, _ = compressed
     data = path.read_bytes()
     rng = random.Random(20250101)
     positions = sorted(rng.sample(range(len(data)), 200))
-    masks = [rng.randrange(1, 256) for _ in positions]
     bad = tmp_path / "flipped.safetensors"
     x = _inputs(8)
-    outcomes = []
-    for pos, mask in list(zip(positions, masks))[chunk::4]:
+    refused = 0
+    for pos in positions:
         corrupted = bytearray(data)
-        corrupted[pos] ^= mask
+        corrupted[pos] ^= rng.randrange(1, 256)
         bad.write_bytes(bytes(corrupted))
         ok_read = _only_format_errors(lambda: read_compressed(bad))
         target = make_mlp()
@@ -508,9 +530,8 @@ def test_flipped_bytes_only_raise_format_errors(compressed, tmp_path, chunk):
         ok_decode = _only_format_errors(lambda: decode_state_dict(bad))
         if not ok_read:
             assert not ok_load and not ok_decode, pos
-        outcomes.append(ok_read)
-    assert len(outcomes) == 50
-    assert not all(outcomes)  # header corruption in particular must be caught
+        refused += not (ok_read and ok_load and ok_decode)
+    assert refused > 10  # corrupt headers and streams are noticed, not silently accepted
 
 
 # -- edited metadata, written with safetensors.torch.save_file ------------------------------
@@ -833,9 +854,6 @@ def test_deeply_nested_layout(compressed, tmp_path, depth):
     _assert_refused(bad)
 
 
-@pytest.mark.xfail(reason="BUG: serialization._get(kind=float) calls math.isfinite on a JSON integer; "
-                          "an integer too large for a float (lo=10**400) raises OverflowError, not "
-                          "SINRFormatError", strict=True)
 @pytest.mark.parametrize("field", ["lo", "hi"])
 def test_float_field_with_huge_integer(compressed, tmp_path, field):
     _, path, _, _ = compressed
@@ -843,9 +861,6 @@ def test_float_field_with_huge_integer(compressed, tmp_path, field):
     _assert_refused(bad)
 
 
-@pytest.mark.xfail(reason="BUG: read_compressed catches only JSONDecodeError/RecursionError from json.loads; "
-                          "an integer literal over Python's 4300-digit limit raises a plain ValueError, "
-                          "not SINRFormatError", strict=True)
 def test_layout_with_overlong_integer(compressed, tmp_path):
     _, path, _, _ = compressed
     text = '{"sinr":[],"dense":[],"payload_bytes":' + "1" * 5000 + "}"
@@ -853,11 +868,6 @@ def test_layout_with_overlong_integer(compressed, tmp_path):
     _assert_refused(bad)
 
 
-@pytest.mark.xfail(reason="BUG: read_compressed accepts a tied layer whose s/k2 differ from the layer it is "
-                          "tied to (only shape and mode are compared); load_compressed then fails with a "
-                          "RuntimeError (s) or builds a layer whose shared indices exceed its own k2, and "
-                          "its decode reads past the dictionary (out-of-bounds sparse mm, NaN garbage)",
-                   strict=True)
 @pytest.mark.parametrize("field,value", [("s", 10), ("k2", 100)])
 def test_tied_layer_spec_must_match_its_source(tmp_path, field, value):
     model = TiedMLP()
@@ -884,9 +894,6 @@ def test_tied_file_tie_to_wrong_layer_is_refused(tmp_path):
     _assert_refused(bad, TiedMLP)
 
 
-@pytest.mark.xfail(reason="BUG: read_compressed only rejects identical layer/tensor names, not a layer whose "
-                          "implied keys ('0.weight', '0.bias') collide with dense tensors; decode_state_dict "
-                          "then silently returns the dense tensors and drops the coded layer", strict=True)
 def test_layer_keys_colliding_with_dense_tensors(compressed, tmp_path):
     _, path, _, _ = compressed
     bad = _rewrite(path, tmp_path / "bad.safetensors", mutate=_layer_named_like_dense)

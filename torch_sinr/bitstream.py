@@ -13,12 +13,14 @@ import torch
 from .codec import entropy
 from .codec.bitpack import pack_uint, packed_size, unpack_uint
 from .codec.indices import decode_indices, encode_indices
-from .errors import SINRFormatError
+from .errors import SINRFormatError, SINRInputError
 from .tensor_codes import CodeSpec
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
-                 "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+                 "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+                 "uint16": torch.uint16, "uint32": torch.uint32, "uint64": torch.uint64,
+                 "complex64": torch.complex64, "complex128": torch.complex128}
 DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
 
 
@@ -34,13 +36,21 @@ def itemsize(name: str) -> int:
 
 
 def tensor_to_bytes(tensor: torch.Tensor, dtype_name: str) -> bytes:
-    t = tensor.detach().to("cpu", torch_dtype(dtype_name)).contiguous()
+    t = tensor.detach().to("cpu", torch_dtype(dtype_name)).contiguous().reshape(-1)  # 0-dim cannot be viewed
     return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
 def bytes_to_tensor(data: bytes, dtype_name: str, shape: tuple[int, ...]) -> torch.Tensor:
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
     return raw.view(torch_dtype(dtype_name)).reshape(shape).clone()
+
+
+def check_storable(state: dict[str, torch.Tensor]) -> None:
+    """Raise before anything is modified if a tensor has a dtype the file cannot hold."""
+    for name, tensor in state.items():
+        if tensor.dtype not in DTYPE_NAMES:
+            raise SINRInputError(f"cannot store {name!r}: unsupported dtype {tensor.dtype} "
+                                 f"(supported: {sorted(DTYPE_NAMES.values())})")
 
 
 def round_to(tensor: torch.Tensor, dtype_name: str) -> torch.Tensor:

@@ -76,8 +76,14 @@ class SINRConfig:
         need(self.s is None or (isinstance(self.s, int) and self.s >= 1), f"s must be a positive int or None, got {self.s!r}")
         need(0 < self.s_ratio <= 1, f"s_ratio must be in (0, 1], got {self.s_ratio}")
         need(self.target_error is None or 0 < self.target_error < 1, f"target_error must be in (0, 1), got {self.target_error}")
-        need(all(isinstance(k, str) and isinstance(v, int) and v >= 1 for k, v in self.s_pattern.items()),
+        need(isinstance(self.s_pattern, dict) and all(isinstance(k, str) and isinstance(v, int) and v >= 1
+                                                      for k, v in self.s_pattern.items()),
              "s_pattern must map name patterns to positive ints")
+        for pattern in self.s_pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise SINRConfigError(f"s_pattern key {pattern!r} is not a valid name or regex: {exc}") from None
         need(self.k2 is None or (isinstance(self.k2, int) and self.k2 >= 1), f"k2 must be a positive int or None, got {self.k2!r}")
         need(isinstance(self.dict_ratio, int) and self.dict_ratio >= 1, f"dict_ratio must be a positive int, got {self.dict_ratio!r}")
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed!r}")

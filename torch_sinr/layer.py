@@ -34,7 +34,7 @@ class SINRLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.out_features, **factory)) if bias else None
         if self.bias is None:
             self.register_parameter("bias", None)
-        self._cache: tuple[tuple, torch.Tensor] | None = None
+        self._cache: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -89,13 +89,16 @@ class SINRLinear(nn.Module):
         """The dense (out, in) weight, as ``nn.Linear.weight`` (cached; read-only)."""
         if self._decodes_every_forward():
             return self.decoded_weight()
-        # _version changes on any in-place edit of values/indices, so the cache cannot go stale.
+        # _version catches in-place edits of the tensors themselves; edits through ``.data`` bypass
+        # it, so the codes are also compared with the snapshot the cache was decoded from (the codes
+        # are small next to any real batch, so this costs little).
         key = (self.values._version, self.indices._version, self.values.data_ptr(),
                self.indices.data_ptr(), self.values.device, self.values.dtype)
-        if self._cache is None or self._cache[0] != key:
+        if (self._cache is None or self._cache[0] != key or not torch.equal(self._cache[1], self.values)
+                or not torch.equal(self._cache[2], self.indices)):
             with torch.no_grad():
-                self._cache = (key, self.decoded_weight())
-        return self._cache[1]
+                self._cache = (key, self.values.detach().clone(), self.indices.clone(), self.decoded_weight())
+        return self._cache[3]
 
     def _decodes_every_forward(self) -> bool:
         return self.training and self.values.requires_grad and torch.is_grad_enabled()

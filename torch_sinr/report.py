@@ -15,7 +15,7 @@ class LayerReport:
     k2: int
     value_bits: int
     index_coding: str
-    params: int  # dense weight + bias parameters
+    params: int  # dense weight + bias parameters (bias only for a tied layer)
     dense_bytes: int  # float32 weight + bias
     coded_bytes: int  # entropy-coded values + indices + bias streams (exact, no container)
     bits_values: int
@@ -40,11 +40,11 @@ class CompressionReport:
 
     @property
     def total_dense_bytes(self) -> int:
-        return sum(l.dense_bytes for l in self.layers if l.tied_to is None) + self.dense_bytes_other
+        return sum(l.dense_bytes for l in self.layers) + self.dense_bytes_other
 
     @property
     def total_coded_bytes(self) -> int:
-        return sum(l.coded_bytes for l in self.layers if l.tied_to is None) + self.coded_bytes_other
+        return sum(l.coded_bytes for l in self.layers) + self.coded_bytes_other
 
     @property
     def ratio(self) -> float:

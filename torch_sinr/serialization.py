@@ -107,9 +107,13 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: s
         payload.extend(stream)
         return entry
 
-    sinr_entries, skip_keys, seen = [], set(), {}
+    sinr_entries, skip_keys, seen, seen_modules = [], set(), {}, {}
     for name, layer in layers.items():
         skip_keys.update({f"{name}.values", f"{name}.indices", f"{name}.bias"})
+        if id(layer) in seen_modules:  # the same module under a second name: no streams at all
+            sinr_entries.append({"name": name, "alias_of": seen_modules[id(layer)]})
+            continue
+        seen_modules[id(layer)] = name
         entry = {"name": name, "bias": dense_dtype if layer.bias is not None else None}
         tied = seen.get(id(layer.values))
         seen.setdefault(id(layer.values), name)
@@ -189,7 +193,10 @@ def _get(entry: dict, key: str, kind, where: str, *, optional: bool = False):
         return None
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        try:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+        except OverflowError:  # a JSON integer beyond float range
+            ok = False
     if not ok:
         raise _fail(where, f"field {key!r} has the wrong type ({type(value).__name__})")
     return value
@@ -245,6 +252,10 @@ class _DenseRecord:
     tied_to: str | None
 
 
+def replace_name(record: _LayerRecord, name: str) -> _LayerRecord:
+    return _LayerRecord(name, record.spec, record.bias_dtype, None, None, None, None, record.name)
+
+
 def _parse_layer(entry, payload_size: int) -> _LayerRecord:
     if not isinstance(entry, dict):
         raise SINRFormatError("layout: a sinr entry is not an object")
@@ -263,8 +274,9 @@ def _parse_layer(entry, payload_size: int) -> _LayerRecord:
     if bits not in SUPPORTED_BITS:
         raise _fail(where, f"value_bits={bits} is not supported")
     lo, hi = _get(entry, "lo", float, where), _get(entry, "hi", float, where)
+    seed = _int(entry, "seed", 0, 2**32 - 1, where)
     try:
-        dictionary = DictionarySpec(seed=_int(entry, "seed", 0, 2**32 - 1, where), k1=k1, k2=k2)
+        dictionary = DictionarySpec(seed=seed, k1=k1, k2=k2)
         quantizer = UniformQuantizer(bits, float(lo), float(hi))
         spec = CodeSpec(shape=shape, mode=mode, s=s, dictionary=dictionary, quantizer=quantizer)
     except SINRError as exc:
@@ -326,6 +338,7 @@ class CompressedFile:
     dense: list[_DenseRecord]
     payload: bytes
     file_bytes: int
+    aliases: dict[str, str] = field(default_factory=dict)  # name -> layer it is the same module as
 
     def _slice(self, stream: tuple[int, int, int]) -> bytes:
         offset, length, _ = stream
@@ -378,23 +391,39 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
         raise SINRFormatError(f"{path}: payload must be a 1-D uint8 tensor")
     try:
         layout = json.loads(metadata.get("layout", ""))
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, int digit limit, nesting
         raise SINRFormatError(f"{path}: layout metadata is not valid JSON") from None
     if not isinstance(layout, dict) or not isinstance(layout.get("sinr"), list) or not isinstance(layout.get("dense"), list):
         raise SINRFormatError(f"{path}: layout must hold 'sinr' and 'dense' lists")
     payload = payload_tensor.numpy().tobytes()
     if layout.get("payload_bytes") != len(payload):
         raise SINRFormatError(f"{path}: payload is {len(payload)} bytes, layout says {layout.get('payload_bytes')!r}")
-    layers = [_parse_layer(e, len(payload)) for e in layout["sinr"]]
+    aliases: dict[str, str] = {}
+    layer_entries = []
+    for e in layout["sinr"]:
+        if isinstance(e, dict) and "alias_of" in e:
+            aliases[_get(e, "name", str, "layout")] = _get(e, "alias_of", str, "layout")
+        else:
+            layer_entries.append(e)
+    layers = [_parse_layer(e, len(payload)) for e in layer_entries]
     dense = [_parse_dense(e, len(payload)) for e in layout["dense"]]
-    names = [r.name for r in layers] + [r.name for r in dense]
+    names = [r.name for r in layers] + [r.name for r in dense] + list(aliases)
     if len(set(names)) != len(names):
         raise SINRFormatError(f"{path}: duplicate names in layout")
+    coded = {r.name: r for r in layers}
+    for alias, source in aliases.items():
+        if source not in coded or coded[source].tied_to is not None:
+            raise SINRFormatError(f"{path}: layer {alias!r} is an alias of {source!r}, which is not a coded layer")
+    dense_keys = {r.name for r in dense}
+    for r in [*layers, *(_LayerRecord(a, coded[src].spec, None, None, None, None, None, None) for a, src in aliases.items())]:
+        clash = {f"{r.name}.weight", f"{r.name}.bias", f"{r.name}.values", f"{r.name}.indices"} & dense_keys
+        if clash:
+            raise SINRFormatError(f"{path}: layer {r.name!r} collides with dense tensors {sorted(clash)}")
     layer_names = {r.name: r for r in layers}
     for r in layers:
         if r.tied_to is not None:
             src = layer_names.get(r.tied_to)
-            if src is None or src.tied_to is not None or src.spec.shape != r.spec.shape or src.spec.mode != r.spec.mode:
+            if src is None or src.tied_to is not None or src.spec != r.spec:
                 raise SINRFormatError(f"{path}: layer {r.name!r} is tied to {r.tied_to!r}, which is not a compatible coded layer")
     dense_names = {r.name: r for r in dense}
     for r in dense:
@@ -405,7 +434,7 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
     total = sum(r.spec.n_vectors * r.spec.s * 16 for r in layers) + sum(math.prod(r.shape) * 8 for r in dense)
     if total > MAX_DECODED_BYTES:
         raise SINRFormatError(f"{path}: declares {total} bytes of decoded tensors, over the limit")
-    return CompressedFile(metadata, layers, dense, payload, path.stat().st_size)
+    return CompressedFile(metadata, layers, dense, payload, path.stat().st_size, aliases)
 
 
 def _build_layers(cf: CompressedFile, device) -> tuple[dict[str, SINRLinear], dict[str, torch.Tensor]]:
@@ -436,7 +465,8 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
     """
     cf = read_compressed(path)
     modules = dict(model.named_modules(remove_duplicate=False))
-    for record in cf.layers:
+    by_record = {r.name: r for r in cf.layers}
+    for record in [*cf.layers, *(replace_name(by_record[src], a) for a, src in cf.aliases.items())]:
         target = modules.get(record.name)
         if not isinstance(target, (nn.Linear, SINRLinear)):
             raise SINRFormatError(f"file layer {record.name!r} has no nn.Linear of that name in the model "
@@ -446,6 +476,8 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
             raise SINRFormatError(f"layer {record.name!r}: file has shape {record.spec.shape} "
                                   f"(bias={record.bias_dtype is not None}), model has {shape} (bias={target.bias is not None})")
     built, dense = _build_layers(cf, device)
+    for alias, source in cf.aliases.items():
+        built[alias] = built[source]
     # Expected state after replacement: the model's keys minus the replaced linears' own tensors.
     replaced = set(built)
     expected = {}
@@ -494,6 +526,10 @@ def decode_state_dict(path: str | os.PathLike, device=None) -> dict[str, torch.T
         state[f"{record.name}.weight"] = weight
         if bias is not None:
             state[f"{record.name}.bias"] = bias.to(a.device)
+    for alias, source in cf.aliases.items():
+        for leaf in ("weight", "bias"):
+            if f"{source}.{leaf}" in state:
+                state[f"{alias}.{leaf}"] = state[f"{source}.{leaf}"]
     dense_by_name = {r.name: r for r in cf.dense}
     for r in cf.dense:
         state[r.name] = cf.dense_tensor(r, dense_by_name).to(device or "cpu")

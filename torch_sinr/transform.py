@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bitstream import encode_layer, round_to, tensor_to_bytes
+from .bitstream import DTYPE_NAMES, check_storable, encode_layer, round_to, tensor_to_bytes
 from .codec import entropy
 from .config import ALL_LINEAR, SINRConfig
 from .errors import SINRConfigError
@@ -142,6 +142,7 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
         return plan_targets(model, config)
     started = time.perf_counter()
     targets = _resolve(model, config)
+    check_storable(model.state_dict())
     coded_targets = [t for t in targets if t.tied_to is None]
     names = [t.names[0] for t in coded_targets]
     show = progress if progress is not None else len(coded_targets) >= _PROGRESS_MIN_LAYERS
@@ -200,13 +201,17 @@ def _layer_report(name: str, layer: SINRLinear, old: nn.Linear, config: SINRConf
                   tied_to: str | None = None) -> LayerReport:
     streams = encode_layer(layer.spec, layer.indices, layer.values, layer.bias, config.dense_dtype, config.index_coding)
     sizes = streams.sizes()
-    params = old.weight.numel() + (old.bias.numel() if old.bias is not None else 0)
+    bias_params = old.bias.numel() if old.bias is not None else 0
+    # A tied layer stores only its bias (its codes are its source's).
+    params = bias_params if tied_to else old.weight.numel() + bias_params
+    if tied_to:
+        sizes.update(values=0, indices=0)
     with torch.no_grad():
         error = relative_error(old.weight, layer.decoded_weight())
     return LayerReport(
         name=name, shape=layer.spec.shape, mode=layer.spec.mode, s=layer.spec.s, k2=layer.spec.k2,
         value_bits=layer.spec.quantizer.bits, index_coding=streams.index_coding, params=params,
-        dense_bytes=4 * params, coded_bytes=0 if tied_to else sum(sizes.values()),
+        dense_bytes=4 * params, coded_bytes=sum(sizes.values()),
         bits_values=8 * sizes["values"], bits_indices=8 * sizes["indices"], bits_bias=8 * sizes["bias"],
         rel_error=error, seconds=seconds, tied_to=tied_to)
 
@@ -231,7 +236,6 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
 
 
 def _dtype_name(tensor: torch.Tensor) -> str:
-    from .bitstream import DTYPE_NAMES
     return DTYPE_NAMES[tensor.dtype]
 
 

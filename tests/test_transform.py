@@ -1,0 +1,677 @@
+"""compress_model / decompress_model / targeting (peft-style), the report and SINRLinear."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from torch_sinr import (SINRConfig, SINRConfigError, SINRError, SINRInputError, SINRLinear, compress_model,
+                        decompress_model, plan_targets)
+from torch_sinr.serialization import load_compressed, save_compressed
+
+# With default settings (s = 0.45 k1, 16-bit values) every layer's weight error is ~0.05-0.08;
+# the outputs of these small tanh/relu/sine nets move by ~0.02-0.17 relative (measured over
+# seeds 0-3). 0.25 leaves margin while still failing if a layer is decoded wrongly (errors ~1).
+OUTPUT_REL_ERROR_BOUND = 0.25
+LAYER_REL_ERROR_BOUND = 0.1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """Tiny models: intra-op threads only add overhead (and stall when the machine is busy)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ----------------------------------------------------------------------------- models
+def plain_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(),
+                         nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 3))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, width), nn.Tanh())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Nested(nn.Module):
+    """ModuleList of custom modules that hold a Sequential, and a Sequential head."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.inp = nn.Linear(3, 64)
+        self.blocks = nn.ModuleList([Block(64), Block(64)])
+        self.head = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 4))
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+
+class MyLinear(nn.Linear):
+    """A subclass of nn.Linear (same computation, extra attribute)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tag = "custom"
+
+
+class Subclassed(nn.Module):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.inp = MyLinear(2, 64)
+        self.hidden = MyLinear(64, 64)
+        self.out = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(torch.sin(self.inp(x)))))
+
+
+class WideInput(nn.Module):
+    """Two input-like layers: fan-in 2 and fan-in 16 (both <= input_fan_in_max=16, kept dense);
+    the fan-in 17 output layer is coded ("flat", since 17 < flatten_below=50)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.coords = nn.Linear(2, 16)
+        self.embed = nn.Linear(16, 64)
+        self.hidden = nn.Linear(64, 17)
+        self.out = nn.Linear(17, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.embed(torch.sin(self.coords(x))))
+        return self.out(torch.tanh(self.hidden(h)))
+
+
+class Net(nn.Module):
+    """Linears: inp (fan-in 2), enc.0, enc.2, dec.0, out."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.inp = nn.Linear(2, 64)
+        self.enc = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 64))
+        self.dec = nn.ModuleList([nn.Linear(64, 64)])
+        self.out = nn.Linear(64, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        h = torch.tanh(self.enc(h))
+        h = torch.tanh(self.dec[0](h))
+        return self.out(h)
+
+
+NET_LINEARS = ["inp", "enc.0", "enc.2", "dec.0", "out"]
+
+
+class TiedNet(nn.Module):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.inp = nn.Linear(2, 64)
+        self.a = nn.Linear(64, 64)
+        self.b = nn.Linear(64, 64)
+        self.b.weight = self.a.weight
+        self.out = nn.Linear(64, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        return self.out(torch.tanh(self.b(torch.tanh(self.a(h)))))
+
+
+class SharedNet(nn.Module):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.inp = nn.Linear(2, 64)
+        self.a = nn.Linear(64, 64)
+        self.b = self.a
+        self.out = nn.Linear(64, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        return self.out(torch.tanh(self.b(torch.tanh(self.a(h)))))
+
+
+class EmbeddingTied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(64, 64)
+        self.inp = nn.Linear(2, 64)
+        self.proj = nn.Linear(64, 64)
+        self.proj.weight = self.emb.weight
+
+
+# ----------------------------------------------------------------------------- helpers
+def _inputs(d: int, n: int = 128, seed: int = 7) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, d, generator=g) * 2 - 1
+
+
+def _out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def _snapshot(model: nn.Module):
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    kinds = {name: type(m) for name, m in model.named_modules(remove_duplicate=False)}
+    return state, kinds
+
+
+def _assert_unchanged(model: nn.Module, snapshot) -> None:
+    state, kinds = snapshot
+    assert {name: type(m) for name, m in model.named_modules(remove_duplicate=False)} == kinds
+    assert not any(isinstance(m, SINRLinear) for m in model.modules())
+    assert not hasattr(model, "sinr_config")
+    now = model.state_dict()
+    assert now.keys() == state.keys()
+    for key, value in state.items():
+        assert _same(now[key], value), key
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality (NaN payloads included)."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(
+        a.detach().reshape(-1).view(torch.uint8), b.detach().reshape(-1).view(torch.uint8))
+
+
+def _sinr_names(model: nn.Module) -> list[str]:
+    return sorted(n for n, m in model.named_modules(remove_duplicate=False) if isinstance(m, SINRLinear))
+
+
+# ----------------------------------------------------------------------------- the case table
+CASES = {
+    "sequential-mlp": (plain_mlp, 2, ["0"], ["2", "4", "6"]),
+    "nested-containers": (Nested, 3, ["inp"], ["blocks.0.net.0", "blocks.1.net.0", "head.0", "head.2"]),
+    "linear-subclass": (Subclassed, 2, ["inp"], ["hidden", "out"]),
+    "input-layers": (WideInput, 2, ["coords", "embed"], ["hidden", "out"]),
+}
+
+
+@pytest.mark.parametrize("factory,in_dim,dense,coded", list(CASES.values()), ids=list(CASES))
+def test_compress_case(tmp_path, factory, in_dim, dense, coded):
+    model = factory()
+    original = copy.deepcopy(model)
+    x = _inputs(in_dim)
+    reference = _out(original, x)
+
+    plan = compress_model(model, SINRConfig(), dry_run=True)
+    assert sorted(plan.matched) == sorted(coded)
+    assert sorted(plan.kept_dense) == sorted(dense)
+    assert plan.excluded == [] and plan.unmatched == []
+
+    report = compress_model(model)
+    # every targeted linear became SINRLinear, the input layers stayed what they were
+    assert _sinr_names(model) == sorted(coded)
+    for name in dense:
+        assert type(model.get_submodule(name)) is type(original.get_submodule(name))
+        assert torch.equal(model.get_submodule(name).weight, original.get_submodule(name).weight)
+    assert sorted(l.name for l in report.layers) == sorted(coded)
+    for layer_report in report.layers:
+        assert 0 < layer_report.rel_error < LAYER_REL_ERROR_BOUND, layer_report
+        assert layer_report.ratio > 1
+    assert model.sinr_config == SINRConfig()
+
+    # forward stays close to the original
+    compressed = _out(model, x)
+    assert compressed.shape == reference.shape
+    assert _rel(compressed, reference) < OUTPUT_REL_ERROR_BOUND
+
+    # save / load round trip is bit-exact
+    path = tmp_path / "model.safetensors"
+    save_compressed(model, path)
+    loaded = load_compressed(path, factory(seed=11))
+    assert _sinr_names(loaded) == sorted(coded)
+    assert torch.equal(_out(loaded, x), compressed)
+
+    # .to(float64) works (the dictionary and the cache follow the dtype)
+    as64 = copy.deepcopy(model).to(torch.float64)
+    for name in coded:
+        assert as64.get_submodule(name).weight.dtype == torch.float64
+    out64 = _out(as64, x.double())
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), compressed, rtol=1e-4, atol=1e-5)
+
+    # decompress_model gives plain nn.Linear with identical outputs
+    restored = decompress_model(copy.deepcopy(model))
+    assert _sinr_names(restored) == []
+    for name in coded:
+        assert type(restored.get_submodule(name)) is nn.Linear
+    assert not hasattr(restored, "sinr_config")
+    assert torch.equal(_out(restored, x), compressed)
+
+
+def test_decompress_keeps_tied_weights_and_shared_modules():
+    x = _inputs(2)
+    tied = TiedNet()
+    compress_model(tied)
+    expected = _out(tied, x)
+    decompress_model(tied)
+    assert type(tied.a) is nn.Linear and type(tied.b) is nn.Linear
+    assert tied.a.weight is tied.b.weight
+    assert not torch.equal(tied.a.bias, tied.b.bias)
+    assert torch.equal(_out(tied, x), expected)
+
+    shared = SharedNet()
+    compress_model(shared)
+    assert isinstance(shared.a, SINRLinear) and shared.a is shared.b
+    expected = _out(shared, x)
+    decompress_model(shared)
+    assert type(shared.a) is nn.Linear and shared.a is shared.b
+    assert torch.equal(_out(shared, x), expected)
+
+
+def test_tied_weights_are_coded_once():
+    model = TiedNet()
+    report = compress_model(model)
+    by_name = {l.name: l for l in report.layers}
+    assert set(by_name) == {"a", "b", "out"}
+    assert by_name["b"].tied_to == "a" and by_name["a"].tied_to is None
+    assert model.a.values is model.b.values and model.a.indices is model.b.indices
+    assert torch.equal(model.a.weight, model.b.weight)
+
+
+# ----------------------------------------------------------------------------- targeting
+PLANS = {
+    "all-linear": (dict(), ["enc.0", "enc.2", "dec.0", "out"], [], ["inp"], []),
+    "exact-names": (dict(target_modules=["enc.0", "out"]), ["enc.0", "out"], [], [], ["inp", "enc.2", "dec.0"]),
+    "suffix": (dict(target_modules=["0"]), ["enc.0", "dec.0"], [], [], ["inp", "enc.2", "out"]),
+    "suffix-and-exact": (dict(target_modules=["2", "out"]), ["enc.2", "out"], [], [], ["inp", "enc.0", "dec.0"]),
+    "regex": (dict(target_modules=r"enc\.\d+"), ["enc.0", "enc.2"], [], [], ["inp", "dec.0", "out"]),
+    "regex-alternation": (dict(target_modules=r"(enc|dec)\.0"), ["enc.0", "dec.0"], [], [],
+                          ["inp", "enc.2", "out"]),
+    "regex-everything": (dict(target_modules=".*"), ["enc.0", "enc.2", "dec.0", "out"], [], ["inp"], []),
+    "exclude-list": (dict(exclude_modules=["enc.2"]), ["enc.0", "dec.0", "out"], ["enc.2"], ["inp"], []),
+    "exclude-regex": (dict(exclude_modules=r"enc\..*"), ["dec.0", "out"], ["enc.0", "enc.2"], ["inp"], []),
+    "exclude-first": (dict(target_modules=["enc.0", "out"], exclude_modules=["enc.0"]), ["out"], ["enc.0"], [],
+                      ["inp", "enc.2", "dec.0"]),
+    "exclude-input-layer": (dict(exclude_modules=["inp"]), ["enc.0", "enc.2", "dec.0", "out"], ["inp"], [], []),
+    "code-input-layers": (dict(input_fan_in_max=0), NET_LINEARS, [], [], []),
+}
+
+
+@pytest.mark.parametrize("kwargs,matched,excluded,kept_dense,unmatched", list(PLANS.values()), ids=list(PLANS))
+def test_targeting(kwargs, matched, excluded, kept_dense, unmatched):
+    config = SINRConfig(**kwargs)
+    model = Net()
+    before = _snapshot(model)
+    plan = compress_model(model, config, dry_run=True)
+    assert sorted(plan.matched) == sorted(matched)
+    assert sorted(plan.excluded) == sorted(excluded)
+    assert sorted(plan.kept_dense) == sorted(kept_dense)
+    assert sorted(plan.unmatched) == sorted(unmatched)
+    assert sorted(plan.matched + plan.excluded + plan.kept_dense + plan.unmatched) == sorted(NET_LINEARS)
+    _assert_unchanged(model, before)  # the dry run touches nothing
+    assert plan_targets(model, config) == plan
+    text = str(plan)
+    assert all(name in text for name in NET_LINEARS)
+
+    report = compress_model(model, config)
+    assert _sinr_names(model) == sorted(matched)
+    assert sorted(l.name for l in report.layers) == sorted(matched)
+    for name in excluded + kept_dense + unmatched:
+        assert type(model.get_submodule(name)) is nn.Linear
+
+
+def test_regex_uses_fullmatch():
+    model = Net()
+    before = _snapshot(model)
+    plan = compress_model(model, SINRConfig(target_modules=r"nc\.0"), dry_run=True)
+    assert plan.matched == [] and sorted(plan.unmatched) == sorted(NET_LINEARS)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, SINRConfig(target_modules=r"nc\.0"))
+    with pytest.raises(SINRConfigError):
+        compress_model(model, SINRConfig(target_modules="enc"))  # prefix is not enough either
+    _assert_unchanged(model, before)
+
+
+def test_nothing_matched():
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError, match="matched nothing"):
+        compress_model(model, SINRConfig(target_modules=["out"], exclude_modules=["out"]))
+    with pytest.raises(SINRConfigError):
+        compress_model(model, SINRConfig(target_modules=r"decoder\..*"))
+    with pytest.raises(SINRConfigError):  # only input layers are targeted
+        compress_model(model, SINRConfig(target_modules=r"inp"))
+    _assert_unchanged(model, before)
+
+
+def test_listed_target_not_found_is_named():
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError, match="missing_layer"):
+        compress_model(model, SINRConfig(target_modules=["enc.0", "missing_layer"]))
+    with pytest.raises(SINRConfigError, match="missing_layer"):
+        compress_model(model, SINRConfig(target_modules=["enc.0", "missing_layer"]), dry_run=True)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("target", [["enc"], ["dec"], ["enc.1"], ["out", "enc"]],
+                         ids=["sequential", "modulelist", "activation", "mixed"])
+def test_listed_target_that_is_not_linear(target):
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, SINRConfig(target_modules=target))
+    _assert_unchanged(model, before)
+
+
+def test_model_that_is_a_linear():
+    with pytest.raises(SINRConfigError):
+        compress_model(nn.Linear(64, 64))
+
+
+@pytest.mark.parametrize("factory,config", [
+    (TiedNet, SINRConfig(target_modules=["a"])),
+    (TiedNet, SINRConfig(exclude_modules=["b"])),
+    (EmbeddingTied, SINRConfig()),
+    (SharedNet, SINRConfig(target_modules=["a"])),
+], ids=["tied-linear-not-targeted", "tied-linear-excluded", "tied-to-embedding", "shared-module-half-targeted"])
+def test_weight_shared_with_non_targeted_module(factory, config):
+    model = factory()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, config)
+    _assert_unchanged(model, before)
+
+
+# ----------------------------------------------------------------------------- atomicity
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_bad_weight_in_second_layer_changes_nothing(bad):
+    model = Net()
+    with torch.no_grad():
+        model.enc[2].weight[3, 5] = bad
+    before = _snapshot(model)
+    first_layer = model.enc[0]
+    with pytest.raises(SINRInputError) as info:
+        compress_model(model)
+    assert isinstance(info.value, SINRError) and isinstance(info.value, ValueError)
+    assert "enc.2" in str(info.value)
+    assert model.enc[0] is first_layer and type(model.enc[0]) is nn.Linear
+    _assert_unchanged(model, before)
+
+
+def test_s_too_large_changes_nothing():
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, SINRConfig(s=65))
+    _assert_unchanged(model, before)
+
+
+def test_target_error_out_of_reach_changes_nothing():
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError, match="out of reach"):
+        compress_model(model, SINRConfig(target_error=1e-6, dict_ratio=1))
+    _assert_unchanged(model, before)
+
+
+def _with_buffer(dtype, shape):
+    def factory():
+        model = Net()
+        model.register_buffer("extra", torch.zeros(shape, dtype=dtype))
+        return model
+    return factory
+
+
+def _with_batchnorm():
+    model = Net()
+    model.enc.insert(1, nn.BatchNorm1d(64))  # adds a 0-dim int64 num_batches_tracked
+    return model
+
+
+@pytest.mark.parametrize("factory", [
+    _with_buffer(torch.complex64, (4,)),
+    _with_buffer(torch.uint16, (4,)),
+    _with_buffer(torch.float32, ()),
+    _with_batchnorm,
+], ids=["complex64-buffer", "uint16-buffer", "scalar-float-buffer", "batchnorm"])
+def test_unusual_buffers_either_work_or_change_nothing(factory):
+    model = factory()
+    before = _snapshot(model)
+    try:
+        compress_model(model)
+    except SINRError:
+        _assert_unchanged(model, before)
+    else:
+        assert _sinr_names(model) == ["dec.0", "enc.0", "enc.2", "out"] or \
+            _sinr_names(model) == ["dec.0", "enc.0", "enc.3", "out"]
+
+
+# ----------------------------------------------------------------------------- configs
+BAD_CONFIGS = {
+    "value_bits=1": dict(value_bits=1),
+    "value_bits=17": dict(value_bits=17),
+    "dense_dtype=int8": dict(dense_dtype="int8"),
+    "s_ratio=0": dict(s_ratio=0),
+    "s_ratio=1.5": dict(s_ratio=1.5),
+    "target_error=2": dict(target_error=2),
+    "target_error=0": dict(target_error=0),
+    "invalid-regex": dict(target_modules="enc["),
+    "invalid-exclude-regex": dict(exclude_modules="(out"),
+    "target-not-str": dict(target_modules=5),
+    "target-list-of-ints": dict(target_modules=[1, 2]),
+    "exclude-all-linear": dict(exclude_modules="all-linear"),
+    "s=0": dict(s=0),
+    "k2=0": dict(k2=0),
+    "dict_ratio=0": dict(dict_ratio=0),
+    "seed=-1": dict(seed=-1),
+    "mode": dict(mode="column"),
+    "coder": dict(coder="lasso"),
+    "index_coding": dict(index_coding="zzz"),
+    "input_fan_in_max=-1": dict(input_fan_in_max=-1),
+    "s_pattern-zero": dict(s_pattern={"out": 0}),
+    "version": dict(version=2),
+}
+
+
+@pytest.mark.parametrize("kwargs", list(BAD_CONFIGS.values()), ids=list(BAD_CONFIGS))
+def test_bad_config(kwargs):
+    config = SINRConfig(**kwargs)
+    with pytest.raises(SINRConfigError):
+        config.validate()
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, config)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, config, dry_run=True)
+    _assert_unchanged(model, before)
+
+
+def test_invalid_s_pattern_regex():
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError):
+        compress_model(model, SINRConfig(s_pattern={"enc(": 4}))
+    _assert_unchanged(model, before)
+
+
+# ----------------------------------------------------------------------------- sparsity
+def test_target_error_is_met():
+    default = {l.name: l for l in compress_model(Net()).layers}
+    model = Net()
+    report = compress_model(model, SINRConfig(target_error=0.1))
+    assert len(report.layers) == 4
+    for layer in report.layers:
+        # the target is met before quantization; 16-bit values add a hair
+        assert layer.rel_error <= 0.105, layer
+        assert model.get_submodule(layer.name).spec.s == layer.s
+        assert layer.s < default[layer.name].s  # a looser target needs fewer non-zeros
+    tighter = compress_model(Net(), SINRConfig(target_error=0.07))
+    for loose, tight in zip(report.layers, tighter.layers):
+        assert tight.rel_error <= 0.0735
+        assert tight.s > loose.s
+
+
+def test_explicit_s_and_s_pattern():
+    model = Net()
+    compress_model(model, SINRConfig(s=5))
+    assert {name: model.get_submodule(name).spec.s for name in _sinr_names(model)} == \
+        {"enc.0": 5, "enc.2": 5, "dec.0": 5, "out": 5}
+    assert model.enc[0].indices.shape == (64, 5) and model.enc[0].values.shape == (64, 5)
+
+    model = Net()
+    compress_model(model, SINRConfig(s_pattern={"enc.0": 7, r"dec\.\d": 9}))
+    auto = model.enc[2].spec.s
+    assert auto == 29  # ceil(0.45 * 64)
+    assert model.enc[0].spec.s == 7 and model.dec[0].spec.s == 9 and model.out.spec.s == auto
+
+    model = Net()
+    compress_model(model, SINRConfig(s=11, s_pattern={"out": 3}))
+    assert model.out.spec.s == 3
+    assert model.enc[0].spec.s == model.enc[2].spec.s == model.dec[0].spec.s == 11
+
+
+# ----------------------------------------------------------------------------- report
+def test_report_table_and_json():
+    model = Net()
+    report = compress_model(model)
+    text = str(report)
+    assert text == report.table()
+    assert text.startswith("| layer |")
+    for name in ["enc.0", "enc.2", "dec.0", "out"]:
+        assert f"| {name} |" in text
+    assert "**total**" in text
+    data = json.loads(report.to_json())
+    assert [l["name"] for l in data["layers"]] == [l.name for l in report.layers]
+    assert data["total_coded_bytes"] == report.total_coded_bytes
+    assert data["total_dense_bytes"] == report.total_dense_bytes
+    assert sorted(report.dense_names) == ["inp.bias", "inp.weight"]
+    assert report.total_coded_bytes == sum(l.coded_bytes for l in report.layers) + report.coded_bytes_other
+    for l in report.layers:
+        assert l.coded_bytes * 8 == l.bits_values + l.bits_indices + l.bits_bias
+        assert l.dense_bytes == 4 * l.params
+    assert report.ratio > 1
+
+
+def test_report_totals_count_tied_layers_bias_only():
+    model = TiedNet()
+    report = compress_model(model)
+    assert "(tied to a)" in str(report)
+    json.loads(report.to_json())
+    untied = [l for l in report.layers if l.tied_to is None]
+    assert len(untied) == len(report.layers) - 1
+    # a tied layer adds only its own bias stream to the total
+    assert report.total_coded_bytes == sum(l.coded_bytes for l in report.layers) + report.coded_bytes_other
+    assert all(l.bits_values == l.bits_indices == 0 for l in report.layers if l.tied_to)
+    # likewise its dense size is its bias alone (the shared weight is counted once)
+    assert report.total_dense_bytes == sum(l.dense_bytes for l in report.layers) + report.dense_bytes_other
+    assert all(l.dense_bytes == 4 * l.shape[0] for l in report.layers if l.tied_to)
+
+
+# ----------------------------------------------------------------------------- SINRLinear
+@pytest.fixture
+def layer() -> SINRLinear:
+    model = Net()
+    compress_model(model)
+    return model.enc[0]
+
+
+def test_training_gives_gradients_on_values(layer):
+    layer.train()
+    layer.values.requires_grad_(True)
+    x = _inputs(64, n=16)
+    out = layer(x)
+    out.square().sum().backward()
+    assert layer.values.grad is not None
+    assert layer.values.grad.shape == layer.values.shape
+    assert layer.values.grad.abs().sum() > 0
+    assert layer.bias.grad is not None
+    assert not layer.indices.requires_grad
+    # matches the gradient through the dense weight: dL/dX = dL/dW @ A
+    weight = layer.weight.detach().clone().requires_grad_(True)
+    torch.nn.functional.linear(x, weight, layer.bias.detach()).square().sum().backward()
+    dense_rows = weight.grad.double() @ layer.dictionary().double()  # (out, k2)
+    expected = dense_rows.gather(1, layer.indices)
+    torch.testing.assert_close(layer.values.grad.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_trainable_config_sets_requires_grad():
+    model = Net()
+    compress_model(model, SINRConfig(trainable=True))
+    assert model.enc[0].values.requires_grad
+    model = Net()
+    compress_model(model)
+    assert not model.enc[0].values.requires_grad
+
+
+def test_eval_mode_caches_weight(layer):
+    layer.eval()
+    first = layer.weight
+    assert layer.weight is first
+    assert torch.equal(first, layer.decoded_weight())
+    layer.train()  # training without requires_grad still uses the cache
+    assert layer.weight is first
+
+
+def test_in_place_edit_invalidates_cache(layer):
+    layer.eval()
+    first = layer.weight
+    with torch.no_grad():
+        layer.values.mul_(2)
+    second = layer.weight
+    assert second is not first
+    assert torch.equal(second, layer.decoded_weight())
+    torch.testing.assert_close(second, 2 * first)
+    # moving one support index (kept sorted and distinct) invalidates it too
+    i0, i1 = int(layer.indices[0, 0]), int(layer.indices[0, 1])
+    moved = i0 + 1 if i0 + 1 < i1 else i0 - 1
+    assert moved >= 0 and moved != i0
+    with torch.no_grad():
+        layer.indices[0, 0] = moved
+    third = layer.weight
+    assert third is not second
+    assert torch.equal(third, layer.decoded_weight())
+    assert not torch.equal(third[0], second[0]) and torch.equal(third[1:], second[1:])
+    with torch.no_grad():
+        layer.values.zero_()
+    assert torch.count_nonzero(layer.weight) == 0
+
+
+def test_in_place_edit_through_data_invalidates_cache(layer):
+    layer.eval()
+    first = layer.weight.clone()
+    layer.values.data.mul_(2)
+    assert torch.equal(layer.weight, layer.decoded_weight())
+    assert not torch.equal(layer.weight, first)
+
+
+def test_dtype_move_drops_cache(layer):
+    layer.eval()
+    first = layer.weight
+    layer.to(torch.float64)
+    assert layer.weight.dtype == torch.float64
+    torch.testing.assert_close(layer.weight.float(), first)
+
+
+def test_repr(layer):
+    text = repr(layer)
+    assert text.startswith("SINRLinear(")
+    assert f"s={layer.spec.s}" in text and f"k2={layer.spec.k2}" in text
+    assert "in_features=64" in text and "out_features=64" in text
