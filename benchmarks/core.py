@@ -91,6 +91,7 @@ def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_
     return {
         "problem": {"seed": seed, "k1": k1, "k2": k2, "signals": batch, "signal_std": 0.05, "s": s},
         "ours_median_s": ours_median,
+        "ours_min_s": min(ours_times),
         "ours_times_s": ours_times,
         "ours_cpu_s": ours_cpu,
         "sklearn": sk,
@@ -175,6 +176,7 @@ def bench_compress(seed: int, label: str, config_kwargs: dict, repeats: int) -> 
                     "rel_error": l.rel_error} for l in report.layers],
         "cold_s": times[0],
         "warm_median_s": statistics.median(warm) if warm else None,
+        "warm_min_s": min(warm) if warm else None,
         "times_s": times,
         "cpu_s": cpu,
         "cpu_over_wall": [c / t for c, t in zip(cpu, times)],

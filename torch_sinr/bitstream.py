@@ -5,6 +5,7 @@ Shared by ``compress_model`` (its report counts these exact bytes) and the file 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,13 +75,31 @@ class LayerStreams:
 
 
 def encode_layer(spec: CodeSpec, indices: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None,
-                 bias_dtype: str, index_coding: str = "auto") -> LayerStreams:
+                 bias_dtype: str, index_coding: str = "auto", quality: int = entropy.DEFAULT_QUALITY) -> LayerStreams:
     q = spec.quantizer.quantize(values.detach().cpu()).numpy().ravel()
     raw_values = pack_uint(q, spec.quantizer.bits)
     coding, param, raw_indices = encode_indices(indices.detach().cpu().numpy(), spec.k2, index_coding)
-    bias_stream = entropy.compress(tensor_to_bytes(bias, bias_dtype)) if bias is not None else None
-    return LayerStreams(entropy.compress(raw_values), entropy.compress(raw_indices), bias_stream,
+    bias_stream = entropy.compress(tensor_to_bytes(bias, bias_dtype), quality) if bias is not None else None
+    return LayerStreams(entropy.compress(raw_values, quality), entropy.compress(raw_indices, quality), bias_stream,
                         coding, param, len(raw_indices))
+
+
+# compress_model's report and save_compressed need the same streams; Brotli at quality 11 is the
+# slow part of both, so the streams of a layer are kept until its codes or bias change.
+_STREAM_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def layer_streams(layer, spec: CodeSpec, bias_dtype: str, index_coding: str, quality: int) -> LayerStreams:
+    """``encode_layer`` for a SINRLinear, cached on the layer while its tensors are unchanged."""
+    settings = (spec, bias_dtype, index_coding, quality)
+    tensors = [layer.values.detach(), layer.indices] + ([layer.bias.detach()] if layer.bias is not None else [])
+    cached = _STREAM_CACHE.get(layer)
+    if cached is not None and cached[0] == settings and len(cached[1]) == len(tensors) and all(
+            a.shape == b.shape and torch.equal(a, b.to(a.device)) for a, b in zip(cached[1], tensors)):
+        return cached[2]
+    streams = encode_layer(spec, layer.indices, layer.values, layer.bias, bias_dtype, index_coding, quality)
+    _STREAM_CACHE[layer] = (settings, [t.detach().cpu().clone() for t in tensors], streams)
+    return streams
 
 
 def decode_values(spec: CodeSpec, stream: bytes, what: str) -> torch.Tensor:

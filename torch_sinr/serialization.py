@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ._version import __version__
-from .bitstream import (DTYPE_NAMES, decode_dense, decode_layer_indices, decode_values, encode_layer,
+from .bitstream import (DTYPE_NAMES, decode_dense, decode_layer_indices, decode_values, layer_streams,
                         itemsize, tensor_to_bytes, torch_dtype)
 from .codec import entropy
 from .codec.indices import CODINGS, decoded_index_size
@@ -84,7 +84,7 @@ def _sinr_layers(model: nn.Module) -> dict[str, SINRLinear]:
 
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: str | None = None,
-                    index_coding: str | None = None) -> FileReport:
+                    index_coding: str | None = None, brotli_quality: int | None = None) -> FileReport:
     """Write ``model`` (after ``compress_model``) to one .safetensors file; returns its byte report.
 
     Values already on their quantization grid are written exactly, so the loaded model equals
@@ -94,6 +94,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: s
     config = getattr(model, "sinr_config", None)
     dense_dtype = dense_dtype or (config.dense_dtype if config else "float32")
     index_coding = index_coding or (config.index_coding if config else "auto")
+    quality = brotli_quality if brotli_quality is not None else (config.brotli_quality if config else entropy.DEFAULT_QUALITY)
     if dense_dtype not in DENSE_DTYPES:
         raise SINRError(f"dense_dtype must be one of {DENSE_DTYPES}, got {dense_dtype!r}")
     layers = _sinr_layers(model)
@@ -125,7 +126,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: s
             spec = CodeSpec(spec.shape, spec.mode, spec.s, spec.dictionary,
                             UniformQuantizer.fit(layer.values, spec.quantizer.bits))
         entry.update(_spec_to_json(spec))
-        streams = encode_layer(spec, layer.indices, layer.values, layer.bias, dense_dtype, index_coding)
+        streams = layer_streams(layer, spec, dense_dtype, index_coding, quality)
         sizes = {"values": 0, "indices": 0, "bias": len(streams.bias or b"")}
         if tied is None:
             n = spec.n_vectors * spec.s
@@ -156,7 +157,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: s
             entry["tied_to"] = seen_tensors[id(tensor)]
         else:
             seen_tensors[id(tensor)] = key
-            stream = entropy.compress(tensor_to_bytes(tensor, stored))
+            stream = entropy.compress(tensor_to_bytes(tensor, stored), quality)
             entry["stream"] = add(stream, tensor.numel() * itemsize(stored))
             report.other_bytes += len(stream)
         dense_entries.append(entry)

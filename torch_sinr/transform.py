@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bitstream import DTYPE_NAMES, check_storable, encode_layer, round_to, tensor_to_bytes
+from .bitstream import DTYPE_NAMES, check_storable, layer_streams, round_to, tensor_to_bytes
 from .codec import entropy
 from .config import ALL_LINEAR, SINRConfig
 from .errors import SINRConfigError
@@ -199,7 +199,7 @@ def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLi
 
 def _layer_report(name: str, layer: SINRLinear, old: nn.Linear, config: SINRConfig, seconds: float,
                   tied_to: str | None = None) -> LayerReport:
-    streams = encode_layer(layer.spec, layer.indices, layer.values, layer.bias, config.dense_dtype, config.index_coding)
+    streams = layer_streams(layer, layer.spec, config.dense_dtype, config.index_coding, config.brotli_quality)
     sizes = streams.sizes()
     bias_params = old.bias.numel() if old.bias is not None else 0
     # A tied layer stores only its bias (its codes are its source's).
@@ -232,7 +232,8 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
         stored = config.dense_dtype if tensor.is_floating_point() else None
         report.dense_names.append(name)
         report.dense_bytes_other += tensor.numel() * (4 if tensor.is_floating_point() else tensor.element_size())
-        report.coded_bytes_other += len(entropy.compress(tensor_to_bytes(tensor.data, stored or _dtype_name(tensor))))
+        report.coded_bytes_other += len(entropy.compress(tensor_to_bytes(tensor.data, stored or _dtype_name(tensor)),
+                                                         config.brotli_quality))
 
 
 def _dtype_name(tensor: torch.Tensor) -> str:
