@@ -147,7 +147,7 @@ def plot(results: dict, path: Path) -> None:
             xs = [s / k1 for s in range(1, len(curve) + 1)]
             ax.plot(xs, curve, color=color, lw=1.6, label=f"k1 = {k1}")
         for r in S_RATIOS:
-            ax.axvline(r, color="0.85", lw=0.8, zorder=0)
+            ax.axvline(r, color="0.55", lw=0.8, ls="--", zorder=0)
         ax.set_title(f"k2/k1 = {ratio}")
         ax.grid(True, axis="y", color="0.9")
         ax.set_xlim(0, 0.5)
@@ -158,7 +158,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("relative error ||W - W_hat||_F / ||W||_F")
     axes[0, 0].legend(loc="upper right")
     fig.suptitle(f"OMP on Gaussian weights ({results['settings']['rows']} rows): error vs s/k1, "
-                 "one panel per dictionary ratio\n(grey lines: s_ratio values in the tables)")
+                 "one panel per dictionary ratio\n(dashed lines: the s/k1 values tabulated in sparsity_rule.md)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
