@@ -1,6 +1,7 @@
-"""A SIREN (sine-activated MLP), the INR the paper uses for images, and a small image fitter.
+"""INRs (SIREN, Gauss, real Gabor/WIRE, ReLU + positional encoding) and a small image fitter.
 
-Plain ``nn.Linear`` layers inside, so ``compress_model`` needs no special case.
+Plain ``nn.Linear`` layers inside, so ``compress_model`` needs no special case. SIREN is the
+paper's choice for images (its supplement S3.1); Gauss for occupancy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+
+ACTIVATIONS = ("siren", "gauss", "wire", "relu_pe")
 
 
 class Sine(nn.Module):
@@ -25,27 +29,113 @@ class Sine(nn.Module):
         return f"w0={self.w0}"
 
 
+class Gauss(nn.Module):
+    """exp(-(scale * z)^2), WIRE's "Gauss" activation (scale 10 for images)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-((self.scale * x) ** 2))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+class RealGabor(nn.Module):
+    """cos(omega * z) * exp(-(scale * z)^2): the real part of WIRE's complex Gabor wavelet."""
+
+    def __init__(self, omega: float, scale: float) -> None:
+        super().__init__()
+        self.omega, self.scale = omega, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cos(self.omega * x) * torch.exp(-((self.scale * x) ** 2))
+
+    def extra_repr(self) -> str:
+        return f"omega={self.omega}, scale={self.scale}"
+
+
+class PositionalEncoding(nn.Module):
+    """[x, sin(2^k pi x), cos(2^k pi x)] for k < frequencies (NeRF's encoding); no parameters."""
+
+    def __init__(self, frequencies: int) -> None:
+        super().__init__()
+        self.frequencies = frequencies
+
+    def out_features(self, in_features: int) -> int:
+        return in_features * (1 + 2 * self.frequencies)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scales = (2.0 ** torch.arange(self.frequencies, device=x.device, dtype=x.dtype)) * math.pi
+        angles = (x[..., None] * scales).flatten(-2)
+        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
 @dataclass
-class SirenConfig:
+class INRConfig:
+    """One MLP family for images, occupancy and radiance fields.
+
+    ``hidden_layers`` follows WIRE's convention: the number of hidden x hidden linears between
+    the input and the output layer. Activation parameters: ``w0`` (SIREN first layer),
+    ``w0_hidden`` (SIREN later layers), ``gauss_scale``, ``wire_omega``/``wire_scale``,
+    ``pe_frequencies`` (ReLU + positional encoding).
+    """
+
     in_features: int = 2
     hidden_features: int = 64
-    hidden_layers: int = 3  # WIRE's convention: linears between the input and the output layer
+    hidden_layers: int = 3
     out_features: int = 3
+    activation: str = "siren"
     w0: float = 30.0
     w0_hidden: float = 30.0
+    gauss_scale: float = 10.0
+    wire_omega: float = 20.0
+    wire_scale: float = 10.0
+    pe_frequencies: int = 10
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 
 
-class Siren(nn.Module):
-    """SIREN (Sitzmann et al. 2020) with its initialization; ``net`` is a plain Sequential."""
+SirenConfig = INRConfig  # the default INRConfig is a SIREN
 
-    def __init__(self, config: SirenConfig | None = None) -> None:
+
+class INR(nn.Module):
+    """An MLP INR; ``net`` is a plain Sequential of nn.Linear and activation modules."""
+
+    def __init__(self, config: INRConfig | None = None) -> None:
         super().__init__()
-        c = self.config = config or SirenConfig()
-        layers: list[nn.Module] = [nn.Linear(c.in_features, c.hidden_features), Sine(c.w0)]
-        for _ in range(c.hidden_layers):
-            layers += [nn.Linear(c.hidden_features, c.hidden_features), Sine(c.w0_hidden)]
+        c = self.config = config or INRConfig()
+        layers: list[nn.Module] = []
+        in_features = c.in_features
+        if c.activation == "relu_pe":
+            encoding = PositionalEncoding(c.pe_frequencies)
+            layers.append(encoding)
+            in_features = encoding.out_features(c.in_features)
+        widths = [in_features] + [c.hidden_features] * (c.hidden_layers + 1)
+        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers += [nn.Linear(fan_in, fan_out), self._activation(first=i == 0)]
         layers.append(nn.Linear(c.hidden_features, c.out_features))
         self.net = nn.Sequential(*layers)
+        if c.activation == "siren":
+            self._siren_init()
+
+    def _activation(self, first: bool) -> nn.Module:
+        c = self.config
+        if c.activation == "siren":
+            return Sine(c.w0 if first else c.w0_hidden)
+        if c.activation == "gauss":
+            return Gauss(c.gauss_scale)
+        if c.activation == "wire":
+            return RealGabor(c.wire_omega, c.wire_scale)
+        return nn.ReLU()
+
+    def _siren_init(self) -> None:
+        """Sitzmann et al.: U(-1/n, 1/n) first, U(-sqrt(6/n)/w0, sqrt(6/n)/w0) after."""
+        c = self.config
         with torch.no_grad():
             linears = [m for m in self.net if isinstance(m, nn.Linear)]
             linears[0].weight.uniform_(-1 / c.in_features, 1 / c.in_features)
@@ -55,6 +145,9 @@ class Siren(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         return self.net(coords)
+
+
+Siren = INR
 
 
 def pixel_grid(height: int, width: int, device=None) -> torch.Tensor:
@@ -90,7 +183,7 @@ def fit_image(model: nn.Module, image: torch.Tensor, steps: int, lr: float = 1e-
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * 0.05)
     best, best_state = -1.0, None
-    bar = tqdm(range(steps), desc="fitting SIREN", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(steps), desc="fitting INR", disable=not progress, mininterval=1.0)
     for step in bar:
         loss = ((model(coords) - target) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)

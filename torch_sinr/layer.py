@@ -35,6 +35,9 @@ class SINRLinear(nn.Module):
         if self.bias is None:
             self.register_parameter("bias", None)
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # While fine-tuning: decode through the quantizer (straight-through gradient), so training
+        # sees exactly the values the file will hold.
+        self.quantize_aware = False
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -81,7 +84,10 @@ class SINRLinear(nn.Module):
 
     def decoded_weight(self) -> torch.Tensor:
         """Decode W from the current codes (differentiable in ``values``), uncached."""
-        dense = decode_codes(self.indices, self.values, self.dictionary())
+        values = self.values
+        if self.quantize_aware:
+            values = values + (self.spec.quantizer.round_trip(values).to(values) - values).detach()
+        dense = decode_codes(self.indices, values, self.dictionary())
         return dense.reshape(self.out_features, self.in_features)
 
     @property
@@ -113,6 +119,12 @@ class SINRLinear(nn.Module):
         with torch.no_grad():
             self.values.copy_(quantizer.round_trip(self.values))
         self.spec = CodeSpec(self.spec.shape, self.spec.mode, self.spec.s, self.spec.dictionary, quantizer)
+        return self
+
+    def snap_to_grid_(self) -> "SINRLinear":
+        """Quantize ``values`` on the layer's current grid (range kept, out-of-range clamped)."""
+        with torch.no_grad():
+            self.values.copy_(self.spec.quantizer.round_trip(self.values))
         return self
 
     # -- reporting -----------------------------------------------------------------------

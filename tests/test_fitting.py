@@ -1,0 +1,29 @@
+"""The fit cache: a second call loads instead of fitting, and any change of key refits."""
+
+import importlib
+
+import torch
+
+from torch_sinr.fitting import fit_cached
+from torch_sinr.images import DEFAULT_IMAGE
+from torch_sinr.inr import INRConfig
+
+fitting = importlib.import_module("torch_sinr.fitting")
+
+
+def test_cache_round_trip(tmp_path, monkeypatch):
+    config = INRConfig(hidden_features=16, hidden_layers=1)
+    model, record = fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, progress=False)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1 and record["psnr"] > 10
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("should have loaded from the cache")
+
+    monkeypatch.setattr(fitting, "fit_image", no_fitting)
+    again, record_again = fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, progress=False)
+    assert record_again == record
+    x = torch.rand(5, 2)
+    assert torch.equal(again(x), model(x))
+    monkeypatch.undo()
+    fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, seed=1, progress=False)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2  # another seed, another entry
