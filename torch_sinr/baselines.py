@@ -77,11 +77,13 @@ def uniform_round_trip(state: dict[str, torch.Tensor], bits: int) -> dict[str, t
     return {k: UniformQuantizer.fit(v, bits).round_trip(v).reshape(v.shape) for k, v in state.items()}
 
 
-def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int) -> int:
-    """Weight matrices keep their ``keep`` fraction of largest magnitudes (per row); the rest as uniform."""
+def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
+                 skip: Callable[[str], bool] = lambda n: False) -> int:
+    """Weight matrices (not skipped) keep their ``keep`` fraction of largest magnitudes per row,
+    quantized at b bits; everything else is stored uniform at b bits."""
     payload, entries = bytearray(), []
     for name, t in state.items():
-        if name not in _weight_matrices(state):
+        if name not in _weight_matrices(state) or skip(name):
             q = UniformQuantizer.fit(t, bits)
             entries.append({"name": name, "kind": "uniform", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
                             "stream": _add(payload, pack_uint(q.quantize(t.reshape(-1)).numpy(), bits))})
