@@ -17,6 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from tests.tiny_models import SharedMLP, TiedMLP
+
 import torch_sinr
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
 from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed, save_compressed
@@ -39,43 +41,6 @@ def make_mlp(seed: int = 0, width: int = 64) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(2, width), Sine(), nn.Linear(width, width), Sine(1.0),
                          nn.Linear(width, 32), nn.Sigmoid(), nn.Linear(32, 3)).eval()
-
-
-class TiedMLP(nn.Module):
-    """``b`` shares ``a``'s weight Parameter but has its own bias."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.inp = nn.Linear(2, 64)
-        self.a = nn.Linear(64, 64)
-        self.b = nn.Linear(64, 64)
-        self.b.weight = self.a.weight
-        self.out = nn.Linear(64, 3)
-
-    def forward(self, x):
-        h = torch.tanh(self.inp(x))
-        h = torch.tanh(self.a(h))
-        h = torch.tanh(self.b(h))
-        return self.out(h)
-
-
-class SharedMLP(nn.Module):
-    """The same nn.Linear module object registered under two names (``a`` and ``b``)."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.inp = nn.Linear(2, 64)
-        self.a = nn.Linear(64, 64)
-        self.b = self.a
-        self.out = nn.Linear(64, 3)
-
-    def forward(self, x):
-        h = torch.tanh(self.inp(x))
-        h = torch.tanh(self.a(h))
-        h = torch.tanh(self.b(h))
-        return self.out(h)
 
 
 class BufferMLP(nn.Module):

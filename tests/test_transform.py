@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.tiny_models import SharedMLP, TiedMLP
+
 from torch_sinr import (SINRConfig, SINRConfigError, SINRError, SINRInputError, SINRLinear, compress_model,
                         decompress_model, plan_targets)
 from torch_sinr.serialization import load_compressed, save_compressed
@@ -118,35 +120,6 @@ class Net(nn.Module):
 
 
 NET_LINEARS = ["inp", "enc.0", "enc.2", "dec.0", "out"]
-
-
-class TiedNet(nn.Module):
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.inp = nn.Linear(2, 64)
-        self.a = nn.Linear(64, 64)
-        self.b = nn.Linear(64, 64)
-        self.b.weight = self.a.weight
-        self.out = nn.Linear(64, 3)
-
-    def forward(self, x):
-        h = torch.tanh(self.inp(x))
-        return self.out(torch.tanh(self.b(torch.tanh(self.a(h)))))
-
-
-class SharedNet(nn.Module):
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.inp = nn.Linear(2, 64)
-        self.a = nn.Linear(64, 64)
-        self.b = self.a
-        self.out = nn.Linear(64, 3)
-
-    def forward(self, x):
-        h = torch.tanh(self.inp(x))
-        return self.out(torch.tanh(self.b(torch.tanh(self.a(h)))))
 
 
 class EmbeddingTied(nn.Module):
@@ -266,7 +239,7 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded):
 
 def test_decompress_keeps_tied_weights_and_shared_modules():
     x = _inputs(2)
-    tied = TiedNet()
+    tied = TiedMLP()
     compress_model(tied)
     expected = _out(tied, x)
     decompress_model(tied)
@@ -275,7 +248,7 @@ def test_decompress_keeps_tied_weights_and_shared_modules():
     assert not torch.equal(tied.a.bias, tied.b.bias)
     assert torch.equal(_out(tied, x), expected)
 
-    shared = SharedNet()
+    shared = SharedMLP()
     compress_model(shared)
     assert isinstance(shared.a, SINRLinear) and shared.a is shared.b
     expected = _out(shared, x)
@@ -285,7 +258,7 @@ def test_decompress_keeps_tied_weights_and_shared_modules():
 
 
 def test_tied_weights_are_coded_once():
-    model = TiedNet()
+    model = TiedMLP()
     report = compress_model(model)
     by_name = {l.name: l for l in report.layers}
     assert set(by_name) == {"a", "b", "out"}
@@ -386,10 +359,10 @@ def test_model_that_is_a_linear():
 
 
 @pytest.mark.parametrize("factory,config", [
-    (TiedNet, SINRConfig(target_modules=["a"])),
-    (TiedNet, SINRConfig(exclude_modules=["b"])),
+    (TiedMLP, SINRConfig(target_modules=["a"])),
+    (TiedMLP, SINRConfig(exclude_modules=["b"])),
     (EmbeddingTied, SINRConfig()),
-    (SharedNet, SINRConfig(target_modules=["a"])),
+    (SharedMLP, SINRConfig(target_modules=["a"])),
 ], ids=["tied-linear-not-targeted", "tied-linear-excluded", "tied-to-embedding", "shared-module-half-targeted"])
 def test_weight_shared_with_non_targeted_module(factory, config):
     model = factory()
@@ -571,7 +544,7 @@ def test_report_table_and_json():
 
 
 def test_report_totals_count_tied_layers_bias_only():
-    model = TiedNet()
+    model = TiedMLP()
     report = compress_model(model)
     assert "(tied to a)" in str(report)
     json.loads(report.to_json())
