@@ -61,3 +61,18 @@ def test_finetune_uniform_lowers_loss_and_file_holds_the_result(tmp_path):
     write_uniform(state, tmp_path / "ft.safetensors", 4, grids)
     decoded = read_baseline(tmp_path / "ft.safetensors")
     assert all(torch.equal(decoded[k], v) for k, v in state.items())
+
+
+def test_finetune_uniform_never_ends_worse_than_plain_quantization():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 1))
+    x = torch.rand(64, 2)
+    y = torch.sin(6 * x).sum(1, keepdim=True)
+    loss = lambda m: ((m(x) - y) ** 2).mean()
+    plain = copy.deepcopy(model)
+    plain.load_state_dict(uniform_round_trip(model.state_dict(), 10))
+    state, _ = finetune_uniform(model, loss, bits=10, steps=5, lr=10.0)  # absurd lr: every step hurts
+    tuned = copy.deepcopy(model)
+    tuned.load_state_dict(state)
+    with torch.no_grad():
+        assert loss(tuned).item() <= loss(plain).item()

@@ -52,3 +52,19 @@ def test_finetuning_lowers_loss_and_file_equals_memory(fitted, tmp_path, quantiz
 def test_finetune_needs_sinr_layers():
     with pytest.raises(SINRError):
         finetune_codes(INR(INRConfig(hidden_features=8, hidden_layers=1)), lambda m: torch.zeros(()), 1)
+
+
+def test_finetuning_never_ends_worse_than_it_starts(fitted):
+    """A learning rate far too high must not leave the model worse: the best iterate is kept."""
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, SINRConfig(value_bits=10))
+    loss = image_loss(image)
+    model.eval()
+    with torch.no_grad():
+        start = loss(model).item()
+    finetune_codes(model, loss, steps=5, lr=10.0)
+    model.eval()
+    with torch.no_grad():
+        assert loss(model).item() <= start

@@ -169,13 +169,19 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
     def fake_quantized() -> dict[str, torch.Tensor]:
         return {n: v + (grids[n].round_trip(v).reshape(v.shape) - v).detach() for n, v in latent.items()}
 
-    for _ in range(steps):
-        loss = loss_fn(_Functional(model, fake_quantized()))
+    best_loss, best = float("inf"), None  # keep the best iterate, as finetune_codes does
+    for step in range(steps + 1):
+        with torch.set_grad_enabled(step < steps):
+            loss = loss_fn(_Functional(model, fake_quantized()))
+        if loss.item() < best_loss:
+            best_loss, best = loss.item(), {n: v.detach().clone() for n, v in latent.items()}
+        if step == steps:
+            break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        return {n: grids[n].round_trip(v.detach()).reshape(v.shape) for n, v in latent.items()}, grids
+        return {n: grids[n].round_trip(v).reshape(v.shape) for n, v in best.items()}, grids
 
 
 class _Functional(nn.Module):

@@ -24,7 +24,8 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
 
     ``quantize_aware`` trains through each layer's fixed quantization grid (straight-through),
     so the final snap to the grid changes nothing the loss has not seen. ``train_dense`` also
-    trains the parameters that are not SINR-coded (e.g. the input layer). Returns the losses.
+    trains the parameters that are not SINR-coded (e.g. the input layer). The best iterate is
+    kept. Returns the losses.
     """
     layers = {id(m): m for m in model.modules() if isinstance(m, SINRLinear)}
     if not layers:
@@ -49,14 +50,26 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
         layer.quantize_aware = quantize_aware
     optimizer = torch.optim.Adam(list(params.values()), lr=lr)
     losses: list[float] = []
+    trained = list(params.values())
+    # Keep the best iterate (the loss is measured through the quantizer, so it is the file's
+    # loss when quantize_aware): fine-tuning then never ends worse than where it started.
+    best_loss, best = float("inf"), None
     model.train()
     try:
-        for _ in tqdm(range(steps), desc="fine-tuning codes", disable=not progress, mininterval=1.0):
-            loss = loss_fn(model)
+        for step in tqdm(range(steps + 1), desc="fine-tuning codes", disable=not progress, mininterval=1.0):
+            with torch.set_grad_enabled(step < steps):
+                loss = loss_fn(model)
+            if loss.item() < best_loss:
+                best_loss, best = loss.item(), [p.detach().clone() for p in trained]
+            if step == steps:
+                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+        with torch.no_grad():
+            for p, value in zip(trained, best):
+                p.copy_(value)
     finally:
         for layer in layers.values():
             layer.quantize_aware = False
