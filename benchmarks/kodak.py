@@ -31,7 +31,7 @@ from torch_sinr.baselines import (finetune_uniform, read_baseline, write_cast, w
                                   write_uniform)
 from torch_sinr.datasets import kodak_paths
 from torch_sinr.finetune import finetune_codes
-from torch_sinr.fitting import fit_cached
+from torch_sinr.fitting import cache_path, fit_cached, fit_key
 from torch_sinr.images import load_image
 from torch_sinr.inr import INR, INRConfig, pixel_grid, psnr, render
 from torch_sinr.serialization import load_compressed, save_compressed
@@ -40,6 +40,8 @@ from torch_sinr.sparsity import auto_sparsity
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_KODAK = REPO.parent / "shared" / "data" / "kodak"
 FITS = REPO / "benchmarks" / "fits"
+EVALS = REPO / "benchmarks" / "evals"  # per-image evaluation results: reruns and interrupted runs resume
+EVAL_VERSION = 2  # bump when evaluate() changes what it measures
 PROTOCOL = {"downscale": 4, "steps": 2000, "lr": 1e-3, "seed": 0, "activation": "siren"}
 CONFIGS = {"C1": [(2, 32), (3, 64), (3, 128)], "C2": [(3, 64), (5, 64), (7, 64)]}
 
@@ -205,7 +207,8 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, ft_steps, ft_bits, out: Path, tag: str) -> dict:
+def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, ft_steps, ft_bits, out: Path, tag: str,
+                 evals_dir: Path = EVALS) -> dict:
     paths = kodak_paths(kodak_dir)
     if images:
         paths = [p for p in paths if p.stem in images or p.name in images]
@@ -213,12 +216,21 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
     with tempfile.TemporaryDirectory() as tmp:
         for layers, width in configs:
             for path in tqdm(paths, desc=f"{layers}x{width}", unit="image"):
-                model, record = fit_cached(path, inr_config(layers, width), steps, cache_dir=cache_dir,
-                                           seed=PROTOCOL["seed"], lr=PROTOCOL["lr"], downscale=downscale, progress=False)
+                config = inr_config(layers, width)
+                key = fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale)
+                eval_file = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
+                                         f"-v{EVAL_VERSION}.json")
+                if eval_file.is_file():
+                    records.append(json.loads(eval_file.read_text()))
+                    continue
+                model, record = fit_cached(path, config, steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
+                                           lr=PROTOCOL["lr"], downscale=downscale, progress=False)
                 started = time.perf_counter()
                 points = evaluate(model, load_image(path, downscale), ft_steps, ft_bits, Path(tmp))
                 records.append({"image": path.name, "config": f"{layers}x{width}", "fit_psnr": record["psnr"],
                                 "seconds": time.perf_counter() - started, "points": points})
+                evals_dir.mkdir(parents=True, exist_ok=True)
+                eval_file.write_text(json.dumps(records[-1]))
     protocol = dict(PROTOCOL, steps=steps, downscale=downscale, finetune_steps=ft_steps, finetune_bits=ft_bits,
                     images=[p.name for p in paths])
     summary = summarize(records)
@@ -255,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--finetune-bits", type=int, nargs="*", default=[6, 8, 10])
     comp.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     comp.add_argument("--tag", default="C1", help="result file name: kodak_TAG.{json,md,png}")
+    comp.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
     args = parser.parse_args(argv)
     configs: list[tuple[int, int]] = []
     for c in args.configs:
@@ -262,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         configs += [e for e in entries if e not in configs]
     if args.command == "compress":
         compress_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.finetune_steps,
-                     args.finetune_bits, args.out, args.tag)
+                     args.finetune_bits, args.out, args.tag, args.evals)
         return 0
     records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache)
     summary = {f"{r['key']['image']} {r['key']['config']['hidden_layers']}x{r['key']['config']['hidden_features']}":

@@ -11,7 +11,8 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     assert main(["fit", *common]) == 0
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
     assert main(["compress", *common, "--finetune-steps", "3", "--finetune-bits", "8",
-                 "--out", str(tmp_path / "out"), "--tag", "t"]) == 0
+                 "--out", str(tmp_path / "out"), "--tag", "t", "--evals", str(tmp_path / "evals")]) == 0
+    assert len(list((tmp_path / "evals").glob("*.json"))) == 1  # the next run reuses it
     result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
     methods = {p["method"] for p in result["results"]["records"][0]["points"]}
     assert methods == {"float32", "float16", "uniform", "uniform+ft", "prune", "low_rank", "sinr-paper", "sinr+ft"}
