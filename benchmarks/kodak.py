@@ -33,7 +33,7 @@ from torch_sinr.datasets import kodak_paths
 from torch_sinr.finetune import finetune_codes
 from torch_sinr.fitting import cache_path, fit_cached, fit_key
 from torch_sinr.images import load_image
-from torch_sinr.inr import INR, INRConfig, pixel_grid, psnr, render
+from torch_sinr.inr import INR, INRConfig, image_loss, psnr, render
 from torch_sinr.serialization import load_compressed, save_compressed
 from torch_sinr.sparsity import auto_sparsity
 
@@ -66,18 +66,12 @@ def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] |
 
 
 # ----------------------------------------------------------------------------- compression
-def _image_loss(image: torch.Tensor):
-    coords = pixel_grid(*image.shape[1:])
-    target = image.permute(1, 2, 0).reshape(-1, image.shape[0]) * 2 - 1
-    return lambda model: ((model(coords) - target) ** 2).mean()
-
-
 def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int], workdir: Path) -> list[dict]:
     """Every method on one fitted INR: bpp from the file written, PSNR from the file decoded."""
     config, (height, width) = model.config, image.shape[1:]
     pixels = height * width
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    loss = _image_loss(image)
+    loss = image_loss(image)
     points: list[dict] = []
 
     def from_state(decoded: dict) -> float:

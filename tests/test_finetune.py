@@ -6,7 +6,7 @@ import torch
 from torch_sinr import SINRConfig, SINRError, compress_model
 from torch_sinr.finetune import finetune_codes
 from torch_sinr.images import load_image
-from torch_sinr.inr import INR, INRConfig, fit_image, pixel_grid, psnr, render
+from torch_sinr.inr import INR, INRConfig, fit_image, image_loss, psnr, render
 from torch_sinr.serialization import load_compressed, save_compressed
 
 
@@ -17,12 +17,6 @@ def fitted():
     model = INR(INRConfig(hidden_features=32, hidden_layers=2))
     fit_image(model, image, 150, progress=False)
     return image, model.state_dict()
-
-
-def image_loss(image):
-    coords = pixel_grid(*image.shape[1:])
-    target = image.permute(1, 2, 0).reshape(-1, 3) * 2 - 1
-    return lambda model: ((model(coords) - target) ** 2).mean()
 
 
 @pytest.mark.parametrize("quantize_aware", [True, False])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -172,20 +173,26 @@ def render(model: nn.Module, height: int, width: int, chunk: int = 1 << 16) -> t
     return (out.reshape(height, width, -1).permute(2, 0, 1) * 0.5 + 0.5).clamp(0, 1)
 
 
+def image_loss(image: torch.Tensor) -> Callable[[nn.Module], torch.Tensor]:
+    """MSE of a model over all pixels of ``image`` (3, H, W in [0, 1]); outputs live in [-1, 1]."""
+    coords = pixel_grid(*image.shape[1:], device=image.device)
+    target = image.permute(1, 2, 0).reshape(-1, image.shape[0]) * 2 - 1
+    return lambda model: ((model(coords) - target) ** 2).mean()
+
+
 def fit_image(model: nn.Module, image: torch.Tensor, steps: int, lr: float = 1e-3, progress: bool = True) -> float:
     """Fit ``model`` to ``image`` (3, H, W in [0, 1]) with full-batch Adam and cosine decay.
 
     Keeps the best-PSNR weights (the loss is noisy late in training). Returns that PSNR.
     """
     _, height, width = image.shape
-    coords = pixel_grid(height, width, image.device)
-    target = image.permute(1, 2, 0).reshape(-1, image.shape[0]) * 2 - 1  # outputs in [-1, 1]
+    loss_fn = image_loss(image)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * 0.05)
     best, best_state = -1.0, None
     bar = tqdm(range(steps), desc="fitting INR", disable=not progress, mininterval=1.0)
     for step in bar:
-        loss = ((model(coords) - target) ** 2).mean()
+        loss = loss_fn(model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
