@@ -86,3 +86,12 @@ def test_bad_specs_are_refused(kwargs):
 def test_cuda_generates_identical_values():
     spec = DictionarySpec(0, 64, 1024)
     assert torch.equal(generate_dictionary(spec, "cuda").cpu(), generate_dictionary(spec))
+
+
+def test_atoms_are_the_cached_contiguous_transpose():
+    from torch_sinr.dictionary import get_atoms
+
+    spec = DictionarySpec(4, 16, 128)
+    atoms = get_atoms(spec)
+    assert atoms.is_contiguous() and torch.equal(atoms, get_dictionary(spec).t())
+    assert get_atoms(spec) is atoms

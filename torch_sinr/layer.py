@@ -16,9 +16,9 @@ from torch import nn
 
 from .codec.indices import index_width
 from .codec.quantization import UniformQuantizer
-from .dictionary import DictionarySpec, get_dictionary
+from .dictionary import DictionarySpec, get_atoms, get_dictionary
 from .errors import SINRInputError
-from .tensor_codes import CodedTensor, CodeSpec, decode_codes, encode_tensor
+from .tensor_codes import CodedTensor, CodeSpec, decode_with_atoms, encode_tensor
 
 
 class SINRLinear(nn.Module):
@@ -87,7 +87,7 @@ class SINRLinear(nn.Module):
         values = self.values
         if self.quantize_aware:
             values = values + (self.spec.quantizer.round_trip(values).to(values) - values).detach()
-        dense = decode_codes(self.indices, values, self.dictionary())
+        dense = decode_with_atoms(self.indices, values, get_atoms(self.spec.dictionary, self.values.device))
         return dense.reshape(self.out_features, self.in_features)
 
     @property

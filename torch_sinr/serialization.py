@@ -35,8 +35,8 @@ from .config import DENSE_DTYPES
 from .dictionary import GENERATOR, SUPPORTED_GENERATORS, DictionarySpec
 from .errors import SINRError, SINRFormatError
 from .layer import SINRLinear
-from .tensor_codes import MODES, CodeSpec, decode_codes
-from .dictionary import get_dictionary
+from .tensor_codes import MODES, CodeSpec, decode_with_atoms
+from .dictionary import get_atoms
 
 FORMAT = "torch_sinr"
 FORMAT_VERSION = 1
@@ -522,11 +522,11 @@ def decode_state_dict(path: str | os.PathLike, device=None) -> dict[str, torch.T
     state: dict[str, torch.Tensor] = {}
     for record in cf.layers:
         indices, values, bias = cf.layer_codes(record, by_name)
-        a = get_dictionary(record.spec.dictionary, device or "cpu")
-        weight = decode_codes(indices.to(a.device), values.to(a.device), a).reshape(record.spec.shape)
+        atoms = get_atoms(record.spec.dictionary, device or "cpu")
+        weight = decode_with_atoms(indices.to(atoms.device), values.to(atoms.device), atoms).reshape(record.spec.shape)
         state[f"{record.name}.weight"] = weight
         if bias is not None:
-            state[f"{record.name}.bias"] = bias.to(a.device)
+            state[f"{record.name}.bias"] = bias.to(atoms.device)
     for alias, source in cf.aliases.items():
         for leaf in ("weight", "bias"):
             if f"{source}.{leaf}" in state:

@@ -19,7 +19,7 @@ import torch
 
 from .codec.quantization import UniformQuantizer
 from .coders import basis_pursuit, omp
-from .dictionary import DictionarySpec, get_dictionary
+from .dictionary import DictionarySpec, get_atoms, get_dictionary
 from .errors import SINRConfigError, SINRInputError
 from .sparsity import DEFAULT_S_RATIO, auto_sparsity, max_sparsity, sparsity_for_error
 
@@ -67,8 +67,13 @@ def decode_codes(indices: torch.Tensor, values: torch.Tensor, dictionary: torch.
 
     Differentiable with respect to ``values`` (used by post-compression fine-tuning).
     """
+    return decode_with_atoms(indices, values, dictionary.t().contiguous())
+
+
+def decode_with_atoms(indices: torch.Tensor, values: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+    """``decode_codes`` given the atoms as rows (k2, k1), e.g. the cached ``get_atoms``."""
     n, s = indices.shape
-    k2 = dictionary.shape[1]
+    k2 = atoms.shape[0]
     crow = torch.arange(0, n * s + 1, s, device=indices.device, dtype=torch.int64)
     with warnings.catch_warnings():
         # CSR is "beta" in torch; we rely only on construction and sparse.mm, both tested here.
@@ -76,7 +81,7 @@ def decode_codes(indices: torch.Tensor, values: torch.Tensor, dictionary: torch.
         sparse = torch.sparse_csr_tensor(
             crow, indices.reshape(-1), values.reshape(-1), (n, k2), check_invariants=False
         )
-        return torch.sparse.mm(sparse, dictionary.t().to(values.dtype))
+        return torch.sparse.mm(sparse, atoms.to(values.dtype))
 
 
 @dataclass
@@ -89,8 +94,8 @@ class CodedTensor:
 
     def decode(self) -> torch.Tensor:
         """The dense (out, in) float32 tensor these codes stand for."""
-        a = get_dictionary(self.spec.dictionary, self.values.device)
-        return decode_codes(self.indices, self.values, a).reshape(self.spec.shape)
+        atoms = get_atoms(self.spec.dictionary, self.values.device)
+        return decode_with_atoms(self.indices, self.values, atoms).reshape(self.spec.shape)
 
     def quantized_codes(self) -> torch.Tensor:
         return self.spec.quantizer.quantize(self.values)
