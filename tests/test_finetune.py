@@ -6,7 +6,7 @@ import torch
 from torch_sinr import SINRConfig, SINRError, compress_model
 from torch_sinr.finetune import finetune_codes
 from torch_sinr.images import load_image
-from torch_sinr.inr import INR, INRConfig, fit_image, image_loss, psnr, render
+from torch_sinr.inr import INR, INRConfig, fit_image, image_loss, render
 from torch_sinr.serialization import load_compressed, save_compressed
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from torch_sinr import compress_model, plan_targets, SINRConfig
+from torch_sinr import plan_targets, SINRConfig
 from torch_sinr.images import load_image
 from torch_sinr.inr import ACTIVATIONS, INR, INRConfig, PositionalEncoding, fit_image, psnr, render
 

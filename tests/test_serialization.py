@@ -17,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from tests.model_checks import assert_unchanged as _assert_unchanged, snapshot as _snapshot
 from tests.tiny_models import SharedMLP, TiedMLP
 
 import torch_sinr
@@ -73,23 +74,6 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
         return model(x)
-
-
-def _snapshot(model: nn.Module):
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    kinds = {name: type(m) for name, m in model.named_modules(remove_duplicate=False)}
-    return state, kinds
-
-
-def _assert_unchanged(model: nn.Module, snapshot) -> None:
-    state, kinds = snapshot
-    assert {name: type(m) for name, m in model.named_modules(remove_duplicate=False)} == kinds
-    assert not any(isinstance(m, SINRLinear) for m in model.modules())
-    now = model.state_dict()
-    assert now.keys() == state.keys()
-    for key, value in state.items():
-        assert now[key].dtype == value.dtype, key
-        assert torch.equal(now[key], value), key
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.model_checks import assert_unchanged, snapshot as _snapshot
 from tests.tiny_models import SharedMLP, TiedMLP
 
 from torch_sinr import (SINRConfig, SINRConfigError, SINRError, SINRInputError, SINRLinear, compress_model,
@@ -148,27 +149,9 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-def _snapshot(model: nn.Module):
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    kinds = {name: type(m) for name, m in model.named_modules(remove_duplicate=False)}
-    return state, kinds
-
-
-def _assert_unchanged(model: nn.Module, snapshot) -> None:
-    state, kinds = snapshot
-    assert {name: type(m) for name, m in model.named_modules(remove_duplicate=False)} == kinds
-    assert not any(isinstance(m, SINRLinear) for m in model.modules())
+def _assert_unchanged(model: nn.Module, taken) -> None:
+    assert_unchanged(model, taken)
     assert not hasattr(model, "sinr_config")
-    now = model.state_dict()
-    assert now.keys() == state.keys()
-    for key, value in state.items():
-        assert _same(now[key], value), key
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Bitwise equality (NaN payloads included)."""
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(
-        a.detach().reshape(-1).view(torch.uint8), b.detach().reshape(-1).view(torch.uint8))
 
 
 def _sinr_names(model: nn.Module) -> list[str]:
