@@ -39,6 +39,13 @@ def plain_mlp(seed: int = 0) -> nn.Module:
                          nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 3))
 
 
+def no_bias_mlp(seed: int = 0) -> nn.Module:
+    """Bias-free hidden layers (as in many NeRF and hash-grid decoders)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64, bias=False), nn.Tanh(),
+                         nn.Linear(64, 3, bias=False))
+
+
 class Block(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -161,6 +168,7 @@ def _sinr_names(model: nn.Module) -> list[str]:
 # ----------------------------------------------------------------------------- the case table
 CASES = {
     "sequential-mlp": (plain_mlp, 2, ["0"], ["2", "4", "6"]),
+    "no-bias": (no_bias_mlp, 2, ["0"], ["2", "4"]),
     "nested-containers": (Nested, 3, ["inp"], ["blocks.0.net.0", "blocks.1.net.0", "head.0", "head.2"]),
     "linear-subclass": (Subclassed, 2, ["inp"], ["hidden", "out"]),
     "input-layers": (WideInput, 2, ["coords", "embed"], ["hidden", "out"]),
@@ -502,6 +510,15 @@ def test_explicit_s_and_s_pattern():
     compress_model(model, SINRConfig(s=11, s_pattern={"out": 3}))
     assert model.out.spec.s == 3
     assert model.enc[0].spec.s == model.enc[2].spec.s == model.dec[0].spec.s == 11
+
+
+def test_value_bits_pattern_and_exact_names_win():
+    model = Net()
+    compress_model(model, SINRConfig(value_bits=12, value_bits_pattern={r"enc\.\d": 6, "enc.2": 9}))
+    bits = {name: model.get_submodule(name).spec.quantizer.bits for name in _sinr_names(model)}
+    assert bits == {"enc.0": 6, "enc.2": 9, "dec.0": 12, "out": 12}
+    with pytest.raises(SINRConfigError, match="value_bits_pattern"):
+        SINRConfig(value_bits_pattern={"out": 40}).validate()
 
 
 # ----------------------------------------------------------------------------- report

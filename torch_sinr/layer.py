@@ -31,8 +31,9 @@ class SINRLinear(nn.Module):
         factory = {"device": device, "dtype": dtype or torch.float32}
         self.register_buffer("indices", torch.zeros(spec.n_vectors, spec.s, dtype=torch.int64, device=device))
         self.values = nn.Parameter(torch.zeros(spec.n_vectors, spec.s, **factory), requires_grad=False)
-        self.bias = nn.Parameter(torch.zeros(self.out_features, **factory)) if bias else None
-        if self.bias is None:
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(self.out_features, **factory))
+        else:
             self.register_parameter("bias", None)
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         # While fine-tuning: decode through the quantizer (straight-through gradient), so training
