@@ -5,6 +5,7 @@ only the non-zero values and their indices are stored.
 """
 
 from ._version import __version__
+from .autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
 from .config import SINRConfig
 from .errors import SINRConfigError, SINRError, SINRFormatError, SINRInputError
 from .layer import SINRLinear
@@ -12,14 +13,18 @@ from .tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tenso
 from .transform import compress_model, decompress_model, plan_targets
 
 __all__ = [
-    "__version__",
+    "AutotuneResult",
+    "ByteBudget",
     "CodedTensor",
+    "MaxDrop",
     "SINRConfig",
     "SINRConfigError",
     "SINRError",
     "SINRFormatError",
     "SINRInputError",
     "SINRLinear",
+    "__version__",
+    "autotune",
     "compress_model",
     "decode_codes",
     "decompress_model",

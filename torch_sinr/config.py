@@ -27,7 +27,8 @@ class SINRConfig:
 
     Sparsity: ``s`` explicit, else ``target_error`` (smallest s meeting that relative weight
     error), else ``ceil(s_ratio * k1)`` capped at 2s < k1. ``s_pattern`` maps name patterns
-    (suffix or regex) to a per-layer s. Dictionary: k2 = ``k2`` or ``dict_ratio * k1``, seeded by
+    (suffix or regex) to a per-layer s, and ``value_bits_pattern`` to per-layer value bits
+    (``autotune`` fills both). Dictionary: k2 = ``k2`` or ``dict_ratio * k1``, seeded by
     ``seed``. Layers with fan-in < ``flatten_below`` are coded as one flattened vector ("tiny").
 
     Bitstream: ``value_bits`` for the non-zero values (16 as in the paper; 32 = raw float32),
@@ -43,6 +44,7 @@ class SINRConfig:
     s_ratio: float = DEFAULT_S_RATIO
     target_error: float | None = None
     s_pattern: dict[str, int] = field(default_factory=dict)
+    value_bits_pattern: dict[str, int] = field(default_factory=dict)
     k2: int | None = None
     dict_ratio: int = DEFAULT_DICT_RATIO
     seed: int = 0
@@ -81,11 +83,15 @@ class SINRConfig:
         need(isinstance(self.s_pattern, dict) and all(isinstance(k, str) and isinstance(v, int) and v >= 1
                                                       for k, v in self.s_pattern.items()),
              "s_pattern must map name patterns to positive ints")
-        for pattern in self.s_pattern:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise SINRConfigError(f"s_pattern key {pattern!r} is not a valid name or regex: {exc}") from None
+        need(isinstance(self.value_bits_pattern, dict) and all(
+            isinstance(k, str) and v in SUPPORTED_BITS for k, v in self.value_bits_pattern.items()),
+             "value_bits_pattern must map name patterns to value bits in 2..16 or 32")
+        for field_name in ("s_pattern", "value_bits_pattern"):
+            for pattern in getattr(self, field_name):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise SINRConfigError(f"{field_name} key {pattern!r} is not a valid name or regex: {exc}") from None
         need(self.k2 is None or (isinstance(self.k2, int) and self.k2 >= 1), f"k2 must be a positive int or None, got {self.k2!r}")
         need(isinstance(self.dict_ratio, int) and self.dict_ratio >= 1, f"dict_ratio must be a positive int, got {self.dict_ratio!r}")
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed!r}")

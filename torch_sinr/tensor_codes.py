@@ -139,7 +139,7 @@ def encode_tensors(
     mode: str = "auto",
     flatten_below: int = DEFAULT_FLATTEN_BELOW,
     coder: str = "omp",
-    value_bits: int = 16,
+    value_bits: int | list[int] = 16,
     names: list[str] | None = None,
 ) -> list[CodedTensor]:
     """Code 2-D tensors. Per tensor, s is explicit (an int, or a list with one entry per tensor),
@@ -147,10 +147,14 @@ def encode_tensors(
     ``ceil(s_ratio * k1)`` capped at 2s < k1. k2 defaults to ``dict_ratio * k1``.
 
     Tensors that share a dictionary and s are coded in one batched OMP call. Each tensor gets
-    its own quantization range. Coding runs on each tensor's device.
+    its own quantization range (``value_bits``: one int, or a list with one entry per tensor).
+    Coding runs on each tensor's device.
     """
     names = names or [f"tensor {i}" for i in range(len(tensors))]
     per_tensor_s = s if isinstance(s, list) else [s] * len(tensors)
+    per_tensor_bits = value_bits if isinstance(value_bits, list) else [value_bits] * len(tensors)
+    if len(per_tensor_s) != len(tensors) or len(per_tensor_bits) != len(tensors):
+        raise SINRConfigError(f"s and value_bits lists need one entry per tensor ({len(tensors)})")
     if coder not in CODERS:
         raise SINRConfigError(f"coder must be one of {CODERS}, got {coder!r}")
     plans = []
@@ -189,7 +193,7 @@ def encode_tensors(
         for i in members:
             shape, tensor_mode, vectors, _, _ = plans[i]
             stop = start + vectors.shape[0]
-            quantizer = UniformQuantizer.fit(values[start:stop], value_bits)
+            quantizer = UniformQuantizer.fit(values[start:stop], per_tensor_bits[i])
             spec = CodeSpec(shape=shape, mode=tensor_mode, s=s_i, dictionary=dict_spec, quantizer=quantizer)
             results[i] = CodedTensor(spec, indices[start:stop].contiguous(),
                                      quantizer.round_trip(values[start:stop]).contiguous())

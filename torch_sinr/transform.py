@@ -70,11 +70,21 @@ def plan_targets(model: nn.Module, config: SINRConfig) -> TargetPlan:
     return TargetPlan(matched, excluded, kept_dense, unmatched)
 
 
-def _s_for(name: str, config: SINRConfig) -> int | None:
-    for pattern, s in config.s_pattern.items():
+def _lookup(name: str, patterns: dict[str, int], default):
+    if name in patterns:  # an exact name wins over a suffix or regex that also matches
+        return patterns[name]
+    for pattern, value in patterns.items():
         if name == pattern or name.endswith("." + pattern) or re.fullmatch(pattern, name):
-            return s
-    return config.s
+            return value
+    return default
+
+
+def _s_for(name: str, config: SINRConfig) -> int | None:
+    return _lookup(name, config.s_pattern, config.s)
+
+
+def _bits_for(name: str, config: SINRConfig) -> int:
+    return _lookup(name, config.value_bits_pattern, config.value_bits)
 
 
 @dataclass
@@ -157,7 +167,8 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
             names=[names[i] for i in chunk], s=[_s_for(names[i], config) for i in chunk],
             s_ratio=config.s_ratio, target_error=config.target_error, k2=config.k2,
             dict_ratio=config.dict_ratio, seed=config.seed, mode=config.mode,
-            flatten_below=config.flatten_below, coder=config.coder, value_bits=config.value_bits)
+            flatten_below=config.flatten_below, coder=config.coder,
+            value_bits=[_bits_for(names[i], config) for i in chunk])
         timings += [(time.perf_counter() - t0) / len(chunk)] * len(chunk)
 
     # --- from here on the model is modified; nothing below raises on user input -------------
