@@ -2,7 +2,9 @@
 
 import json
 
-from benchmarks.kodak import main
+import pytest
+
+from benchmarks.kodak import _best_baseline_bpp, main, parse_variant
 
 
 def test_fit_then_compress_writes_results(shared_data, tmp_path):
@@ -10,12 +12,39 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
               "--steps", "15", "--downscale", "32", "--cache", str(tmp_path / "fits")]
     assert main(["fit", *common]) == 0
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
-    assert main(["compress", *common, "--finetune-steps", "3", "--finetune-bits", "8",
-                 "--out", str(tmp_path / "out"), "--tag", "t", "--evals", str(tmp_path / "evals")]) == 0
-    assert len(list((tmp_path / "evals").glob("*.json"))) == 1  # the next run reuses it
+    compress = ["compress", *common, "--finetune-steps", "3", "--finetune-bits", "8", "--out", str(tmp_path / "out"),
+                "--tag", "t", "--evals", str(tmp_path / "evals")]
+    assert main([*compress, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3"]) == 0
+    # one file for the standard set, one for the extra variants: the next run reuses both
+    assert len(list((tmp_path / "evals").glob("*.json"))) == 2
     result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
-    methods = {p["method"] for p in result["results"]["records"][0]["points"]}
-    assert methods == {"float32", "float16", "uniform", "uniform+ft", "prune", "low_rank", "sinr-paper", "sinr+ft"}
-    assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in result["results"]["records"][0]["points"])
+    points = result["results"]["records"][0]["points"]
+    methods = {p["method"] for p in points}
+    assert methods == {"float32", "float16", "uniform", "uniform+ft", "prune", "low_rank", "sinr-paper", "sinr+ft",
+                       "sinr+ft s=0.3 lr=0.001"}
+    assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in points)
     assert (tmp_path / "out" / "kodak_t.png").stat().st_size > 0
     assert "SINR at paper settings" in (tmp_path / "out" / "kodak_t.md").read_text()
+
+    # Adding a variant computes only that one; the cached ones come back unchanged.
+    extra_file = next((tmp_path / "evals").glob("*-extra.json"))
+    before = json.loads(extra_file.read_text())
+    assert main([*compress, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3", "uniform+ft:bits=6:lr=1e-3"]) == 0
+    after = json.loads(extra_file.read_text())
+    assert after["sinr+ft:s=0.3:bits=8:lr=1e-3"] == before["sinr+ft:s=0.3:bits=8:lr=1e-3"]
+    assert after["uniform+ft:bits=6:lr=1e-3"]["method"] == "uniform+ft lr=0.001"
+
+
+def test_best_baseline_is_the_pareto_front():
+    # (psnr, bpp): the point at (30, 6) is dominated by (31, 5) and must not be interpolated through.
+    points = [(20.0, 1.0), (30.0, 6.0), (31.0, 5.0), (40.0, 10.0)]
+    assert _best_baseline_bpp(points, 25.5) == pytest.approx(1.0 + 4.0 * 5.5 / 11.0)
+    assert _best_baseline_bpp(points, 35.5) == pytest.approx(7.5)
+    assert _best_baseline_bpp(points, 10.0) == 1.0  # below the range: the cheapest point (an upper bound)
+    assert _best_baseline_bpp(points, 41.0) is None
+
+
+@pytest.mark.parametrize("text", ["sinr+ft:bits=8", "prune:bits=8:lr=1e-3", "uniform+ft:lr=1e-3"])
+def test_bad_variants_are_named(text):
+    with pytest.raises(ValueError, match="variant"):
+        parse_variant(text)
