@@ -40,7 +40,8 @@ def test_best_baseline_is_the_pareto_front():
     points = [(20.0, 1.0), (30.0, 6.0), (31.0, 5.0), (40.0, 10.0)]
     assert _best_baseline_bpp(points, 25.5) == pytest.approx(1.0 + 4.0 * 5.5 / 11.0)
     assert _best_baseline_bpp(points, 35.5) == pytest.approx(7.5)
-    assert _best_baseline_bpp(points, 10.0) == 1.0  # below the range: the cheapest point (an upper bound)
+    assert _best_baseline_bpp(points, 10.0) is None  # no extrapolation below the range
+    assert _best_baseline_bpp(points, 20.0) == 1.0
     assert _best_baseline_bpp(points, 41.0) is None
 
 
