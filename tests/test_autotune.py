@@ -10,6 +10,7 @@ from torch_sinr.inr import INR, INRConfig, fit_image, psnr, render
 from torch_sinr.serialization import load_compressed, save_compressed
 
 from .model_checks import assert_unchanged, snapshot
+from .tiny_models import SharedMLP, TiedMLP
 
 ARCH = INRConfig(hidden_features=24, hidden_layers=2)
 MENUS = {"s_ratios": (0.45, 0.3, 0.2), "value_bits": (16, 10, 8, 6, 4)}
@@ -107,3 +108,21 @@ def test_bad_arguments_are_named(fitted):
         autotune(_model(state), _scorer(image), MaxDrop(1.0), value_bits=(40,))
     with pytest.raises(SINRError, match="finite"):
         autotune(_model(state), lambda m: float("nan"), MaxDrop(1.0))
+
+
+@pytest.mark.parametrize("factory", [TiedMLP, SharedMLP], ids=["tied-weights", "shared-module"])
+def test_tied_and_shared_layers_stay_linked(factory, tmp_path):
+    """A tied weight is coded once: a setting chosen for it applies to every user of the codes."""
+    x = torch.rand(256, 2) * 2 - 1
+    target = factory()(x).detach()
+
+    def evaluate(m):  # negative output error: higher is better
+        return -float(((m(x) - target) ** 2).mean().sqrt())
+
+    model = factory()
+    result = autotune(model, evaluate, MaxDrop(0.02), **MENUS, progress=False)
+    assert result.score >= result.reference_score - 0.02
+    assert model.a.values is model.b.values and model.a.spec == model.b.spec
+    save_compressed(model, tmp_path / "t.safetensors")
+    restored = load_compressed(tmp_path / "t.safetensors", factory(seed=3))
+    assert torch.equal(restored(x), model(x))
