@@ -277,11 +277,11 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, ft_steps, ft_bits, out: Path, tag: str,
-                 evals_dir: Path = EVALS, extra: list[str] | None = None) -> dict:
+                 evals_dir: Path = EVALS, extra: list[str] | None = None, only_cached: bool = False) -> dict:
     paths = kodak_paths(kodak_dir)
     if images:
         paths = [p for p in paths if p.stem in images or p.name in images]
-    records = []
+    records, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for layers, width in configs:
             for path in tqdm(paths, desc=f"{layers}x{width}", unit="image"):
@@ -289,6 +289,9 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 key = fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale)
                 eval_file = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
                                          f"-v{EVAL_VERSION}.json")
+                if only_cached and not cache_path(cache_dir, key).is_file():
+                    skipped.append(f"{path.name} {layers}x{width}")
+                    continue
                 model, record = fit_cached(path, config, steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
                                            lr=PROTOCOL["lr"], downscale=downscale, progress=False)
                 image = load_image(path, downscale)
@@ -311,7 +314,7 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 entry["points"] = entry["points"] + [done[v] for v in extra or []]
                 records.append(entry)
     protocol = dict(PROTOCOL, steps=steps, downscale=downscale, finetune_steps=ft_steps, finetune_bits=ft_bits,
-                    extra_variants=extra or [], images=[p.name for p in paths])
+                    extra_variants=extra or [], images=[p.name for p in paths], not_fitted_skipped=skipped)
     summary = summarize(records)
     result = {"name": f"kodak_{tag}", "description": __doc__.strip().splitlines()[0], "protocol": protocol,
               "results": {"records": records, "summary": {k: {**v, "mean": list(v["mean"].values())}
@@ -347,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     comp.add_argument("--tag", default="C1", help="result file name: kodak_TAG.{json,md,png}")
     comp.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
+    comp.add_argument("--only-cached", action="store_true",
+                      help="skip (and list) images whose fit is not in the cache instead of fitting them")
     comp.add_argument("--extra", nargs="*", default=DEFAULT_EXTRA,
                       help="extra fine-tuning variants, e.g. sinr+ft:s=0.25:bits=8:lr=1e-3 uniform+ft:bits=7:lr=1e-3")
     args = parser.parse_args(argv)
@@ -356,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         configs += [e for e in entries if e not in configs]
     if args.command == "compress":
         compress_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.finetune_steps,
-                     args.finetune_bits, args.out, args.tag, args.evals, args.extra)
+                     args.finetune_bits, args.out, args.tag, args.evals, args.extra, args.only_cached)
         return 0
     records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache)
     summary = {f"{r['key']['image']} {r['key']['config']['hidden_layers']}x{r['key']['config']['hidden_features']}":
