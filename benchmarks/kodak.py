@@ -289,7 +289,9 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 key = fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale)
                 eval_file = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
                                          f"-v{EVAL_VERSION}.json")
-                if only_cached and not cache_path(cache_dir, key).is_file():
+                extra_file = eval_file.with_name(eval_file.name.replace(".json", "-extra.json"))
+                if only_cached and not (eval_file.is_file() and set(extra or []) <= set(
+                        json.loads(extra_file.read_text()) if extra_file.is_file() else {})):
                     skipped.append(f"{path.name} {layers}x{width}")
                     continue
                 model, record = fit_cached(path, config, steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
@@ -305,7 +307,6 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                              "seconds": time.perf_counter() - started, "points": points}
                     eval_file.write_text(json.dumps(entry))
                 # Extra variants: one cache file per image, one entry per variant.
-                extra_file = eval_file.with_name(eval_file.name.replace(".json", "-extra.json"))
                 done = json.loads(extra_file.read_text()) if extra_file.is_file() else {}
                 for variant in extra or []:
                     if variant not in done:
@@ -314,7 +315,7 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 entry["points"] = entry["points"] + [done[v] for v in extra or []]
                 records.append(entry)
     protocol = dict(PROTOCOL, steps=steps, downscale=downscale, finetune_steps=ft_steps, finetune_bits=ft_bits,
-                    extra_variants=extra or [], images=[p.name for p in paths], not_fitted_skipped=skipped)
+                    extra_variants=extra or [], images=[p.name for p in paths], not_evaluated_skipped=skipped)
     summary = summarize(records)
     result = {"name": f"kodak_{tag}", "description": __doc__.strip().splitlines()[0], "protocol": protocol,
               "results": {"records": records, "summary": {k: {**v, "mean": list(v["mean"].values())}
@@ -351,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--tag", default="C1", help="result file name: kodak_TAG.{json,md,png}")
     comp.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
     comp.add_argument("--only-cached", action="store_true",
-                      help="skip (and list) images whose fit is not in the cache instead of fitting them")
+                      help="summarize only images already evaluated with every variant; list the rest "
+                           "(nothing is fitted or evaluated)")
     comp.add_argument("--extra", nargs="*", default=DEFAULT_EXTRA,
                       help="extra fine-tuning variants, e.g. sinr+ft:s=0.25:bits=8:lr=1e-3 uniform+ft:bits=7:lr=1e-3")
     args = parser.parse_args(argv)

@@ -34,13 +34,15 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     assert after["sinr+ft:s=0.3:bits=8:lr=1e-3"] == before["sinr+ft:s=0.3:bits=8:lr=1e-3"]
     assert after["uniform+ft:bits=6:lr=1e-3"]["method"] == "uniform+ft lr=0.001"
 
-    # --only-cached evaluates what was fitted and lists what was not, instead of fitting it.
-    only = [a if a != "1x20" else "1x21" for a in compress]
-    assert main([*only, "--configs", "1x20", "1x21", "--only-cached", "--extra"]) == 0
+    # --only-cached summarizes what was evaluated with every variant and lists the rest.
+    assert main([*compress, "--configs", "1x20", "1x21", "--only-cached", "--extra"]) == 0
     result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
-    assert result["protocol"]["not_fitted_skipped"] == ["kodim07.png 1x21"]
+    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x21"]
     assert [r["config"] for r in result["results"]["records"]] == ["1x20"]
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
+    assert main([*compress, "--only-cached", "--extra", "uniform+ft:bits=3:lr=1e-3"]) == 0
+    result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
+    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x20"]  # a variant is missing
 
 
 def test_best_baseline_is_the_pareto_front():
