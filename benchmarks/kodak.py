@@ -122,22 +122,28 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
 # Fine-tuning variants beyond the standard set (tuned s / learning rate, for SINR and the
 # baseline alike), written "method:key=value:...", e.g. "sinr+ft:s=0.25:bits=8:lr=1e-3".
 # Each is cached per image on its own, so adding one costs only that one.
-# Chosen from a probe on three 3x64 fits: for SINR, lower s at lr 1e-3 moves along a better curve
-# than fewer value bits or a smaller dictionary; the baseline gets the same lr and the low bit
-# widths that reach SINR's rates, so its Pareto front covers the same PSNR range.
+# Chosen by the tuning run (TUNING below, kodak_tuning.md): for SINR, lower s at lr 1e-3 moves
+# along a better curve than fewer value bits, a smaller dictionary or a higher lr; the baseline
+# gets the same lr and the low bit widths that reach SINR's rates, so its Pareto front covers
+# the same PSNR range.
 DEFAULT_EXTRA = ["sinr+ft:s=0.2:bits=8:lr=1e-3", "sinr+ft:s=0.3:bits=8:lr=1e-3",
                  "uniform+ft:bits=4:lr=1e-3", "uniform+ft:bits=5:lr=1e-3", "uniform+ft:bits=7:lr=1e-3",
                  "uniform+ft:bits=9:lr=1e-4"]
+# python -m benchmarks.kodak compress --configs 3x64 --images kodim01 kodim08 kodim23 --tuning --tag tuning
+TUNING = ["sinr+ft:s=0.25:bits=8:lr=1e-3", "sinr+ft:s=0.25:bits=8:lr=1e-3:dict=4",
+          "sinr+ft:s=0.25:bits=8:lr=1e-3:dict=8", "sinr+ft:s=0.25:bits=8:lr=3e-3", "sinr+ft:s=0.25:bits=6:lr=1e-3",
+          "sinr+ft:s=0.3:bits=8:lr=1e-4", "sinr+ft:s=0.45:bits=8:lr=1e-3"]
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
     method, *fields = text.split(":")
     params = dict(f.split("=", 1) for f in fields)
     if method not in ("sinr+ft", "uniform+ft") or "bits" not in params or "lr" not in params:
-        raise ValueError(f"variant {text!r}: expected 'sinr+ft:s=R:bits=B:lr=L' or 'uniform+ft:bits=B:lr=L'")
+        raise ValueError(f"variant {text!r}: expected 'sinr+ft:s=R:bits=B:lr=L[:dict=D]' or 'uniform+ft:bits=B:lr=L'")
     parsed = {"bits": int(params["bits"]), "lr": float(params["lr"])}
     if method == "sinr+ft":
         parsed["s"] = float(params.get("s", 0.45))
+        parsed["dict"] = int(params.get("dict", 16))  # dictionary size k2 / k1
     return method, parsed
 
 
@@ -154,12 +160,12 @@ def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, 
         label = f"uniform+ft lr={v['lr']:g}"
     else:
         compressed = copy.deepcopy(model)
-        compress_model(compressed, SINRConfig(value_bits=v["bits"], s_ratio=v["s"]))
+        compress_model(compressed, SINRConfig(value_bits=v["bits"], s_ratio=v["s"], dict_ratio=v["dict"]))
         # The dense input layer is trained too: the uniform baseline trains every parameter.
         finetune_codes(compressed, loss, ft_steps, lr=v["lr"], train_dense=True)
         size = save_compressed(compressed, workdir / "s.safetensors").file_bytes
         decoded = load_compressed(workdir / "s.safetensors", INR(config))
-        label = f"sinr+ft s={v['s']:g} lr={v['lr']:g}"
+        label = f"sinr+ft s={v['s']:g} lr={v['lr']:g}" + (f" dict={v['dict']}" if v["dict"] != 16 else "")
     return {"method": label, "setting": v["bits"], "variant": text, "bytes": size,
             "bpp": 8 * size / (height * width), "psnr": psnr(render(decoded.eval(), height, width), image)}
 
@@ -351,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     comp.add_argument("--tag", default="C1", help="result file name: kodak_TAG.{json,md,png}")
     comp.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
+    comp.add_argument("--tuning", action="store_true", help="add the TUNING variants to --extra")
     comp.add_argument("--only-cached", action="store_true",
                       help="summarize only images already evaluated with every variant; list the rest "
                            "(nothing is fitted or evaluated)")
@@ -363,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         configs += [e for e in entries if e not in configs]
     if args.command == "compress":
         compress_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.finetune_steps,
-                     args.finetune_bits, args.out, args.tag, args.evals, args.extra, args.only_cached)
+                     args.finetune_bits, args.out, args.tag, args.evals,
+                     args.extra + [v for v in TUNING if args.tuning and v not in args.extra], args.only_cached)
         return 0
     records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache)
     summary = {f"{r['key']['image']} {r['key']['config']['hidden_layers']}x{r['key']['config']['hidden_features']}":
