@@ -848,3 +848,15 @@ def test_layer_keys_colliding_with_dense_tensors(compressed, tmp_path):
     bad = _rewrite(path, tmp_path / "bad.safetensors", mutate=_layer_named_like_dense)
     with pytest.raises(SINRFormatError):
         decode_state_dict(bad)
+
+
+def test_extra_metadata_is_stored_and_cannot_override_the_format(compressed, tmp_path):
+    model = compressed[0]
+    path = tmp_path / "meta.safetensors"
+    save_compressed(model, path, metadata={"source": "run 7"})
+    cf = read_compressed(path)
+    assert cf.metadata["source"] == "run 7" and cf.metadata["format"] == "torch_sinr"
+    for bad in ({"format_version": "9"}, {"layout": "{}"}, {"source": 7}):
+        with pytest.raises(SINRError):
+            save_compressed(model, tmp_path / "bad.safetensors", metadata=bad)
+    assert not (tmp_path / "bad.safetensors").exists()

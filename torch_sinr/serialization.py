@@ -45,6 +45,7 @@ PAYLOAD = "payload"
 MAX_DIM = 1 << 24
 MAX_ELEMENTS = 1 << 31
 MAX_DECODED_BYTES = 8 << 30
+_RESERVED_METADATA = ("format", "format_version", "torch_sinr_version", "dictionary_generator", "layout")
 
 
 @dataclass
@@ -84,13 +85,22 @@ def _sinr_layers(model: nn.Module) -> dict[str, SINRLinear]:
 
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: str | None = None,
-                    index_coding: str | None = None, brotli_quality: int | None = None) -> FileReport:
+                    index_coding: str | None = None, brotli_quality: int | None = None,
+                    metadata: dict[str, str] | None = None) -> FileReport:
     """Write ``model`` (after ``compress_model``) to one .safetensors file; returns its byte report.
 
     Values already on their quantization grid are written exactly, so the loaded model equals
     the in-memory one bit for bit. Values moved off the grid (fine-tuning) are quantized here
     with a warning: call ``SINRLinear.requantize_()`` first to keep memory and file equal.
+    ``metadata`` adds str -> str entries (e.g. provenance) beside the format's own keys, which
+    it may not override; they are written as given and never interpreted by ``read_compressed``.
     """
+    extra = dict(metadata or {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise SINRError("metadata must map str to str")
+    reserved = sorted(set(extra) & set(_RESERVED_METADATA))
+    if reserved:
+        raise SINRError(f"metadata keys {reserved} are reserved for the file format")
     config = getattr(model, "sinr_config", None)
     dense_dtype = dense_dtype or (config.dense_dtype if config else "float32")
     index_coding = index_coding or (config.index_coding if config else "auto")
@@ -163,7 +173,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, dense_dtype: s
         dense_entries.append(entry)
 
     layout = {"sinr": sinr_entries, "dense": dense_entries, "payload_bytes": len(payload)}
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "torch_sinr_version": __version__,
+    metadata = {**extra, "format": FORMAT, "format_version": str(FORMAT_VERSION), "torch_sinr_version": __version__,
                 "dictionary_generator": GENERATOR, "layout": json.dumps(layout, separators=(",", ":"))}
     tensor = torch.frombuffer(bytearray(payload), dtype=torch.uint8) if payload else torch.zeros(0, dtype=torch.uint8)
     path = Path(path)
