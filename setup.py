@@ -11,7 +11,11 @@ setup(
     description="SINR: compress implicit neural representations with sparse codes over seeded random dictionaries",
     long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["torch_sinr", "torch_sinr.*"]),
+    packages=find_packages(include=["torch_sinr", "torch_sinr.*"])
+    + find_packages("integrations/nerfstudio", include=["torch_sinr_nerfstudio", "torch_sinr_nerfstudio.*"]),
+    # The nerfstudio plugin lives with its README under integrations/; it is importable only with
+    # the [nerfstudio] extra installed (its modules import nerfstudio).
+    package_dir={"torch_sinr_nerfstudio": "integrations/nerfstudio/torch_sinr_nerfstudio"},
     package_data={"torch_sinr": ["assets/*.png"]},
     python_requires=">=3.10",
     # torch is capped at the release this project is built and tested with; the file format
@@ -28,6 +32,20 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
         "bench": ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
+        # nerfstudio 1.1.5 leaves its own dependencies open; the pins below are the ones that keep
+        # a fresh install on the capped torch and free of source builds (fpsample >= 1 ships no
+        # cp311 wheel and needs a Rust toolchain). See integrations/nerfstudio/README.md.
+        "nerfstudio": ["nerfstudio==1.1.5", "fpsample==0.3.3"],
     },
-    entry_points={"console_scripts": ["torch-sinr=torch_sinr.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "torch-sinr=torch_sinr.cli:main",
+            "ns-sinr-compress=torch_sinr_nerfstudio.cli:compress_main",
+            "ns-sinr-eval=torch_sinr_nerfstudio.cli:eval_main",
+        ],
+        "nerfstudio.method_configs": [
+            "sinr-vanilla-nerf=torch_sinr_nerfstudio.methods:sinr_vanilla_nerf",
+            "sinr-nerfacto=torch_sinr_nerfstudio.methods:sinr_nerfacto",
+        ],
+    },
 )

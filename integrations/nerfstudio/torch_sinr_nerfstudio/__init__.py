@@ -1,0 +1,17 @@
+"""nerfstudio integration of torch_sinr: compress trained NeRF scenes, load them back, and train
+them as compressed.
+
+- ``compress_run(load_config, output_dir, config)``: the ``ns-sinr-compress`` command;
+- ``compress_fields(model, config)``: compress a live model's field MLPs in place;
+- ``load_compressed_pipeline(load_config, file)``: the ``ns-sinr-eval`` way back, key-checked;
+- methods ``sinr-vanilla-nerf`` and ``sinr-nerfacto`` (see ``methods``), registered with ns-train.
+"""
+
+from .compat import require_nerfstudio
+
+require_nerfstudio()
+
+from .compress import compress_fields, compress_run  # noqa: E402
+from .load import SceneMismatchError, load_compressed_pipeline, load_into_model  # noqa: E402
+
+__all__ = ["SceneMismatchError", "compress_fields", "compress_run", "load_compressed_pipeline", "load_into_model"]

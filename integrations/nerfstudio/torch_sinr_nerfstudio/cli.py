@@ -1,0 +1,123 @@
+"""ns-sinr-compress and ns-sinr-eval (nerfstudio-style commands, tyro options).
+
+Both are guarded by ``if __name__ == "__main__"`` when run as modules: nerfacto's parallel data
+manager starts worker processes, which re-import the main module on spawn platforms.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from torch_sinr import SINRConfig, SINRError
+from torch_sinr.sparsity import DEFAULT_S_RATIO
+from torch_sinr.tensor_codes import DEFAULT_DICT_RATIO
+
+from .compat import require_nerfstudio
+
+
+@dataclass
+class CompressCommand:
+    """Compress the field MLPs of a trained nerfstudio run with SINR; evaluate before and after."""
+
+    load_config: Path
+    """config.yml of the ns-train run (its latest checkpoint is loaded)."""
+    output_dir: Path
+    """Where scene.sinr.safetensors, report.json and comparison.png are written."""
+    s: Optional[int] = None
+    """Non-zeros per weight vector (None: s-ratio times the vector length, or target-error)."""
+    s_ratio: float = DEFAULT_S_RATIO
+    """s = ceil(ratio * k1) when neither s nor target-error is given."""
+    target_error: Optional[float] = None
+    """Smallest s reaching this relative weight error, per layer."""
+    value_bits: int = 16
+    """Bits per non-zero value (2..16, or 32 for raw float32)."""
+    dict_ratio: int = DEFAULT_DICT_RATIO
+    """Dictionary atoms per weight-vector length."""
+    seed: int = 0
+    """Seed of the random dictionary."""
+    dense_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    """Precision of everything stored dense (hash grids, biases, input layers, ...)."""
+    input_fan_in_max: int = 16
+    """Linears with at most this fan-in are coordinate input layers and stay dense."""
+    brotli_quality: int = 11
+    """Brotli quality of the file's streams (0..11)."""
+    skip_eval: bool = False
+    """Do not evaluate (no PSNR/SSIM in the report)."""
+
+    def sinr_config(self) -> SINRConfig:
+        return SINRConfig(s=self.s, s_ratio=self.s_ratio, target_error=self.target_error, value_bits=self.value_bits,
+                          dict_ratio=self.dict_ratio, seed=self.seed, dense_dtype=self.dense_dtype,
+                          input_fan_in_max=self.input_fan_in_max, brotli_quality=self.brotli_quality).validate()
+
+    def main(self) -> dict:
+        from .compress import compress_run
+
+        result = compress_run(self.load_config, self.output_dir, self.sinr_config(), evaluate=not self.skip_eval)
+        report = result.report
+        mlp = report["mlp"]
+        print(f"{report['method']}: model {report['original']['bytes']} B -> file {report['compressed']['file_bytes']} B "
+              f"({report['ratio']:.2f}x); field MLPs {mlp['original_bytes']} B -> {mlp['compressed_bytes']} B "
+              f"({100 * mlp['reduction']:.1f}% smaller, {100 * mlp['share_of_original_model']:.1f}% of the model)")
+        if report["metrics"]:
+            m = report["metrics"]
+            print(f"PSNR {m['psnr_before']:.3f} -> {m['psnr_after']:.3f} dB, SSIM {m['ssim_before']:.4f} -> "
+                  f"{m['ssim_after']:.4f}")
+        print(f"wrote {result.compressed_path} and {result.report_path}")
+        return report
+
+
+@dataclass
+class EvalCommand:
+    """Load a SINR-compressed scene into the pipeline of its run's config and evaluate it."""
+
+    load_config: Path
+    """config.yml of the ns-train run the file was made from."""
+    compressed: Path
+    """The .safetensors file written by ns-sinr-compress or by a sinr-* method."""
+    output_path: Path = Path("sinr_eval.json")
+    """JSON file for the metrics."""
+    render_output_path: Optional[Path] = None
+    """Folder for the rendered eval images (none saved if unset)."""
+
+    def main(self) -> dict:
+        from .load import file_provenance, load_compressed_pipeline
+        from .metrics import evaluate
+
+        config, pipeline = load_compressed_pipeline(self.load_config, self.compressed)
+        metrics = evaluate(pipeline, self.render_output_path)
+        result = {"method": config.method_name, "load_config": str(self.load_config),
+                  "compressed": str(self.compressed), "file_bytes": self.compressed.stat().st_size,
+                  "provenance": file_provenance(self.compressed), "results": metrics}
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        self.output_path.write_text(json.dumps(result, indent=2))
+        print(json.dumps(metrics, indent=2))
+        print(f"wrote {self.output_path}")
+        return result
+
+
+def _run(command_type, argv):
+    require_nerfstudio()
+    import tyro
+
+    command = tyro.cli(command_type, args=argv)
+    try:
+        return command.main()
+    except SINRError as exc:  # bad input: say what, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def compress_main(argv: list[str] | None = None) -> dict:
+    return _run(CompressCommand, argv)
+
+
+def eval_main(argv: list[str] | None = None) -> dict:
+    return _run(EvalCommand, argv)
+
+
+if __name__ == "__main__":
+    compress_main()

@@ -1,0 +1,175 @@
+"""Compressing a trained nerfstudio scene: the field MLPs with SINR, the rest kept dense.
+
+``compress_fields`` works on a live model (used by the command and by the training hook);
+``compress_run`` is the whole command: load a run, evaluate, compress, save, evaluate again,
+write the report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from torch_sinr import SINRConfig, SINRConfigError, SINRLinear, compress_model
+from torch_sinr.serialization import FileReport, decode_state_dict, save_compressed
+
+from . import metrics as ns_metrics
+from .compat import check_not_tcnn
+from .pipeline_io import load_trained_pipeline
+from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
+
+COMPRESSED_NAME = "scene.sinr.safetensors"
+# Keys of our provenance entries in the file's metadata (beside torch_sinr's own).
+META_METHOD = "nerfstudio_method"
+META_STEP = "nerfstudio_step"
+META_CONFIG = "nerfstudio_sinr_config"
+
+def field_targets(view: nn.Module) -> str:
+    """A regex naming every linear under the scene's nerfstudio Fields (fields and proposal
+    networks). A regex, not a list, so torch_sinr's input-layer rule still keeps coordinate
+    input layers (fan-in <= input_fan_in_max) dense."""
+    from nerfstudio.fields.base_field import Field
+
+    roots = [name for name, m in view.named_modules() if isinstance(m, Field) and name]
+    roots = [r for r in roots if not any(r.startswith(o + ".") for o in roots)]
+    if not roots:
+        raise SINRConfigError("the model has no nerfstudio Field: nothing to compress")
+    return "(?:" + "|".join(re.escape(r) for r in roots) + r")\..+"
+
+def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, method_name: str = "<method>"):
+    """Compress every nn.Linear of ``model``'s fields and proposal networks, in place.
+
+    Metric modules (LPIPS, ...) are never touched. Returns ``(view, report)``: ``view`` is the
+    scene part of the model (see ``state.scene_view``), the module to save and load.
+    """
+    check_not_tcnn(model, method_name)
+    config = replace(config or SINRConfig())
+    view = scene_view(model)
+    if config.target_modules == "all-linear":
+        config.target_modules = field_targets(view)
+    plan = compress_model(view, config, dry_run=True)
+    if not plan.matched:
+        raise SINRConfigError(f"no field linear to compress in {method_name}: {plan}")
+    report = compress_model(view, config)
+    sync_children(view, model)
+    model.sinr_config = view.sinr_config
+    return view, report
+
+def save_scene(view: nn.Module, path: Path, *, method_name: str, step: int) -> FileReport:
+    """Write the compressed scene (one .safetensors file) with its nerfstudio provenance."""
+    config = getattr(view, "sinr_config", None)
+    metadata = {META_METHOD: method_name, META_STEP: str(int(step)),
+                META_CONFIG: json.dumps(config.to_dict() if config else None)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_compressed(view, path, metadata=metadata)
+
+def check_file_equals_memory(view: nn.Module, path: Path) -> None:
+    """The file decodes to exactly the model in memory (so every 'after' figure is the file's)."""
+    decoded = decode_state_dict(path)
+    modules = dict(view.named_modules())
+    state = view.state_dict()
+    for key, tensor in decoded.items():
+        owner, _, leaf = key.rpartition(".")
+        module = modules.get(owner)
+        current = module.weight if isinstance(module, SINRLinear) and leaf == "weight" else state[key]
+        if not torch.equal(tensor.to(current.device, current.dtype), current.detach()):
+            raise RuntimeError(f"{path}: {key} decodes to a different tensor than the model holds")
+
+@dataclass
+class CompressResult:
+    report_path: Path
+    compressed_path: Path
+    report: dict
+
+def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None = None, *,
+                 evaluate: bool = True, comparison_view: int = 0) -> CompressResult:
+    """Load an ns-train run, evaluate, compress its field MLPs, save, evaluate again, report.
+
+    Writes into ``output_dir``: ``scene.sinr.safetensors``, ``report.json`` and (when
+    evaluating) ``comparison.png`` (ground truth | before | after for one eval view).
+    """
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer_config, pipeline, checkpoint, step = load_trained_pipeline(Path(load_config))
+    model = pipeline.model
+    method = trainer_config.method_name
+    check_not_tcnn(model, method)  # before the (slow) evaluation
+
+    view = scene_view(model)
+    original = state_bytes_by_part(view)
+    original_dtypes = sorted({str(t.dtype).replace("torch.", "") for t in view.state_dict().values()})
+    excluded = metric_keys(model)
+
+    timings = {}
+    before = after = None
+    scratch = ns_metrics.scratch_dir()
+    before_dir, after_dir = Path(scratch.name) / "before", Path(scratch.name) / "after"
+    if evaluate:
+        t0 = time.perf_counter()
+        before = ns_metrics.evaluate(pipeline, before_dir)
+        timings["eval_before"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    view, sinr_report = compress_fields(model, config, method_name=method)
+    timings["compress"] = time.perf_counter() - t0
+    compressed_path = output_dir / COMPRESSED_NAME
+    file_report = save_scene(view, compressed_path, method_name=method, step=step)
+    check_file_equals_memory(view, compressed_path)
+    compressed = file_bytes_by_part(compressed_path, view)
+
+    comparison = None
+    if evaluate:
+        t0 = time.perf_counter()
+        after = ns_metrics.evaluate(pipeline, after_dir)
+        timings["eval_after"] = time.perf_counter() - t0
+        comparison = ns_metrics.comparison_image(before_dir, after_dir, output_dir / "comparison.png", comparison_view)
+    scratch.cleanup()
+
+    original_total = sum(original.values())
+    report = {
+        "name": "torch_sinr nerfstudio compression",
+        "description": "field MLPs coded with SINR, every other scene tensor dense; bytes are those of "
+                       "the in-memory state (original) and of the file written (compressed)",
+        "method": method,
+        "load_config": str(load_config),
+        "checkpoint": str(checkpoint),
+        "checkpoint_file_bytes": Path(checkpoint).stat().st_size,
+        "step": int(step),
+        "sinr_config": view.sinr_config.to_dict(),
+        "original": {"bytes": original_total, "bytes_by_part": original, "dtypes": original_dtypes,
+                     "metric_tensors_excluded": len(excluded)},
+        "compressed": {"path": str(compressed_path), "file_bytes": file_report.file_bytes,
+                       "bytes_by_part": compressed},
+        "ratio": original_total / file_report.file_bytes,
+        "mlp": {
+            "original_bytes": original["mlp"],
+            "compressed_bytes": compressed["mlp"],
+            "reduction": 1 - compressed["mlp"] / max(1, original["mlp"]),
+            "share_of_original_model": original["mlp"] / max(1, original_total),
+            "share_of_compressed_file": compressed["mlp"] / file_report.file_bytes,
+        },
+        "hash_grid_share_of_original_model": original["hash_grid"] / max(1, original_total),
+        "metrics": None,
+        "layers": [asdict(layer) for layer in sinr_report.layers],
+        # linears left dense (input layers under torch_sinr's fan-in rule)
+        "kept_dense": [n for n, m in view.named_modules() if isinstance(m, nn.Linear)],
+        "comparison_png": str(comparison) if comparison else None,
+        "seconds": {**timings, "total": time.perf_counter() - started},
+    }
+    if evaluate:
+        report["metrics"] = {
+            "before": before, "after": after,
+            "psnr_before": ns_metrics.main_psnr(before), "psnr_after": ns_metrics.main_psnr(after),
+            "psnr_drop_db": ns_metrics.main_psnr(before) - ns_metrics.main_psnr(after),
+            "ssim_before": ns_metrics.main_ssim(before), "ssim_after": ns_metrics.main_ssim(after),
+        }
+    report_path = output_dir / "report.json"
+    report_path.write_text(json.dumps(report, indent=2))
+    return CompressResult(report_path, compressed_path, report)

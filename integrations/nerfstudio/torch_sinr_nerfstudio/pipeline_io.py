@@ -1,0 +1,54 @@
+"""Building a nerfstudio pipeline from a run's config.yml, with or without its checkpoint.
+
+The config.yml that ``ns-train`` writes is a YAML document of Python objects, read with
+nerfstudio's own (full) YAML loader: only open configs of runs you made yourself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+
+from .compat import nerfstudio_checkpoint_loading
+
+TestMode = Literal["test", "val", "inference"]
+
+
+def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
+    """nerfstudio's ``eval_setup`` (config + latest checkpoint), with nerfstudio's numpy scalars
+    allowed by torch's ``weights_only`` loader for exactly the duration of the load."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    if not Path(load_config).is_file():
+        raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
+    with nerfstudio_checkpoint_loading():
+        return eval_setup(Path(load_config), test_mode=test_mode)
+
+
+def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str | None = None):
+    """The pipeline of ``load_config`` with freshly initialised weights (no checkpoint is read).
+
+    Mirrors the first half of nerfstudio's ``eval_setup``; the weights then come from a
+    compressed file instead of a checkpoint. Returns ``(config, pipeline)``.
+    """
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.engine.trainer import TrainerConfig
+    from nerfstudio.pipelines.base_pipeline import Pipeline
+
+    load_config = Path(load_config)
+    if not load_config.is_file():
+        raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
+    config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
+    if not isinstance(config, TrainerConfig):
+        raise ValueError(f"{load_config} is not a nerfstudio TrainerConfig (got {type(config).__name__})")
+    if config.method_name in all_methods:  # as eval_setup: the datamanager class of the method
+        config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
+    if not isinstance(pipeline, Pipeline):
+        raise ValueError(f"{load_config} did not build a nerfstudio Pipeline")
+    pipeline.eval()
+    return config, pipeline

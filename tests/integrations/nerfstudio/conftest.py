@@ -1,0 +1,123 @@
+"""Fixtures for the nerfstudio integration: an offline TORCH_HOME, a tiny generated scene, and
+a few training iterations of each method (trained once per session)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+from .scene import make_blender_scene
+
+STEPS = 6
+# Smaller dictionaries and sparser codes than the defaults: the same code paths, ~6x faster
+# coding of vanilla-nerf's two 8x256 MLPs.
+FAST_SINR = {"dict_ratio": 4, "s_ratio": 0.2}
+
+
+@pytest.fixture(scope="session")
+def offline_torch_home(tmp_path_factory):
+    """LPIPS (inside every nerfstudio model) downloads AlexNet weights at construction; tests have
+    no network, so a placeholder file stands in (LPIPS values are then meaningless and are not
+    reported)."""
+    import torch
+
+    from torch_sinr_nerfstudio.metrics import write_placeholder_alexnet
+
+    home = tmp_path_factory.mktemp("torch_home")
+    write_placeholder_alexnet(home)
+    previous_env, previous_dir = os.environ.get("TORCH_HOME"), torch.hub.get_dir()
+    os.environ["TORCH_HOME"] = str(home)
+    torch.hub.set_dir(str(home / "hub"))
+    yield home
+    torch.hub.set_dir(previous_dir)
+    if previous_env is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = previous_env
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory) -> Path:
+    return make_blender_scene(tmp_path_factory.mktemp("scene") / "sphere", size=32)
+
+
+def tiny_config(method: str, scene: Path, output_dir: Path, steps: int = STEPS):
+    """nerfstudio's config of ``method``, shrunk to seconds on a CPU."""
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    config = copy.deepcopy(all_methods[method])
+    config.output_dir = output_dir
+    config.experiment_name = "tiny"
+    config.timestamp = "run"
+    config.max_num_iterations = steps
+    config.mixed_precision = False
+    config.machine.device_type = "cpu"
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
+    config.steps_per_save = 10**6  # only the final checkpoint
+    dm = config.pipeline.datamanager
+    dm.data = scene
+    dm.dataparser = BlenderDataParserConfig(data=scene)
+    dm.train_num_rays_per_batch = dm.eval_num_rays_per_batch = 64
+    model = config.pipeline.model
+    model.eval_num_rays_per_chunk = 1024
+    if "nerfacto" in method:
+        model.implementation = "torch"
+        model.num_nerf_samples_per_ray = 8
+        model.num_proposal_samples_per_ray = (16, 8)
+        model.log2_hashmap_size = 10
+        model.num_levels = 4
+        model.max_res = 64
+        model.hidden_dim = model.hidden_dim_color = 64
+        model.proposal_net_args_list = [
+            {"hidden_dim": 16, "log2_hashmap_size": 8, "num_levels": 4, "max_res": 32, "use_linear": False}] * 2
+        model.background_color = "white"
+        model.disable_scene_contraction = True
+        model.near_plane, model.far_plane = 2.0, 6.0
+        model.camera_optimizer.mode = "off"
+    else:
+        model.num_coarse_samples = 8
+        model.num_importance_samples = 8
+    if method.startswith("sinr-"):
+        model.sinr_dict_ratio, model.sinr_s_ratio = FAST_SINR["dict_ratio"], FAST_SINR["s_ratio"]
+    return config
+
+
+def train(config):
+    """Train in this process (as ns-train's train_loop does); returns the trainer."""
+    from nerfstudio.scripts.train import _set_random_seed
+
+    _set_random_seed(config.machine.seed)
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return trainer
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tiny_scene, offline_torch_home, tmp_path_factory) -> dict[str, Path]:
+    """config.yml of a few iterations of vanilla-nerf and nerfacto (torch) on the tiny scene."""
+    out = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for method in ("vanilla-nerf", "nerfacto"):
+        config = tiny_config(method, tiny_scene, out)
+        train(config)
+        runs[method] = config.get_base_dir() / "config.yml"
+    return runs
+
+
+@pytest.fixture(scope="session")
+def compressed_runs(trained_runs, tmp_path_factory):
+    """compress_run (evaluating before and after) on each trained run, once per session."""
+    from torch_sinr import SINRConfig
+    from torch_sinr_nerfstudio import compress_run
+
+    out = tmp_path_factory.mktemp("compressed")
+    return {method: compress_run(config, out / method, SINRConfig(**FAST_SINR))
+            for method, config in trained_runs.items()}
