@@ -90,13 +90,20 @@ def tiny_config(method: str, scene: Path, output_dir: Path, steps: int = STEPS):
 
 def train(config):
     """Train in this process (as ns-train's train_loop does); returns the trainer."""
+    import torch.multiprocessing as mp
     from nerfstudio.scripts.train import _set_random_seed
 
-    _set_random_seed(config.machine.seed)
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    trainer.train()
+    # nerfacto's parallel data manager sets the process-wide start method to 'spawn' if none is
+    # set: put it back, so the rest of the test session is not affected.
+    start_method = mp.get_start_method(allow_none=True)
+    try:
+        _set_random_seed(config.machine.seed)
+        config.save_config()
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        trainer.train()
+    finally:
+        mp.set_start_method(start_method, force=True)
     return trainer
 
 
