@@ -251,8 +251,15 @@ def plot(summary: dict, path: Path) -> None:
 
     published = json.loads(PUBLISHED.read_text())["methods"] if PUBLISHED.is_file() else {}
     panels = len(summary) + (1 if published else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.2), squeeze=False)
+    columns = min(2, panels)
+    rows = (panels + columns - 1) // columns
+    fig, grid = plt.subplots(rows, columns, figsize=(7.5 * columns, 5.5 * rows), squeeze=False)
+    axes = [list(grid.ravel())]
+    for ax in axes[0][panels:]:
+        ax.remove()
+    axes = [axes[0][:panels]]
     for ax, (name, s) in zip(axes[0], summary.items()):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more methods than the default 10 colours
         groups: dict[str, list] = {}
         for r in s["mean"].values():
             groups.setdefault(r["method"], []).append((r["bpp"], r["psnr"]))
