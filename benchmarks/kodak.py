@@ -67,6 +67,26 @@ def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] |
 
 
 # ----------------------------------------------------------------------------- compression
+def uniform_ft_file(model: INR, loss, bits: int, steps: int, lr: float, path: Path) -> tuple[int, INR]:
+    """Fine-tune every parameter on a b-bit grid and write it: the file's bytes and what it decodes to."""
+    state, grids = finetune_uniform(copy.deepcopy(model), loss, bits, steps, lr=lr)
+    size = write_uniform(state, path, bits, grids)
+    decoded = INR(model.config)
+    decoded.load_state_dict(read_baseline(path))
+    return size, decoded.eval()
+
+
+def sinr_file(model: INR, loss, cfg: SINRConfig, steps: int, lr: float, train_dense: bool,
+              path: Path) -> tuple[int, INR]:
+    """Compress (and fine-tune the codes) and write it: the file's bytes and what it decodes to."""
+    compressed = copy.deepcopy(model)
+    compress_model(compressed, cfg)
+    if steps:
+        finetune_codes(compressed, loss, steps, lr=lr, train_dense=train_dense)
+    size = save_compressed(compressed, path).file_bytes
+    return size, load_compressed(path, INR(model.config)).eval()
+
+
 def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int], workdir: Path) -> list[dict]:
     """Every method on one fitted INR: bpp from the file written, PSNR from the file decoded."""
     config, (height, width) = model.config, image.shape[1:]
@@ -90,9 +110,7 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
     for bits in range(6, 17):
         baseline("uniform", bits, write_uniform(state, path, bits), path)
     for bits in ft_bits:
-        tuned = copy.deepcopy(model)
-        ft_state, grids = finetune_uniform(tuned, loss, bits, ft_steps)
-        baseline("uniform+ft", bits, write_uniform(ft_state, path, bits, grids), path)
+        baseline("uniform+ft", bits, uniform_ft_file(model, loss, bits, ft_steps, 1e-4, path)[0], path)
     # The coordinate input layer stays as it is for every method that changes layers, as in SINR.
     is_input = lambda name: name == "net.0.weight"  # noqa: E731
     s = auto_sparsity(config.hidden_features)
@@ -102,13 +120,7 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
     baseline("low_rank", s, write_low_rank(state, path, s, skip=is_input), path)
 
     def sinr(method: str, setting, cfg: SINRConfig, steps: int) -> None:
-        compressed = copy.deepcopy(model)
-        compress_model(compressed, cfg)
-        if steps:
-            finetune_codes(compressed, loss, steps, lr=1e-4)
-        file = workdir / "s.safetensors"
-        size = save_compressed(compressed, file).file_bytes
-        decoded = load_compressed(file, INR(config)).eval()
+        size, decoded = sinr_file(model, loss, cfg, steps, 1e-4, False, workdir / "s.safetensors")
         points.append({"method": method, "setting": setting, "bytes": size, "bpp": 8 * size / pixels,
                        "psnr": psnr(render(decoded, height, width), image)})
 
@@ -151,24 +163,18 @@ def parse_variant(text: str) -> tuple[str, dict]:
 def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, workdir: Path) -> dict:
     """One extra variant on one fitted INR; the point's method names its non-bit settings."""
     method, v = parse_variant(text)
-    config, (height, width) = model.config, image.shape[1:]
+    height, width = image.shape[1:]
     loss = image_loss(image)
     if method == "uniform+ft":
-        state, grids = finetune_uniform(copy.deepcopy(model), loss, v["bits"], ft_steps, lr=v["lr"])
-        size = write_uniform(state, workdir / "u.safetensors", v["bits"], grids)
-        decoded = INR(config)
-        decoded.load_state_dict(read_baseline(workdir / "u.safetensors"))
+        size, decoded = uniform_ft_file(model, loss, v["bits"], ft_steps, v["lr"], workdir / "u.safetensors")
         label = f"uniform+ft lr={v['lr']:g}"
     else:
-        compressed = copy.deepcopy(model)
-        compress_model(compressed, SINRConfig(value_bits=v["bits"], s_ratio=v["s"], dict_ratio=v["dict"]))
         # The dense input layer is trained too: the uniform baseline trains every parameter.
-        finetune_codes(compressed, loss, ft_steps, lr=v["lr"], train_dense=True)
-        size = save_compressed(compressed, workdir / "s.safetensors").file_bytes
-        decoded = load_compressed(workdir / "s.safetensors", INR(config))
+        size, decoded = sinr_file(model, loss, SINRConfig(value_bits=v["bits"], s_ratio=v["s"], dict_ratio=v["dict"]),
+                                  ft_steps, v["lr"], True, workdir / "s.safetensors")
         label = f"sinr+ft s={v['s']:g} lr={v['lr']:g}" + (f" dict={v['dict']}" if v["dict"] != 16 else "")
     return {"method": label, "setting": v["bits"], "variant": text, "bytes": size,
-            "bpp": 8 * size / (height * width), "psnr": psnr(render(decoded.eval(), height, width), image)}
+            "bpp": 8 * size / (height * width), "psnr": psnr(render(decoded, height, width), image)}
 
 
 def _best_baseline_bpp(points: list[tuple[float, float]], target_psnr: float) -> float | None:

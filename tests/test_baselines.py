@@ -44,12 +44,17 @@ def test_pruned_and_low_rank_files(state, tmp_path):
     assert torch.allclose(decoded["2.weight"], best, atol=1e-5)
 
 
-def test_finetune_uniform_lowers_loss_and_file_holds_the_result(tmp_path):
+def _toy_regression(points: int):
+    """A small MLP and the MSE of fitting sin(6x) summed over two inputs at ``points`` random inputs."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 1))
-    x = torch.rand(256, 2)
+    x = torch.rand(points, 2)
     y = torch.sin(6 * x).sum(1, keepdim=True)
-    loss = lambda m: ((m(x) - y) ** 2).mean()
+    return model, lambda m: ((m(x) - y) ** 2).mean()
+
+
+def test_finetune_uniform_lowers_loss_and_file_holds_the_result(tmp_path):
+    model, loss = _toy_regression(256)
     plain = copy.deepcopy(model)
     plain.load_state_dict(uniform_round_trip(model.state_dict(), 4))
     with torch.no_grad():
@@ -64,11 +69,7 @@ def test_finetune_uniform_lowers_loss_and_file_holds_the_result(tmp_path):
 
 
 def test_finetune_uniform_never_ends_worse_than_plain_quantization():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 1))
-    x = torch.rand(64, 2)
-    y = torch.sin(6 * x).sum(1, keepdim=True)
-    loss = lambda m: ((m(x) - y) ** 2).mean()
+    model, loss = _toy_regression(64)
     plain = copy.deepcopy(model)
     plain.load_state_dict(uniform_round_trip(model.state_dict(), 10))
     state, _ = finetune_uniform(model, loss, bits=10, steps=5, lr=10.0)  # absurd lr: every step hurts

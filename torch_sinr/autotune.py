@@ -90,12 +90,14 @@ class AutotuneResult:
 class _Layer:
     """One coded layer of the working copy and its menu of settings."""
 
-    def __init__(self, name: str, module: SINRLinear, weight: torch.Tensor, s_options: list[int],
-                 bit_options: list[int]):
+    def __init__(self, name: str, module: SINRLinear, sharing: list[SINRLinear], weight: torch.Tensor,
+                 s_options: list[int], bit_options: list[int]):
         self.name, self.module, self.weight = name, module, weight
+        self.sharing = sharing  # every module of the working copy that uses these codes (tied weights)
         self.s_options, self.bit_options = s_options, bit_options
         self.s_at, self.bits_at = 0, 0  # positions in the menus (0 = richest)
-        self.codes: dict[int, CodedTensor] = {}
+        self.codes: dict[int, CodedTensor] = {}  # s -> raw float codes
+        self.variants: dict[tuple[int, int], SINRLinear] = {}  # (s, bits) -> quantized codes
         self.sizes: dict[tuple[int, int], int] = {}
 
     @property
@@ -143,9 +145,11 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
         if entry.tied_to:
             continue
         module = work.get_submodule(entry.name)
+        sharing = [m for m in work.modules() if isinstance(m, SINRLinear) and m.values is module.values]
         k1 = module.spec.k1
         s_options = sorted({min(max_sparsity(k1), max(1, math.ceil(r * k1))) for r in ratio_menu}, reverse=True)
-        layers.append(_Layer(entry.name, module, originals[entry.name].weight.detach(), s_options, bit_menu))
+        layers.append(_Layer(entry.name, module, sharing, originals[entry.name].weight.detach(), s_options,
+                             bit_menu))
 
     def codes_for(layer: _Layer, s: int) -> CodedTensor:
         if s not in layer.codes:
@@ -154,19 +158,25 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
                                            coder=config.coder, value_bits=32, names=[layer.name])
         return layer.codes[s]
 
+    def variant(layer: _Layer, s: int, bits: int) -> SINRLinear:
+        """The layer's codes at (s, bits), quantized exactly as compress_model would."""
+        if (s, bits) not in layer.variants:
+            layer.variants[(s, bits)] = SINRLinear.from_codes(codes_for(layer, s)).requantize_(bits)
+        return layer.variants[(s, bits)]
+
     def apply(layer: _Layer, s: int, bits: int) -> None:
         """Set the working copy's layer (and every module sharing its codes) to (s, bits)."""
-        fresh = SINRLinear.from_codes(codes_for(layer, s)).requantize_(bits)
-        sharing = [m for m in work.modules() if isinstance(m, SINRLinear) and m.values is layer.module.values]
-        layer.module.values.data = fresh.values.data.to(layer.module.values.device)
-        layer.module.indices.data = fresh.indices.to(layer.module.indices.device)
-        for m in sharing:
+        fresh = variant(layer, s, bits)
+        # Copies: the cached variant must survive whatever evaluate() does to the working copy.
+        layer.module.values.data = fresh.values.data.to(layer.module.values.device, copy=True)
+        layer.module.indices.data = fresh.indices.to(layer.module.indices.device, copy=True)
+        for m in layer.sharing:
             m.spec = fresh.spec
             m._cache = None
 
     def coded_bytes(layer: _Layer, s: int, bits: int) -> int:
         if (s, bits) not in layer.sizes:
-            fresh = SINRLinear.from_codes(codes_for(layer, s)).requantize_(bits)
+            fresh = variant(layer, s, bits)
             streams = encode_layer(fresh.spec, fresh.indices, fresh.values, None, config.dense_dtype,
                                    config.index_coding, config.brotli_quality)
             layer.sizes[(s, bits)] = len(streams.values) + len(streams.indices)
@@ -180,9 +190,8 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     def total_bytes() -> int:
         return rest + sum(coded_bytes(layer, *layer.setting) for layer in layers)
 
-    evaluations = 1
     current = score(work)
-    evaluations += 1
+    evaluations = 2  # the original and the richest setting
     floor = reference - target.drop if isinstance(target, MaxDrop) else -math.inf
     if current < floor:
         raise SINRError(f"target {target} cannot be met: even the richest setting (s_ratio {ratio_menu[0]}, "
@@ -196,7 +205,6 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     bar = tqdm(desc="autotune", disable=not progress, unit="eval", total=None)
     try:
         while not fits_budget():
-            before = total_bytes()
             best = None  # (priority, layer, move, score, bytes)
             for layer in layers:
                 for move in ("s", "bits"):
@@ -204,7 +212,7 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
                     if at[0] >= len(layer.s_options) or at[1] >= len(layer.bit_options):
                         continue
                     s, bits = layer.s_options[at[0]], layer.bit_options[at[1]]
-                    saved = before - (total_bytes() - coded_bytes(layer, *layer.setting) + coded_bytes(layer, s, bits))
+                    saved = coded_bytes(layer, *layer.setting) - coded_bytes(layer, s, bits)
                     if saved <= 0:
                         continue
                     if evaluations >= max_evaluations:
