@@ -16,6 +16,15 @@ def test_row_and_flat_modes():
     assert tiny.spec.mode == "flat" and tiny.spec.k1 == 240 and tiny.indices.shape == (1, tiny.spec.s)
 
 
+def test_auto_mode_flattens_only_layers_small_on_both_sides():
+    # A wide layer with a short fan-in (ReLU+PE's 42 -> 300) is coded row by row: flattened, it
+    # would need a 12,600 x 201,600 dictionary.
+    wide = encode_tensor(torch.randn(300, 42))
+    assert wide.spec.mode == "row" and wide.spec.k1 == 42 and wide.indices.shape[0] == 300
+    assert encode_tensor(torch.randn(3, 49)).spec.mode == "flat"
+    assert encode_tensor(torch.randn(50, 30)).spec.mode == "row"
+
+
 def test_indices_sorted_and_values_quantized():
     codes = encode_tensor(torch.randn(16, 64), value_bits=8)
     assert (codes.indices.diff(dim=1) > 0).all()

@@ -29,7 +29,8 @@ class SINRConfig:
     error), else ``ceil(s_ratio * k1)`` capped at 2s < k1. ``s_pattern`` maps name patterns
     (suffix or regex) to a per-layer s, and ``value_bits_pattern`` to per-layer value bits
     (``autotune`` fills both). Dictionary: k2 = ``k2`` or ``dict_ratio * k1``, seeded by
-    ``seed``. Layers with fan-in < ``flatten_below`` are coded as one flattened vector ("tiny").
+    ``seed``. Layers with fan-in and fan-out both < ``flatten_below`` are coded as one flattened
+    vector ("tiny"); wider layers are coded row by row.
 
     Bitstream: ``value_bits`` for the non-zero values (16 as in the paper; 32 = raw float32),
     ``index_coding`` ("auto" picks the smallest), ``dense_dtype`` for biases and every

@@ -2,7 +2,7 @@
 
 A tensor (out, in) is cut into vectors of length k1: its rows (``mode="row"``, k1 = in, the
 paper's per-node coding) or the whole flattened matrix (``mode="flat"``, k1 = out * in, the
-paper's "tiny INR" coding for fan-in < 50). Each vector is coded as s (index, value) pairs
+paper's "tiny INR" coding, used in ``mode="auto"`` when both dimensions are below 50). Each vector is coded as s (index, value) pairs
 against the seeded dictionary A (k1 x k2); values are quantized at coding time, so what a
 ``CodedTensor`` decodes to in memory is exactly what its file decodes to.
 
@@ -103,7 +103,10 @@ class CodedTensor:
 
 def resolve_mode(shape: tuple[int, int], mode: str, flatten_below: int) -> str:
     if mode == "auto":
-        return "flat" if shape[1] < flatten_below else "row"
+        # "Tiny" means fewer than ``flatten_below`` neurons on both sides, as in the paper's tiny
+        # INRs. Fan-in alone is not enough: a wide layer with a short fan-in (300 x 42, the input
+        # of a ReLU+PE network) would flatten to 12,600 and need a 12,600 x 201,600 dictionary.
+        return "flat" if max(shape) < flatten_below else "row"
     if mode not in MODES:
         raise SINRConfigError(f"mode must be 'auto' or one of {MODES}, got {mode!r}")
     return mode
