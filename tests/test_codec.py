@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from torch_sinr import SINRConfigError, SINRFormatError
-from torch_sinr.codec.bitpack import pack_uint, unpack_uint
+from torch_sinr.codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, unpack_uint
 from torch_sinr.codec.entropy import compress, decompress
 from torch_sinr.codec.indices import decode_indices, encode_indices
 from torch_sinr.codec.quantization import UniformQuantizer
@@ -27,6 +27,21 @@ def test_bitpack_round_trip(width):
 def test_bitpack_golden():
     # 001 010 011 100 101 + zero pad -> 00101001 11001010
     assert pack_uint(np.array([1, 2, 3, 4, 5]), 3).hex() == "29ca"
+
+
+@pytest.mark.parametrize("width", [1, 5, 8, 9, 12, 16])
+def test_byte_planes_round_trip(width):
+    values = np.random.default_rng(width).integers(0, 2**width, size=777)
+    data = byte_planes(values, width)
+    assert len(data) == byte_planes_size(width, values.size)
+    assert np.array_equal(from_byte_planes(data, width, values.size), values)
+
+
+def test_byte_planes_golden_and_bad_width():
+    assert byte_planes(np.array([5, 255]), 8).hex() == "05ff"
+    assert byte_planes(np.array([0x1234, 0x00FF]), 12).hex() == "1200" + "34ff"  # high plane, then low plane
+    with pytest.raises(ValueError, match="1..16"):
+        byte_planes(np.array([1]), 17)
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8, 12, 16, 32])

@@ -1,8 +1,8 @@
 """Simple baselines SINR must beat, each written as a real file whose bytes are counted.
 
 - ``cast``: every tensor stored as float32 / float16 (COIN-style).
-- ``uniform``: every tensor uniformly quantized at b bits with its own range, packed and
-  Brotli-coded (INRIC-style); ``finetune_uniform`` gives it the same quantization-aware fine-tuning
+- ``uniform``: every tensor uniformly quantized at b bits with its own range, laid out bit-packed
+  or byte-aligned (whichever Brotli codes smaller, per tensor) and Brotli-coded (INRIC-style); ``finetune_uniform`` gives it the same quantization-aware fine-tuning
   that SINR codes get, so comparisons stay fair.
 - ``prune``: magnitude pruning of the weight matrices (kept fraction), kept values quantized
   at b bits, positions coded like SINR indices (the smallest of fixed / Rice / bitmask).
@@ -28,7 +28,7 @@ from torch import nn
 
 from .bitstream import tensor_to_bytes, decode_dense
 from .codec import entropy
-from .codec.bitpack import pack_uint, packed_size, unpack_uint
+from .codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
 from .codec.indices import decode_indices, encode_indices
 from .codec.quantization import UniformQuantizer
 from .errors import SINRError, SINRFormatError
@@ -47,6 +47,18 @@ def _add(payload: bytearray, data: bytes) -> list[int]:
     entry = [len(payload), len(stream)]
     payload.extend(stream)
     return entry
+
+
+def _add_codes(payload: bytearray, codes: np.ndarray, bits: int) -> dict:
+    """Quantized codes in the layout Brotli codes smaller: bit-packed, or byte-aligned (5-7-bit
+    codes straddle bytes and code 10-16% larger packed, benchmarks/results/value_layout.md; the
+    strongest simple baseline gets the better of the two)."""
+    packed = entropy.compress(pack_uint(codes, bits))
+    aligned = entropy.compress(byte_planes(codes, bits)) if bits <= 16 else None
+    layout, stream = ("bytes", aligned) if aligned is not None and len(aligned) < len(packed) else ("packed", packed)
+    entry = {"stream": [len(payload), len(stream)]}
+    payload.extend(stream)
+    return entry | ({"layout": layout} if layout != "packed" else {})
 
 
 def _weight_matrices(state: dict[str, torch.Tensor]) -> set[str]:
@@ -69,7 +81,7 @@ def write_uniform(state: dict[str, torch.Tensor], path, bits: int,
         q = grids[name] if grids and name in grids else UniformQuantizer.fit(t, bits)
         codes = q.quantize(t.reshape(-1)).numpy()
         entries.append({"name": name, "kind": "uniform", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
-                        "stream": _add(payload, pack_uint(codes, bits))})
+                        **_add_codes(payload, codes, bits)})
     return _write(path, entries, payload)
 
 
@@ -86,7 +98,7 @@ def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
         if name not in _weight_matrices(state) or skip(name):
             q = UniformQuantizer.fit(t, bits)
             entries.append({"name": name, "kind": "uniform", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
-                            "stream": _add(payload, pack_uint(q.quantize(t.reshape(-1)).numpy(), bits))})
+                            **_add_codes(payload, q.quantize(t.reshape(-1)).numpy(), bits)})
             continue
         s = max(1, round(keep * t.shape[1]))
         idx = t.abs().topk(s, dim=1).indices.sort(dim=1).values
@@ -94,8 +106,8 @@ def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
         q = UniformQuantizer.fit(values, bits)
         coding, param, raw = encode_indices(idx.numpy(), t.shape[1])
         entries.append({"name": name, "kind": "pruned", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
-                        "s": s, "coding": [coding, param, len(raw)], "stream": _add(payload, pack_uint(q.quantize(values).numpy().ravel(), bits)),
-                        "index_stream": _add(payload, raw)})
+                        "s": s, "coding": [coding, param, len(raw)],
+                        **_add_codes(payload, q.quantize(values).numpy().ravel(), bits), "index_stream": _add(payload, raw)})
     return _write(path, entries, payload)
 
 
@@ -128,21 +140,28 @@ def read_baseline(path) -> dict[str, torch.Tensor]:
         offset, length = entry_range
         return entropy.decompress(payload[offset : offset + length], size, what)
 
+    def codes(e: dict, count: int) -> np.ndarray:
+        layout, bits = e.get("layout", "packed"), e["bits"]
+        if layout == "packed":
+            return unpack_uint(stream(e["stream"], packed_size(bits, count), e["name"]), bits, count)
+        if layout == "bytes" and bits <= 16:
+            return from_byte_planes(stream(e["stream"], byte_planes_size(bits, count), e["name"]), bits, count)
+        raise SINRFormatError(f"{path}: {e['name']}: unknown code layout {layout!r} for {bits}-bit codes")
+
     for e in json.loads(meta["layout"]):
         shape, n = tuple(e["shape"]), int(np.prod(e["shape"])) if e["shape"] else 1
         if e["kind"] == "cast":
             state[e["name"]] = decode_dense(payload[e["stream"][0] : sum(e["stream"])], e["dtype"], shape, e["name"]).float()
         elif e["kind"] == "uniform":
             q = UniformQuantizer(e["bits"], e["lo"], e["hi"])
-            codes = unpack_uint(stream(e["stream"], packed_size(e["bits"], n), e["name"]), e["bits"], n)
-            state[e["name"]] = q.dequantize(torch.from_numpy(codes)).reshape(shape)
+            state[e["name"]] = q.dequantize(torch.from_numpy(codes(e, n))).reshape(shape)
         elif e["kind"] == "pruned":
             q, rows, s = UniformQuantizer(e["bits"], e["lo"], e["hi"]), shape[0], e["s"]
-            codes = unpack_uint(stream(e["stream"], packed_size(e["bits"], rows * s), e["name"]), e["bits"], rows * s)
+            values = codes(e, rows * s)
             coding, param, raw_size = e["coding"]
             idx = decode_indices(coding, param, stream(e["index_stream"], raw_size, e["name"]), rows, s, shape[1])
             dense = torch.zeros(shape)
-            dense.scatter_(1, torch.from_numpy(idx), q.dequantize(torch.from_numpy(codes)).reshape(rows, s))
+            dense.scatter_(1, torch.from_numpy(idx), q.dequantize(torch.from_numpy(values)).reshape(rows, s))
             state[e["name"]] = dense
         elif e["kind"] == "low_rank":
             k = e["rank"]

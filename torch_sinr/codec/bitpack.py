@@ -26,3 +26,28 @@ def unpack_uint(data: bytes, width: int, count: int) -> np.ndarray:
 
 def packed_size(width: int, count: int) -> int:
     return (width * count + 7) // 8
+
+
+# Byte-aligned layout: Brotli models bytes, so b-bit codes packed back to back (b = 5, 6, 7, ...)
+# hide their statistics from it; one byte per code (b <= 8), or a plane of high bytes followed by
+# a plane of low bytes (8 < b <= 16), often codes smaller (benchmarks/results/value_layout.md).
+def byte_planes(values: np.ndarray, width: int) -> bytes:
+    """Codes < 2**width (width <= 16) as one byte each, or as high-byte then low-byte planes."""
+    if not 0 < width <= 16:
+        raise ValueError(f"byte_planes takes widths 1..16, got {width}")
+    values = np.ascontiguousarray(values, dtype=np.uint16).ravel()
+    if width <= 8:
+        return values.astype(np.uint8).tobytes()
+    return (values >> 8).astype(np.uint8).tobytes() + (values & 0xFF).astype(np.uint8).tobytes()
+
+
+def byte_planes_size(width: int, count: int) -> int:
+    return count if width <= 8 else 2 * count
+
+
+def from_byte_planes(data: bytes, width: int, count: int) -> np.ndarray:
+    """Inverse of :func:`byte_planes`. The caller has checked ``len(data)`` (see byte_planes_size)."""
+    raw = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    if width <= 8:
+        return raw[:count]
+    return (raw[:count] << 8) | raw[count : 2 * count]
