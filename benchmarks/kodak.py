@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from torch_sinr import SINRConfig, compress_model
+from torch_sinr import ByteBudget, SINRConfig, autotune, compress_model
 from torch_sinr.baselines import (finetune_uniform, read_baseline, write_cast, write_low_rank, write_pruned,
                                   write_uniform)
 from torch_sinr.datasets import kodak_paths
@@ -88,7 +88,8 @@ def sinr_file(model: INR, loss, cfg: SINRConfig, steps: int, lr: float, train_de
 
 
 def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int], workdir: Path) -> list[dict]:
-    """Every method on one fitted INR: bpp from the file written, PSNR from the file decoded."""
+    """The fixed methods on one fitted INR (casts, pruning, low rank, SINR): bpp from the file
+    written, PSNR from the file decoded. The uniform baseline comes from BASELINE variants."""
     config, (height, width) = model.config, image.shape[1:]
     pixels = height * width
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -107,10 +108,7 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
     path = workdir / "b.safetensors"
     for dtype in ("float32", "float16"):
         baseline(dtype, dtype, write_cast(state, path, dtype), path)
-    for bits in range(6, 17):
-        baseline("uniform", bits, write_uniform(state, path, bits), path)
-    for bits in ft_bits:
-        baseline("uniform+ft", bits, uniform_ft_file(model, loss, bits, ft_steps, 1e-4, path)[0], path)
+    # Uniform quantization (plain and fine-tuned) is measured by evaluate_variant over BASELINE.
     # The coordinate input layer stays as it is for every method that changes layers, as in SINR.
     is_input = lambda name: name == "net.0.weight"  # noqa: E731
     s = auto_sparsity(config.hidden_features)
@@ -137,27 +135,63 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
 # Chosen with the tuning run (TUNING below; results in kodak_tuning.md): lower s, fine-tuned at
 # lr 1e-3, is the lever that moves SINR's saving; at s = 0.25 k1, 6-bit values or lr 3e-3 gain
 # nothing, and a 4x or 8x dictionary saves about as much as the paper's 16x (slightly more), so
-# the defaults keep 16x and vary s. The baseline gets the same lr and the low bit widths that
-# reach SINR's rates, so its Pareto front covers the same PSNR range.
-DEFAULT_EXTRA = ["sinr+ft:s=0.2:bits=8:lr=1e-3", "sinr+ft:s=0.3:bits=8:lr=1e-3",
-                 "uniform+ft:bits=4:lr=1e-3", "uniform+ft:bits=5:lr=1e-3", "uniform+ft:bits=7:lr=1e-3",
-                 "uniform+ft:bits=9:lr=1e-4"]
+# the defaults keep 16x and vary s.
+DEFAULT_EXTRA = ["sinr+ft:s=0.2:bits=8:lr=1e-3", "sinr+ft:s=0.3:bits=8:lr=1e-3"]
+# The baseline to beat, cached per image in its own file (BASELINE_VERSION): uniform quantization
+# of every parameter at 4..16 bits, and the same with 300 steps of quantization-aware
+# fine-tuning at 4..10 bits. The learning rate per bit width is the better of 1e-3 and 1e-4 on
+# the tuning images (kodak_tuning.md has both): 1e-3 up to 7 bits, 1e-4 above. Version 3 writes
+# each tensor's codes bit-packed or byte-aligned, whichever Brotli codes smaller (v2 files were
+# always bit-packed, 10-16% larger at 5-7 bits: benchmarks/results/value_layout.md).
+BASELINE_VERSION = 3
+BASELINE = ([f"uniform:bits={b}" for b in range(4, 17)]
+            + [f"uniform+ft:bits={b}:lr={'1e-3' if b <= 7 else '1e-4'}" for b in range(4, 11)])
+# Both learning rates at every bit width, for the tuning run (--tuning).
+BASELINE_TUNING = [f"uniform+ft:bits={b}:lr={lr}" for b in range(4, 11) for lr in ("1e-3", "1e-4")]
 # python -m benchmarks.kodak compress --configs 3x64 --images kodim01 kodim08 kodim23 --tuning --tag tuning
 TUNING = ["sinr+ft:s=0.25:bits=8:lr=1e-3", "sinr+ft:s=0.25:bits=8:lr=1e-3:dict=4",
           "sinr+ft:s=0.25:bits=8:lr=1e-3:dict=8", "sinr+ft:s=0.25:bits=8:lr=3e-3", "sinr+ft:s=0.25:bits=6:lr=1e-3",
-          "sinr+ft:s=0.3:bits=8:lr=1e-4", "sinr+ft:s=0.45:bits=8:lr=1e-3"]
+          "sinr+ft:s=0.3:bits=8:lr=1e-4", "sinr+ft:s=0.45:bits=8:lr=1e-3",
+          # Per-layer s and value bits from autotune at the bytes of the uniform s = 0.2 k1, 8-bit
+          # setting, then the same fine-tuning: does per-layer allocation still pay after it?
+          "sinr+auto:budget_s=0.2:bits=8:lr=1e-3", "sinr+auto:budget_s=0.2:bits=8:lr=1e-3:menu_bits=8"]
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
     method, *fields = text.split(":")
     params = dict(f.split("=", 1) for f in fields)
-    if method not in ("sinr+ft", "uniform+ft") or "bits" not in params or "lr" not in params:
-        raise ValueError(f"variant {text!r}: expected 'sinr+ft:s=R:bits=B:lr=L[:dict=D]' or 'uniform+ft:bits=B:lr=L'")
-    parsed = {"bits": int(params["bits"]), "lr": float(params["lr"])}
+    if (method not in ("sinr+ft", "uniform+ft", "sinr+auto", "uniform") or "bits" not in params
+            or ("lr" not in params) != (method == "uniform")):
+        raise ValueError(f"variant {text!r}: expected 'sinr+ft:s=R:bits=B:lr=L[:dict=D]', "
+                         f"'sinr+auto:budget_s=R:bits=B:lr=L', 'uniform+ft:bits=B:lr=L' or 'uniform:bits=B'")
+    parsed = {"bits": int(params["bits"]), "lr": float(params.get("lr", 0))}
     if method == "sinr+ft":
         parsed["s"] = float(params.get("s", 0.45))
         parsed["dict"] = int(params.get("dict", 16))  # dictionary size k2 / k1
+    if method == "sinr+auto":  # byte budget: the file of the uniform setting s = budget_s k1 at `bits`
+        parsed["budget_s"] = float(params.get("budget_s", 0.2))
+        # value-bit menu for autotune, e.g. "8" or "6/8/10"; default: autotune's own menu
+        parsed["menu_bits"] = tuple(int(b) for b in params["menu_bits"].split("/")) if "menu_bits" in params else None
     return method, parsed
+
+
+def autotuned_sinr_file(model: INR, image: torch.Tensor, budget_s: float, bits: int, menu_bits: tuple[int, ...] | None,
+                        steps: int, lr: float, path: Path) -> tuple[int, INR, dict]:
+    """autotune (per-layer s and value bits, scored by PSNR without fine-tuning) under the byte
+    budget of the uniform (budget_s, bits) setting, then the same fine-tuning as sinr+ft."""
+    height, width = image.shape[1:]
+    reference = copy.deepcopy(model)
+    compress_model(reference, SINRConfig(value_bits=bits, s_ratio=budget_s))
+    budget = save_compressed(reference, path).file_bytes
+    compressed = copy.deepcopy(model)
+    menu = {"value_bits": menu_bits} if menu_bits else {}
+    result = autotune(compressed, lambda m: psnr(render(m, height, width), image), ByteBudget(budget),
+                      progress=False, **menu)
+    finetune_codes(compressed, image_loss(image), steps, lr=lr, train_dense=True)
+    size = save_compressed(compressed, path).file_bytes
+    return size, load_compressed(path, INR(model.config)).eval(), {
+        "budget_bytes": budget, "choices": {k: list(v) for k, v in result.choices.items()},
+        "psnr_before_finetuning": result.score, "evaluations": result.evaluations}
 
 
 def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, workdir: Path) -> dict:
@@ -165,16 +199,28 @@ def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, 
     method, v = parse_variant(text)
     height, width = image.shape[1:]
     loss = image_loss(image)
-    if method == "uniform+ft":
+    details = {}
+    if method == "uniform":
+        state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        size = write_uniform(state, workdir / "u.safetensors", v["bits"])
+        decoded = INR(model.config)
+        decoded.load_state_dict(read_baseline(workdir / "u.safetensors"))
+        label = "uniform"
+    elif method == "uniform+ft":
         size, decoded = uniform_ft_file(model, loss, v["bits"], ft_steps, v["lr"], workdir / "u.safetensors")
         label = f"uniform+ft lr={v['lr']:g}"
+    elif method == "sinr+auto":
+        size, decoded, details = autotuned_sinr_file(model, image, v["budget_s"], v["bits"], v["menu_bits"], ft_steps,
+                                                     v["lr"], workdir / "s.safetensors")
+        label = (f"sinr+autotune at bytes of s={v['budget_s']:g} lr={v['lr']:g}"
+                 + (f" bits menu {'/'.join(map(str, v['menu_bits']))}" if v["menu_bits"] else ""))
     else:
         # The dense input layer is trained too: the uniform baseline trains every parameter.
         size, decoded = sinr_file(model, loss, SINRConfig(value_bits=v["bits"], s_ratio=v["s"], dict_ratio=v["dict"]),
                                   ft_steps, v["lr"], True, workdir / "s.safetensors")
         label = f"sinr+ft s={v['s']:g} lr={v['lr']:g}" + (f" dict={v['dict']}" if v["dict"] != 16 else "")
     return {"method": label, "setting": v["bits"], "variant": text, "bytes": size,
-            "bpp": 8 * size / (height * width), "psnr": psnr(render(decoded, height, width), image)}
+            "bpp": 8 * size / (height * width), "psnr": psnr(render(decoded, height, width), image), **details}
 
 
 def _best_baseline_bpp(points: list[tuple[float, float]], target_psnr: float) -> float | None:
@@ -215,7 +261,7 @@ def summarize(records: list[dict]) -> dict:
                      if r["method"] in ("uniform", "float16") or r["method"].startswith("uniform+ft")]
         best_pairs = []
         for r in rows:
-            if r["method"].startswith("sinr+ft"):
+            if r["method"].startswith("sinr+"):  # fine-tuned SINR (fixed s or autotuned)
                 need = _best_baseline_bpp(baselines, r["psnr"])
                 best_pairs.append({"method": r["method"], "setting": r["setting"], "psnr": r["psnr"], "bpp": r["bpp"],
                                    "baseline_bpp": need, "saving": None if need is None else 1 - r["bpp"] / need})
@@ -296,8 +342,30 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _cached_variants(model: INR | None, image, variants: list[str], cache: Path, ft_steps: int, workdir: Path) -> list:
+    """The points of ``variants``, from ``cache`` (a JSON dict keyed by variant) or evaluated and
+    added to it one by one, so an interrupted run loses at most one variant."""
+    done = json.loads(cache.read_text()) if cache.is_file() else {}
+    for variant in variants:
+        if variant not in done:
+            done[variant] = evaluate_variant(model, image, variant, ft_steps, workdir)
+            cache.write_text(json.dumps(done))
+    return [done[v] for v in variants]
+
+
+def _has_all(cache: Path, variants: list[str]) -> bool:
+    return set(variants) <= set(json.loads(cache.read_text()) if cache.is_file() else {})
+
+
 def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, ft_steps, ft_bits, out: Path, tag: str,
-                 evals_dir: Path = EVALS, extra: list[str] | None = None, only_cached: bool = False) -> dict:
+                 evals_dir: Path = EVALS, extra: list[str] | None = None, only_cached: bool = False,
+                 baseline: list[str] | None = None) -> dict:
+    baseline = BASELINE if baseline is None else baseline
+    for variant in baseline + (extra or []):
+        parse_variant(variant)
+    if any(v.startswith("uniform") for v in extra or []):
+        # extra caches of v2 runs hold bit-packed uniform points; the baseline has its own cache
+        raise ValueError("uniform variants belong in --baseline (their own versioned cache), not --extra")
     paths = kodak_paths(kodak_dir)
     if images:
         paths = [p for p in paths if p.stem in images or p.name in images]
@@ -310,8 +378,10 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 eval_file = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
                                          f"-v{EVAL_VERSION}.json")
                 extra_file = eval_file.with_name(eval_file.name.replace(".json", "-extra.json"))
-                if only_cached and not (eval_file.is_file() and set(extra or []) <= set(
-                        json.loads(extra_file.read_text()) if extra_file.is_file() else {})):
+                baseline_file = eval_file.with_name(eval_file.name.replace(f"-v{EVAL_VERSION}.json",
+                                                                           f"-baseline-v{BASELINE_VERSION}.json"))
+                if only_cached and not (eval_file.is_file() and _has_all(extra_file, extra or [])
+                                        and _has_all(baseline_file, baseline)):
                     skipped.append(f"{path.name} {layers}x{width}")
                     continue
                 model, record = fit_cached(path, config, steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
@@ -326,16 +396,15 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                     entry = {"image": path.name, "config": f"{layers}x{width}", "fit_psnr": record["psnr"],
                              "seconds": time.perf_counter() - started, "points": points}
                     eval_file.write_text(json.dumps(entry))
-                # Extra variants: one cache file per image, one entry per variant.
-                done = json.loads(extra_file.read_text()) if extra_file.is_file() else {}
-                for variant in extra or []:
-                    if variant not in done:
-                        done[variant] = evaluate_variant(model, image, variant, ft_steps, Path(tmp))
-                        extra_file.write_text(json.dumps(done))
-                entry["points"] = entry["points"] + [done[v] for v in extra or []]
+                # Uniform points in eval files of v2 runs were written bit-packed only: superseded by
+                # the baseline file (BASELINE_VERSION 3), so they are dropped, not mixed in.
+                kept = [p for p in entry["points"] if p["method"] not in ("uniform", "uniform+ft")]
+                entry["points"] = (kept + _cached_variants(model, image, baseline, baseline_file, ft_steps, Path(tmp))
+                                   + _cached_variants(model, image, extra or [], extra_file, ft_steps, Path(tmp)))
                 records.append(entry)
     protocol = dict(PROTOCOL, steps=steps, downscale=downscale, finetune_steps=ft_steps, finetune_bits=ft_bits,
-                    extra_variants=extra or [], images=[p.name for p in paths], not_evaluated_skipped=skipped)
+                    baseline_variants=baseline, baseline_version=BASELINE_VERSION, extra_variants=extra or [],
+                    images=[p.name for p in paths], not_evaluated_skipped=skipped)
     summary = summarize(records)
     result = {"name": f"kodak_{tag}", "description": __doc__.strip().splitlines()[0], "protocol": protocol,
               "results": {"records": records, "summary": {k: {**v, "mean": list(v["mean"].values())}
@@ -375,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--only-cached", action="store_true",
                       help="summarize only images already evaluated with every variant; list the rest "
                            "(nothing is fitted or evaluated)")
+    comp.add_argument("--baseline", nargs="*", default=BASELINE,
+                      help="uniform baseline variants (default: 4..16 bits plain, 4..10 bits fine-tuned at lr 1e-3 "
+                           "and 1e-4), e.g. uniform:bits=8 uniform+ft:bits=6:lr=1e-3")
     comp.add_argument("--extra", nargs="*", default=DEFAULT_EXTRA,
                       help="extra fine-tuning variants, e.g. sinr+ft:s=0.25:bits=8:lr=1e-3 uniform+ft:bits=7:lr=1e-3")
     args = parser.parse_args(argv)
@@ -385,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compress":
         compress_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.finetune_steps,
                      args.finetune_bits, args.out, args.tag, args.evals,
-                     args.extra + [v for v in TUNING if args.tuning and v not in args.extra], args.only_cached)
+                     args.extra + [v for v in TUNING if args.tuning and v not in args.extra], args.only_cached,
+                     args.baseline + [v for v in BASELINE_TUNING if args.tuning and v not in args.baseline])
         return 0
     records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache)
     summary = {f"{r['key']['image']} {r['key']['config']['hidden_layers']}x{r['key']['config']['hidden_features']}":

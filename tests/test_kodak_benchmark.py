@@ -14,14 +14,15 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
     compress = ["compress", *common, "--finetune-steps", "3", "--finetune-bits", "8", "--out", str(tmp_path / "out"),
                 "--tag", "t", "--evals", str(tmp_path / "evals")]
-    assert main([*compress, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3"]) == 0
-    # one file for the standard set, one for the extra variants: the next run reuses both
-    assert len(list((tmp_path / "evals").glob("*.json"))) == 2
+    baseline = ["--baseline", "uniform:bits=6", "uniform:bits=16", "uniform+ft:bits=8:lr=1e-4"]
+    assert main([*compress, *baseline, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3"]) == 0
+    # one file each for the fixed methods, the baseline and the extra variants: the next run reuses them
+    assert len(list((tmp_path / "evals").glob("*.json"))) == 3
     result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
     points = result["results"]["records"][0]["points"]
     methods = {p["method"] for p in points}
-    assert methods == {"float32", "float16", "uniform", "uniform+ft", "prune", "low_rank", "sinr-paper", "sinr+ft",
-                       "sinr+ft s=0.3 lr=0.001"}
+    assert methods == {"float32", "float16", "uniform", "uniform+ft lr=0.0001", "prune", "low_rank", "sinr-paper",
+                       "sinr+ft", "sinr+ft s=0.3 lr=0.001"}
     assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in points)
     assert (tmp_path / "out" / "kodak_t.png").stat().st_size > 0
     assert "SINR at paper settings" in (tmp_path / "out" / "kodak_t.md").read_text()
@@ -29,20 +30,25 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     # Adding a variant computes only that one; the cached ones come back unchanged.
     extra_file = next((tmp_path / "evals").glob("*-extra.json"))
     before = json.loads(extra_file.read_text())
-    assert main([*compress, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3", "uniform+ft:bits=6:lr=1e-3"]) == 0
+    assert main([*compress, *baseline, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3", "sinr+ft:s=0.2:bits=8:lr=1e-3"]) == 0
     after = json.loads(extra_file.read_text())
     assert after["sinr+ft:s=0.3:bits=8:lr=1e-3"] == before["sinr+ft:s=0.3:bits=8:lr=1e-3"]
-    assert after["uniform+ft:bits=6:lr=1e-3"]["method"] == "uniform+ft lr=0.001"
+    assert after["sinr+ft:s=0.2:bits=8:lr=1e-3"]["method"] == "sinr+ft s=0.2 lr=0.001"
+    with pytest.raises(ValueError, match="--baseline"):
+        main([*compress, "--extra", "uniform+ft:bits=6:lr=1e-3"])
 
     # --only-cached summarizes what was evaluated with every variant and lists the rest.
-    assert main([*compress, "--configs", "1x20", "1x21", "--only-cached", "--extra"]) == 0
+    assert main([*compress, *baseline, "--configs", "1x20", "1x21", "--only-cached", "--extra"]) == 0
     result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
     assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x21"]
     assert [r["config"] for r in result["results"]["records"]] == ["1x20"]
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
-    assert main([*compress, "--only-cached", "--extra", "uniform+ft:bits=3:lr=1e-3"]) == 0
+    assert main([*compress, *baseline, "--only-cached", "--extra", "sinr+ft:s=0.1:bits=8:lr=1e-3"]) == 0
     result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
-    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x20"]  # a variant is missing
+    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x20"]  # an extra variant is missing
+    assert main([*compress, *baseline, "uniform:bits=5", "--only-cached", "--extra"]) == 0
+    result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
+    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x20"]  # a baseline variant is missing
 
 
 def test_best_baseline_is_the_pareto_front():
@@ -55,7 +61,7 @@ def test_best_baseline_is_the_pareto_front():
     assert _best_baseline_bpp(points, 41.0) is None
 
 
-@pytest.mark.parametrize("text", ["sinr+ft:bits=8", "prune:bits=8:lr=1e-3", "uniform+ft:lr=1e-3"])
+@pytest.mark.parametrize("text", ["sinr+ft:bits=8", "prune:bits=8:lr=1e-3", "uniform+ft:lr=1e-3", "uniform:bits=8:lr=1e-3"])
 def test_bad_variants_are_named(text):
     with pytest.raises(ValueError, match="variant"):
         parse_variant(text)
