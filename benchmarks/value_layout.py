@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.torch import load_file
 
 from benchmarks._common import DEFAULT_OUT, machine_info
