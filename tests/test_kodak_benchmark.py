@@ -30,10 +30,14 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     # Adding a variant computes only that one; the cached ones come back unchanged.
     extra_file = next((tmp_path / "evals").glob("*-extra.json"))
     before = json.loads(extra_file.read_text())
-    assert main([*compress, *baseline, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3", "sinr+ft:s=0.2:bits=8:lr=1e-3"]) == 0
+    auto = "sinr+auto:budget_s=0.3:bits=8:lr=1e-3:menu_bits=8"
+    assert main([*compress, *baseline, "--extra", "sinr+ft:s=0.3:bits=8:lr=1e-3", auto]) == 0
     after = json.loads(extra_file.read_text())
     assert after["sinr+ft:s=0.3:bits=8:lr=1e-3"] == before["sinr+ft:s=0.3:bits=8:lr=1e-3"]
-    assert after["sinr+ft:s=0.2:bits=8:lr=1e-3"]["method"] == "sinr+ft s=0.2 lr=0.001"
+    # autotune then fine-tune: within the byte budget of the fixed setting before fine-tuning
+    assert after[auto]["method"] == "sinr+autotune at bytes of s=0.3 lr=0.001 bits menu 8"
+    assert all(bits == 8 for _, bits in after[auto]["choices"].values())
+    assert after[auto]["bytes"] <= after[auto]["budget_bytes"] + 16  # fine-tuned values code about the same
     with pytest.raises(ValueError, match="--baseline"):
         main([*compress, "--extra", "uniform+ft:bits=6:lr=1e-3"])
 
