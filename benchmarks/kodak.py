@@ -67,13 +67,24 @@ def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] |
 
 
 # ----------------------------------------------------------------------------- compression
+def decode_baseline(config: INRConfig, path: Path) -> INR:
+    """The INR a baseline file decodes to."""
+    decoded = INR(config)
+    decoded.load_state_dict(read_baseline(path))
+    return decoded.eval()
+
+
+def write_sinr(compressed: INR, config: INRConfig, path: Path) -> tuple[int, INR]:
+    """Write a compressed INR: the file's bytes and what it decodes to."""
+    size = save_compressed(compressed, path).file_bytes
+    return size, load_compressed(path, INR(config)).eval()
+
+
 def uniform_ft_file(model: INR, loss, bits: int, steps: int, lr: float, path: Path) -> tuple[int, INR]:
     """Fine-tune every parameter on a b-bit grid and write it: the file's bytes and what it decodes to."""
     state, grids = finetune_uniform(copy.deepcopy(model), loss, bits, steps, lr=lr)
     size = write_uniform(state, path, bits, grids)
-    decoded = INR(model.config)
-    decoded.load_state_dict(read_baseline(path))
-    return size, decoded.eval()
+    return size, decode_baseline(model.config, path)
 
 
 def sinr_file(model: INR, loss, cfg: SINRConfig, steps: int, lr: float, train_dense: bool,
@@ -83,8 +94,7 @@ def sinr_file(model: INR, loss, cfg: SINRConfig, steps: int, lr: float, train_de
     compress_model(compressed, cfg)
     if steps:
         finetune_codes(compressed, loss, steps, lr=lr, train_dense=train_dense)
-    size = save_compressed(compressed, path).file_bytes
-    return size, load_compressed(path, INR(model.config)).eval()
+    return write_sinr(compressed, model.config, path)
 
 
 def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int], workdir: Path) -> list[dict]:
@@ -96,14 +106,9 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
     loss = image_loss(image)
     points: list[dict] = []
 
-    def from_state(decoded: dict) -> float:
-        plain = INR(config)
-        plain.load_state_dict(decoded)
-        return psnr(render(plain.eval(), height, width), image)
-
     def baseline(method: str, setting, size: int, path: Path) -> None:
         points.append({"method": method, "setting": setting, "bytes": size, "bpp": 8 * size / pixels,
-                       "psnr": from_state(read_baseline(path))})
+                       "psnr": psnr(render(decode_baseline(config, path), height, width), image)})
 
     path = workdir / "b.safetensors"
     for dtype in ("float32", "float16"):
@@ -198,8 +203,8 @@ def autotuned_sinr_file(model: INR, image: torch.Tensor, budget_s: float, bits: 
     result = autotune(compressed, lambda m: psnr(render(m, height, width), image), ByteBudget(budget),
                       SINRConfig(dict_ratio=dict_ratio), progress=False, **menu)
     finetune_codes(compressed, image_loss(image), steps, lr=lr, train_dense=True)
-    size = save_compressed(compressed, path).file_bytes
-    return size, load_compressed(path, INR(model.config)).eval(), {
+    size, decoded = write_sinr(compressed, model.config, path)
+    return size, decoded, {
         "budget_bytes": budget, "choices": {k: list(v) for k, v in result.choices.items()},
         "psnr_before_finetuning": result.score, "evaluations": result.evaluations}
 
@@ -211,11 +216,8 @@ def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, 
     loss = image_loss(image)
     details = {}
     if method == "uniform":
-        state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        size = write_uniform(state, workdir / "u.safetensors", v["bits"])
-        decoded = INR(model.config)
-        decoded.load_state_dict(read_baseline(workdir / "u.safetensors"))
-        label = "uniform"
+        size = write_uniform({k: t.detach() for k, t in model.state_dict().items()}, workdir / "u.safetensors", v["bits"])
+        decoded, label = decode_baseline(model.config, workdir / "u.safetensors"), "uniform"
     elif method == "uniform+ft":
         size, decoded = uniform_ft_file(model, loss, v["bits"], ft_steps, v["lr"], workdir / "u.safetensors")
         label = f"uniform+ft lr={v['lr']:g}"

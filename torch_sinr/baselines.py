@@ -2,8 +2,9 @@
 
 - ``cast``: every tensor stored as float32 / float16 (COIN-style).
 - ``uniform``: every tensor uniformly quantized at b bits with its own range, laid out bit-packed
-  or byte-aligned (whichever Brotli codes smaller, per tensor) and Brotli-coded (INRIC-style); ``finetune_uniform`` gives it the same quantization-aware fine-tuning
-  that SINR codes get, so comparisons stay fair.
+  or byte-aligned (whichever Brotli codes smaller, per tensor) and Brotli-coded (INRIC-style);
+  ``finetune_uniform`` gives it the same quantization-aware fine-tuning that SINR codes get, so
+  comparisons stay fair.
 - ``prune``: magnitude pruning of the weight matrices (kept fraction), kept values quantized
   at b bits, positions coded like SINR indices (the smallest of fixed / Rice / bitmask).
 - ``low_rank``: truncated SVD of each weight matrix at a given rank, factors stored as float32.
@@ -42,11 +43,14 @@ def _write(path: str | os.PathLike, entries: list[dict], payload: bytearray) -> 
     return Path(path).stat().st_size
 
 
-def _add(payload: bytearray, data: bytes) -> list[int]:
-    stream = entropy.compress(data)
+def _append(payload: bytearray, stream: bytes) -> list[int]:
     entry = [len(payload), len(stream)]
     payload.extend(stream)
     return entry
+
+
+def _add(payload: bytearray, data: bytes) -> list[int]:
+    return _append(payload, entropy.compress(data))
 
 
 def _add_codes(payload: bytearray, codes: np.ndarray, bits: int) -> dict:
@@ -55,10 +59,9 @@ def _add_codes(payload: bytearray, codes: np.ndarray, bits: int) -> dict:
     strongest simple baseline gets the better of the two)."""
     packed = entropy.compress(pack_uint(codes, bits))
     aligned = entropy.compress(byte_planes(codes, bits)) if bits <= 16 else None
-    layout, stream = ("bytes", aligned) if aligned is not None and len(aligned) < len(packed) else ("packed", packed)
-    entry = {"stream": [len(payload), len(stream)]}
-    payload.extend(stream)
-    return entry | ({"layout": layout} if layout != "packed" else {})
+    if aligned is not None and len(aligned) < len(packed):
+        return {"stream": _append(payload, aligned), "layout": "bytes"}
+    return {"stream": _append(payload, packed)}  # no "layout" key: files written before it read the same
 
 
 def _weight_matrices(state: dict[str, torch.Tensor]) -> set[str]:
