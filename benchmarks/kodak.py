@@ -10,7 +10,8 @@ SIREN (w0 = 30), full-batch Adam at lr 1e-3 with cosine decay, 2000 steps, seed 
 weights kept. Paper configurations (hidden layers, width): C1 = (2,32), (3,64), (3,128);
 C2 = (3,64), (5,64), (7,64). Fitted models are cached in benchmarks/fits/ (committed), keyed by
 image hash, config and protocol, so compression experiments only compress. ``--downscale 1``
-with a larger ``--steps`` is the full-resolution mode for a GPU.
+with a larger ``--steps`` is the full-resolution mode for a GPU. On a many-core machine,
+``python -m benchmarks.kodak_parallel`` fills the same caches, one process per variant.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy
 import torch
 from tqdm.auto import tqdm
 
+from benchmarks._common import cpu_model
 from torch_sinr import ByteBudget, SINRConfig, autotune, compress_model
 from torch_sinr.baselines import (finetune_uniform, read_baseline, write_cast, write_low_rank, write_pruned,
                                   write_uniform)
@@ -355,6 +358,30 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def eval_paths(image_path: Path, config: INRConfig, steps: int, downscale: int, cache_dir: Path, evals_dir: Path,
+               ft_steps: int, ft_bits: list[int]) -> tuple[Path, Path, Path]:
+    """The three per-image evaluation caches of one fitted INR: the fixed methods (EVAL_VERSION),
+    the uniform baseline variants (BASELINE_VERSION) and the extra variants."""
+    key = fit_key(image_path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale)
+    fixed = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
+                         f"-v{EVAL_VERSION}.json")
+    baseline = fixed.with_name(fixed.name.replace(f"-v{EVAL_VERSION}.json", f"-baseline-v{BASELINE_VERSION}.json"))
+    return fixed, baseline, fixed.with_name(fixed.name.replace(".json", "-extra.json"))
+
+
+def fixed_entry(model: INR, record: dict, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
+                workdir: Path) -> dict:
+    """The fixed methods' cache entry of one fitted INR, with where it was computed: fine-tuned
+    points depend on the torch version and thread count (float reduction order)."""
+    started = time.perf_counter()
+    points = evaluate(model, image, ft_steps, ft_bits, workdir)
+    config = model.config
+    return {"image": record["key"]["image"], "config": f"{config.hidden_layers}x{config.hidden_features}",
+            "fit_psnr": record["psnr"], "seconds": time.perf_counter() - started, "points": points,
+            "env": {"torch": torch.__version__, "numpy": numpy.__version__, "threads": torch.get_num_threads(),
+                    "cpu": cpu_model()}}
+
+
 def _cached_variants(model: INR | None, image, variants: list[str], cache: Path, ft_steps: int, workdir: Path) -> list:
     """The points of ``variants``, from ``cache`` (a JSON dict keyed by variant) or evaluated and
     added to it one by one, so an interrupted run loses at most one variant."""
@@ -387,12 +414,8 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
         for layers, width in configs:
             for path in tqdm(paths, desc=f"{layers}x{width}", unit="image"):
                 config = inr_config(layers, width)
-                key = fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale)
-                eval_file = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
-                                         f"-v{EVAL_VERSION}.json")
-                extra_file = eval_file.with_name(eval_file.name.replace(".json", "-extra.json"))
-                baseline_file = eval_file.with_name(eval_file.name.replace(f"-v{EVAL_VERSION}.json",
-                                                                           f"-baseline-v{BASELINE_VERSION}.json"))
+                eval_file, baseline_file, extra_file = eval_paths(path, config, steps, downscale, cache_dir, evals_dir,
+                                                                  ft_steps, ft_bits)
                 if only_cached and not (eval_file.is_file() and _has_all(extra_file, extra or [])
                                         and _has_all(baseline_file, baseline)):
                     skipped.append(f"{path.name} {layers}x{width}")
@@ -404,10 +427,7 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 if eval_file.is_file():
                     entry = json.loads(eval_file.read_text())
                 else:
-                    started = time.perf_counter()
-                    points = evaluate(model, image, ft_steps, ft_bits, Path(tmp))
-                    entry = {"image": path.name, "config": f"{layers}x{width}", "fit_psnr": record["psnr"],
-                             "seconds": time.perf_counter() - started, "points": points}
+                    entry = fixed_entry(model, record, image, ft_steps, ft_bits, Path(tmp))
                     eval_file.write_text(json.dumps(entry))
                 # Uniform points in eval files of v2 runs were written bit-packed only: superseded by
                 # the baseline file (BASELINE_VERSION 3), so they are dropped, not mixed in.

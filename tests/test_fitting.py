@@ -15,6 +15,8 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     config = INRConfig(hidden_features=16, hidden_layers=1)
     model, record = fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, progress=False)
     assert len(list(tmp_path.glob("*.safetensors"))) == 1 and record["psnr"] > 10
+    # where it was fitted travels with it (weights depend on torch version and thread count)
+    assert record["env"] == {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": "cpu"}
 
     def no_fitting(*args, **kwargs):
         raise AssertionError("should have loaded from the cache")
@@ -27,3 +29,15 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.undo()
     fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, seed=1, progress=False)
     assert len(list(tmp_path.glob("*.safetensors"))) == 2  # another seed, another entry
+
+
+def test_fit_on_an_accelerator_returns_a_cpu_model(tmp_path):
+    if not torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("no CUDA device")
+    config = INRConfig(hidden_features=16, hidden_layers=1)
+    model, record = fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, progress=False,
+                               device="cuda")
+    assert record["env"]["device"].startswith("cuda") and record["psnr"] > 10
+    assert all(p.device.type == "cpu" for p in model.parameters())

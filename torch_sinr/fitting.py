@@ -35,8 +35,11 @@ def cache_path(cache_dir: str | Path, key: dict) -> Path:
 
 
 def fit_cached(image_path: str | Path, config: INRConfig, steps: int, *, cache_dir: str | Path, seed: int = 0,
-               lr: float = 1e-3, downscale: int = 1, progress: bool = True) -> tuple[INR, dict]:
-    """The INR fitted to the image (from the cache when present) and its record (PSNR, time, key)."""
+               lr: float = 1e-3, downscale: int = 1, progress: bool = True,
+               device: str | torch.device = "cpu") -> tuple[INR, dict]:
+    """The INR fitted to the image (from the cache when present) and its record (PSNR, time, key).
+
+    ``device`` is where a missing fit runs; the model returned is on the CPU either way."""
     key = fit_key(image_path, config, steps, seed, lr, downscale)
     path = cache_path(cache_dir, key)
     model = INR(config)
@@ -47,14 +50,19 @@ def fit_cached(image_path: str | Path, config: INRConfig, steps: int, *, cache_d
         if record["key"] == key:
             model.load_state_dict(state)
             return model.eval(), record
-    image = load_image(image_path, downscale)
+    image = load_image(image_path, downscale).to(device)
     torch.manual_seed(seed)
-    model = INR(config)
+    model = INR(config).to(device)  # initialised on the CPU, so the same start on any device
     started = time.perf_counter()
     fit_image(model, image, steps, lr=lr, progress=progress)
     model.eval()
+    # Where it was fitted: the weights depend on the torch version and thread count (float
+    # reduction order), not on anything the key names.
     record = {"key": key, "psnr": psnr(render(model, *image.shape[1:]), image),
-              "seconds": time.perf_counter() - started}
+              "seconds": time.perf_counter() - started,
+              "env": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "device": str(next(model.parameters()).device)}}
+    model = model.cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"record": json.dumps(record)})
