@@ -287,10 +287,27 @@ def summarize(records: list[dict]) -> dict:
     return summary
 
 
+def environments(records: list[dict]) -> list[dict]:
+    """Where the fits and the fixed methods of ``records`` ran, with how many records each
+    (None: not recorded, for entries older than the field)."""
+    seen: dict[str, dict] = {}
+    for r in records:
+        where = {"fit": r.get("fit_env"), "fixed_methods": r.get("env")}
+        seen.setdefault(json.dumps(where, sort_keys=True), {**where, "records": 0})["records"] += 1
+    return list(seen.values())
+
+
 def markdown(summary: dict, protocol: dict) -> str:
+    protocol = dict(protocol)
+    computed_on = protocol.pop("computed_on", [])
     lines = ["# Kodak: SINR vs baselines", "",
              f"Protocol: {json.dumps(protocol)}. bpp from the bytes of each written file (header included); "
-             "PSNR of the decoded file, mean over the images listed.", ""]
+             "PSNR of the decoded file, mean over the images listed.", "",
+             "Computed on (fits; fixed methods; 'not recorded' for entries older than the record):", ""]
+    for env in computed_on:
+        lines.append(f"- {env['records']} records: fitted on {json.dumps(env['fit']) if env['fit'] else 'not recorded'}; "
+                     f"fixed methods on {json.dumps(env['fixed_methods']) if env['fixed_methods'] else 'not recorded'}")
+    lines.append("")
     for name, s in summary.items():
         lines += [f"## {name}", "", "| method | setting | images | bpp | PSNR (dB) |", "|---|---|---|---|---|"]
         for r in sorted(s["mean"].values(), key=lambda r: (r["method"], r["bpp"])):
@@ -434,10 +451,12 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                 kept = [p for p in entry["points"] if p["method"] not in ("uniform", "uniform+ft")]
                 entry["points"] = (kept + _cached_variants(model, image, baseline, baseline_file, ft_steps, Path(tmp))
                                    + _cached_variants(model, image, extra or [], extra_file, ft_steps, Path(tmp)))
+                entry["fit_env"] = record.get("env")
                 records.append(entry)
     protocol = dict(PROTOCOL, steps=steps, downscale=downscale, finetune_steps=ft_steps, finetune_bits=ft_bits,
                     baseline_variants=baseline, baseline_version=BASELINE_VERSION, extra_variants=extra or [],
-                    images=[p.name for p in paths], not_evaluated_skipped=skipped)
+                    images=[p.name for p in paths], not_evaluated_skipped=skipped,
+                    computed_on=environments(records))
     summary = summarize(records)
     result = {"name": f"kodak_{tag}", "description": __doc__.strip().splitlines()[0], "protocol": protocol,
               "results": {"records": records, "summary": {k: {**v, "mean": list(v["mean"].values())}
