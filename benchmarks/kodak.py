@@ -469,43 +469,54 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
     return result
 
 
+def add_fit_arguments(parser: argparse.ArgumentParser, configs: list[str]) -> None:
+    """Which INRs: the images, configurations and fitting protocol (shared by every entry point)."""
+    parser.add_argument("--kodak", type=Path, default=DEFAULT_KODAK, help="directory with kodim01..24.png")
+    parser.add_argument("--configs", nargs="*", default=configs, help="C1, C2 or LxW entries like 3x64")
+    parser.add_argument("--images", nargs="*", help="subset, e.g. kodim01 kodim05")
+    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="fitting steps (selects cached fits)")
+    parser.add_argument("--downscale", type=int, default=PROTOCOL["downscale"])
+    parser.add_argument("--cache", type=Path, default=FITS, help="fitted-model cache")
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is measured on each INR, and where the per-image results are cached."""
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--finetune-bits", type=int, nargs="*", default=[6, 8, 10])
+    parser.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
+    parser.add_argument("--baseline", nargs="*", default=BASELINE,
+                        help="uniform baseline variants (default: 4..16 bits plain, 4..10 bits fine-tuned at lr 1e-3 "
+                             "up to 7 bits, 1e-4 above), e.g. uniform:bits=8 uniform+ft:bits=6:lr=1e-3")
+    parser.add_argument("--extra", nargs="*", default=DEFAULT_EXTRA,
+                        help="extra fine-tuning variants, e.g. sinr+ft:s=0.25:bits=8:lr=1e-3")
+
+
+def parse_configs(names: list[str]) -> list[tuple[int, int]]:
+    """["C1", "5x64"] -> [(2, 32), (3, 64), (3, 128), (5, 64)], without repeats."""
+    configs: list[tuple[int, int]] = []
+    for c in names:
+        entries = CONFIGS[c] if c in CONFIGS else [tuple(int(v) for v in c.split("x"))]
+        configs += [e for e in entries if e not in configs]
+    return configs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kodak", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit (or load from the cache) the INRs of the protocol")
-    fit.add_argument("--kodak", type=Path, default=DEFAULT_KODAK, help="directory with kodim01..24.png")
-    fit.add_argument("--configs", nargs="*", default=["C1", "C2"], help="C1, C2 or LxW entries like 3x64")
-    fit.add_argument("--images", nargs="*", help="subset, e.g. kodim01 kodim05")
-    fit.add_argument("--steps", type=int, default=PROTOCOL["steps"])
-    fit.add_argument("--downscale", type=int, default=PROTOCOL["downscale"])
-    fit.add_argument("--cache", type=Path, default=FITS)
+    add_fit_arguments(fit, ["C1", "C2"])
     comp = sub.add_parser("compress", help="compress every fitted INR with SINR and the baselines")
-    comp.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
-    comp.add_argument("--configs", nargs="*", default=["C1"])
-    comp.add_argument("--images", nargs="*")
-    comp.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="fitting steps (selects cached fits)")
-    comp.add_argument("--downscale", type=int, default=PROTOCOL["downscale"])
-    comp.add_argument("--cache", type=Path, default=FITS)
-    comp.add_argument("--finetune-steps", type=int, default=300)
-    comp.add_argument("--finetune-bits", type=int, nargs="*", default=[6, 8, 10])
+    add_fit_arguments(comp, ["C1"])
+    add_evaluation_arguments(comp)
     comp.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     comp.add_argument("--tag", default="C1", help="result file name: kodak_TAG.{json,md,png}")
-    comp.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
     comp.add_argument("--tuning", action="store_true", help="add the TUNING variants to --extra")
     comp.add_argument("--only-cached", action="store_true",
                       help="summarize only images already evaluated with every variant; list the rest "
                            "(nothing is fitted or evaluated)")
-    comp.add_argument("--baseline", nargs="*", default=BASELINE,
-                      help="uniform baseline variants (default: 4..16 bits plain, 4..10 bits fine-tuned at lr 1e-3 "
-                           "and 1e-4), e.g. uniform:bits=8 uniform+ft:bits=6:lr=1e-3")
-    comp.add_argument("--extra", nargs="*", default=DEFAULT_EXTRA,
-                      help="extra fine-tuning variants, e.g. sinr+ft:s=0.25:bits=8:lr=1e-3 uniform+ft:bits=7:lr=1e-3")
     args = parser.parse_args(argv)
-    configs: list[tuple[int, int]] = []
-    for c in args.configs:
-        entries = CONFIGS[c] if c in CONFIGS else [tuple(int(v) for v in c.split("x"))]
-        configs += [e for e in entries if e not in configs]
+    configs = parse_configs(args.configs)
     if args.command == "compress":
         compress_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.finetune_steps,
                      args.finetune_bits, args.out, args.tag, args.evals,

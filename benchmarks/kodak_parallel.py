@@ -152,17 +152,8 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kodak_parallel", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kodak", type=Path, default=kodak.DEFAULT_KODAK)
-    parser.add_argument("--configs", nargs="*", default=["C1"])
-    parser.add_argument("--images", nargs="*")
-    parser.add_argument("--steps", type=int, default=kodak.PROTOCOL["steps"])
-    parser.add_argument("--downscale", type=int, default=kodak.PROTOCOL["downscale"])
-    parser.add_argument("--cache", type=Path, default=kodak.FITS)
-    parser.add_argument("--evals", type=Path, default=kodak.EVALS)
-    parser.add_argument("--finetune-steps", type=int, default=300)
-    parser.add_argument("--finetune-bits", type=int, nargs="*", default=[6, 8, 10])
-    parser.add_argument("--baseline", nargs="*", default=kodak.BASELINE)
-    parser.add_argument("--extra", nargs="*", default=kodak.DEFAULT_EXTRA)
+    kodak.add_fit_arguments(parser, ["C1"])
+    kodak.add_evaluation_arguments(parser)
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="CPU processes for the evaluations")
     parser.add_argument("--fit-device", default="cpu", help="where missing fits run, e.g. cuda")
     parser.add_argument("--fit-workers", type=int, default=None, help="processes for fits (default: --workers)")
@@ -171,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.kodak.is_dir():
         parser.error(f"Kodak directory {args.kodak} not found (pass --kodak DIR)")
-    configs: list[tuple[int, int]] = []
-    for c in args.configs:
-        entries = kodak.CONFIGS[c] if c in kodak.CONFIGS else [tuple(int(v) for v in c.split("x"))]
-        configs += [e for e in entries if e not in configs]
-    args.configs = configs
+    args.configs = kodak.parse_configs(args.configs)
     args.fit_workers = args.fit_workers or args.workers
     print(json.dumps(run(args)))
     return 0
