@@ -303,10 +303,10 @@ def markdown(summary: dict, protocol: dict) -> str:
     lines = ["# Kodak: SINR vs baselines", "",
              f"Protocol: {json.dumps(protocol)}. bpp from the bytes of each written file (header included); "
              "PSNR of the decoded file, mean over the images listed.", "",
-             "Computed on (fits; fixed methods; 'not recorded' for entries older than the record):", ""]
+             "Computed on ('not recorded': made before this was recorded):", ""]
     for env in computed_on:
-        lines.append(f"- {env['records']} records: fitted on {json.dumps(env['fit']) if env['fit'] else 'not recorded'}; "
-                     f"fixed methods on {json.dumps(env['fixed_methods']) if env['fixed_methods'] else 'not recorded'}")
+        lines.append(f"- {env['records']} records. Fits: {json.dumps(env['fit']) if env['fit'] else 'not recorded'}. "
+                     f"Fixed methods: {json.dumps(env['fixed_methods']) if env['fixed_methods'] else 'not recorded'}.")
     lines.append("")
     for name, s in summary.items():
         lines += [f"## {name}", "", "| method | setting | images | bpp | PSNR (dB) |", "|---|---|---|---|---|"]

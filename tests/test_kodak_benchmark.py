@@ -29,7 +29,7 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     # where the fit and the fixed methods ran is summarized, since fine-tuned points depend on it
     (where,) = result["protocol"]["computed_on"]
     assert where["records"] == 1 and where["fit"]["device"] == "cpu" and where["fixed_methods"]["threads"] >= 1
-    assert "1 records: fitted on" in (tmp_path / "out" / "kodak_t.md").read_text()
+    assert "1 records. Fits: {" in (tmp_path / "out" / "kodak_t.md").read_text()
 
     # Adding a variant computes only that one; the cached ones come back unchanged.
     extra_file = next((tmp_path / "evals").glob("*-extra.json"))
