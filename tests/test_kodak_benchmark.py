@@ -26,6 +26,7 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in points)
     assert (tmp_path / "out" / "kodak_t.png").stat().st_size > 0
     assert "SINR at paper settings" in (tmp_path / "out" / "kodak_t.md").read_text()
+    assert "Low-rank SVD of each hidden matrix at rank" in (tmp_path / "out" / "kodak_t.md").read_text()
     # where the fit and the fixed methods ran is summarized, since fine-tuned points depend on it
     (where,) = result["protocol"]["computed_on"]
     assert where["records"] == 1 and where["fit"]["device"] == "cpu" and where["fixed_methods"]["threads"] >= 1
