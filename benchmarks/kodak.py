@@ -10,7 +10,7 @@ SIREN (w0 = 30), full-batch Adam at lr 1e-3 with cosine decay, 2000 steps, seed 
 weights kept. Paper configurations (hidden layers, width): C1 = (2,32), (3,64), (3,128);
 C2 = (3,64), (5,64), (7,64). Fitted models are cached in benchmarks/fits/ (committed), keyed by
 image hash, config and protocol, so compression experiments only compress. ``--downscale 1``
-with a larger ``--steps`` is the full-resolution mode for a GPU. On a many-core machine,
+with a larger ``--steps`` (and ``fit --device cuda``) is the full-resolution mode for a GPU. On a many-core machine,
 ``python -m benchmarks.kodak_parallel`` fills the same caches, one process per variant.
 """
 
@@ -55,7 +55,7 @@ def inr_config(layers: int, width: int) -> INRConfig:
 
 
 def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] | None, steps: int, downscale: int,
-            cache_dir: Path) -> list[dict]:
+            cache_dir: Path, device: str = "cpu") -> list[dict]:
     paths = kodak_paths(kodak_dir)
     if images:
         paths = [p for p in paths if p.stem in images or p.name in images]
@@ -63,7 +63,7 @@ def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] |
     for layers, width in configs:  # one configuration over all images before the next
         for path in paths:
             _, record = fit_cached(path, inr_config(layers, width), steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
-                                   lr=PROTOCOL["lr"], downscale=downscale, progress=False)
+                                   lr=PROTOCOL["lr"], downscale=downscale, progress=False, device=device)
             records.append(record)
             print(f"{path.name} {layers}x{width}: {record['psnr']:.2f} dB ({record['seconds']:.0f} s fitting)", flush=True)
     return records
@@ -513,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit (or load from the cache) the INRs of the protocol")
     add_fit_arguments(fit, ["C1", "C2"])
+    fit.add_argument("--device", default="cpu", help="where missing fits run, e.g. cuda (cached on the CPU)")
     comp = sub.add_parser("compress", help="compress every fitted INR with SINR and the baselines")
     add_fit_arguments(comp, ["C1"])
     add_evaluation_arguments(comp)
@@ -530,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.extra + [v for v in TUNING if args.tuning and v not in args.extra], args.only_cached,
                      args.baseline + [v for v in BASELINE_TUNING if args.tuning and v not in args.baseline])
         return 0
-    records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache)
+    records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.device)
     summary = {f"{r['key']['image']} {r['key']['config']['hidden_layers']}x{r['key']['config']['hidden_features']}":
                r["psnr"] for r in records}
     print(json.dumps({"fits": len(records), "mean_psnr": sum(summary.values()) / max(1, len(summary))}))

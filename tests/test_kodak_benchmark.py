@@ -10,7 +10,7 @@ from benchmarks.kodak import _best_baseline_bpp, main, parse_variant
 def test_fit_then_compress_writes_results(shared_data, tmp_path):
     common = ["--kodak", str(shared_data / "kodak"), "--images", "kodim07", "--configs", "1x20",
               "--steps", "15", "--downscale", "32", "--cache", str(tmp_path / "fits")]
-    assert main(["fit", *common]) == 0
+    assert main(["fit", *common, "--device", "cpu"]) == 0
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
     compress = ["compress", *common, "--finetune-steps", "3", "--finetune-bits", "8", "--out", str(tmp_path / "out"),
                 "--tag", "t", "--evals", str(tmp_path / "evals")]
