@@ -54,16 +54,30 @@ def inr_config(layers: int, width: int) -> INRConfig:
     return INRConfig(hidden_features=width, hidden_layers=layers, activation=PROTOCOL["activation"])
 
 
+def image_paths(kodak_dir: Path, images: list[str] | None) -> list[Path]:
+    """The Kodak images to run on: all, or those named (``kodim05`` or ``kodim05.png``)."""
+    paths = kodak_paths(kodak_dir)
+    return [p for p in paths if p.stem in images or p.name in images] if images else paths
+
+
+def fit_protocol(path: Path, config: INRConfig, steps: int, downscale: int, cache_dir: Path,
+                 device: str = "cpu") -> tuple[INR, dict]:
+    """The INR fitted to one image under PROTOCOL (from the cache when present), and its record."""
+    return fit_cached(path, config, steps, cache_dir=cache_dir, seed=PROTOCOL["seed"], lr=PROTOCOL["lr"],
+                      downscale=downscale, progress=False, device=device)
+
+
+def fit_path(path: Path, config: INRConfig, steps: int, downscale: int, cache_dir: Path) -> Path:
+    """Where ``fit_protocol`` caches that fit."""
+    return cache_path(cache_dir, fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale))
+
+
 def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] | None, steps: int, downscale: int,
             cache_dir: Path, device: str = "cpu") -> list[dict]:
-    paths = kodak_paths(kodak_dir)
-    if images:
-        paths = [p for p in paths if p.stem in images or p.name in images]
     records = []
     for layers, width in configs:  # one configuration over all images before the next
-        for path in paths:
-            _, record = fit_cached(path, inr_config(layers, width), steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
-                                   lr=PROTOCOL["lr"], downscale=downscale, progress=False, device=device)
+        for path in image_paths(kodak_dir, images):
+            _, record = fit_protocol(path, inr_config(layers, width), steps, downscale, cache_dir, device)
             records.append(record)
             print(f"{path.name} {layers}x{width}: {record['psnr']:.2f} dB ({record['seconds']:.0f} s fitting)", flush=True)
     return records
@@ -386,8 +400,7 @@ def eval_paths(image_path: Path, config: INRConfig, steps: int, downscale: int, 
                ft_steps: int, ft_bits: list[int]) -> tuple[Path, Path, Path]:
     """The three per-image evaluation caches of one fitted INR: the fixed methods (EVAL_VERSION),
     the uniform baseline variants (BASELINE_VERSION) and the extra variants."""
-    key = fit_key(image_path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale)
-    fixed = evals_dir / (cache_path(cache_dir, key).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
+    fixed = evals_dir / (fit_path(image_path, config, steps, downscale, cache_dir).stem + f"-ft{ft_steps}-b{'_'.join(map(str, ft_bits))}"
                          f"-v{EVAL_VERSION}.json")
     baseline = fixed.with_name(fixed.name.replace(f"-v{EVAL_VERSION}.json", f"-baseline-v{BASELINE_VERSION}.json"))
     return fixed, baseline, fixed.with_name(fixed.name.replace(".json", "-extra.json"))
@@ -430,9 +443,7 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
     if any(v.startswith("uniform") for v in extra or []):
         # extra caches of v2 runs hold bit-packed uniform points; the baseline has its own cache
         raise ValueError("uniform variants belong in --baseline (their own versioned cache), not --extra")
-    paths = kodak_paths(kodak_dir)
-    if images:
-        paths = [p for p in paths if p.stem in images or p.name in images]
+    paths = image_paths(kodak_dir, images)
     records, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for layers, width in configs:
@@ -444,8 +455,7 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                                         and _has_all(baseline_file, baseline)):
                     skipped.append(f"{path.name} {layers}x{width}")
                     continue
-                model, record = fit_cached(path, config, steps, cache_dir=cache_dir, seed=PROTOCOL["seed"],
-                                           lr=PROTOCOL["lr"], downscale=downscale, progress=False)
+                model, record = fit_protocol(path, config, steps, downscale, cache_dir)
                 image = load_image(path, downscale)
                 evals_dir.mkdir(parents=True, exist_ok=True)
                 if eval_file.is_file():

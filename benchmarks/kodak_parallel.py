@@ -35,18 +35,14 @@ def _single_thread() -> None:
 
 
 def _fit(image_path: Path, layers: int, width: int, steps: int, downscale: int, cache_dir: Path, device: str) -> str:
-    _, record = kodak.fit_cached(image_path, kodak.inr_config(layers, width), steps, cache_dir=cache_dir,
-                                 seed=kodak.PROTOCOL["seed"], lr=kodak.PROTOCOL["lr"], downscale=downscale,
-                                 progress=False, device=device)
+    _, record = kodak.fit_protocol(image_path, kodak.inr_config(layers, width), steps, downscale, cache_dir, device)
     return f"{image_path.name} {layers}x{width}: {record['psnr']:.2f} dB"
 
 
 def _evaluate(image_path: Path, layers: int, width: int, steps: int, downscale: int, cache_dir: Path,
               ft_steps: int, ft_bits: list[int], variants: list[str] | None) -> dict:
     """The fixed methods' entry (``variants`` None) or the points of ``variants``, keyed by variant."""
-    model, record = kodak.fit_cached(image_path, kodak.inr_config(layers, width), steps, cache_dir=cache_dir,
-                                     seed=kodak.PROTOCOL["seed"], lr=kodak.PROTOCOL["lr"], downscale=downscale,
-                                     progress=False)
+    model, record = kodak.fit_protocol(image_path, kodak.inr_config(layers, width), steps, downscale, cache_dir)
     image = kodak.load_image(image_path, downscale)
     with tempfile.TemporaryDirectory() as tmp:
         if variants is None:
@@ -72,7 +68,8 @@ def eval_units(image_path: Path, layers: int, width: int, args) -> list[tuple[Pa
                                                         args.finetune_bits)
     units: list[tuple[Path, list[str] | None]] = [] if fixed.is_file() else [(fixed, None)]
     for path, variants in ((baseline_file, args.baseline), (extra_file, args.extra)):
-        missing = [v for v in variants if v not in _read(path)]
+        done = _read(path)
+        missing = [v for v in variants if v not in done]
         plain = [v for v in missing if v.startswith("uniform:")]
         units += ([(path, plain)] if plain else []) + [(path, [v]) for v in missing if v not in plain]
     return units
@@ -85,9 +82,7 @@ def _rank(unit: tuple) -> int:
 def run(args) -> dict:
     for variant in args.baseline + args.extra:
         kodak.parse_variant(variant)
-    paths = kodak.kodak_paths(args.kodak)
-    if args.images:
-        paths = [p for p in paths if p.stem in args.images or p.name in args.images]
+    paths = kodak.image_paths(args.kodak, args.images)
     jobs = [(p, layers, width) for layers, width in args.configs for p in paths]
     args.evals.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -98,9 +93,7 @@ def run(args) -> dict:
     # limit loses only short units.
     queue: list[tuple] = []
     for p, layers, width in jobs:
-        key = kodak.fit_key(p, kodak.inr_config(layers, width), args.steps, kodak.PROTOCOL["seed"],
-                            kodak.PROTOCOL["lr"], args.downscale)
-        if not kodak.cache_path(args.cache, key).is_file():
+        if not kodak.fit_path(p, kodak.inr_config(layers, width), args.steps, args.downscale, args.cache).is_file():
             queue.append(("fit", p, layers, width))
     fits_pending = {(p, layers, width) for _, p, layers, width in queue}
     for p, layers, width in jobs:
