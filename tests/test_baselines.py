@@ -29,43 +29,6 @@ def test_cast_and_uniform_files(state, tmp_path):
     assert all(torch.equal(decoded[k], expected[k]) for k in state)
 
 
-def test_uniform_layout_is_the_smaller_and_decodes_the_same(state, tmp_path, monkeypatch):
-    """Each tensor's codes go bit-packed or byte-aligned, whichever Brotli codes smaller; both
-    decode to the same values, and a file naming an unknown layout is refused."""
-    import json
-    import os
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from torch_sinr import SINRFormatError, baselines
-
-    # Trained-like weights: most near zero, a few large, so 6-bit codes crowd a few levels, where
-    # byte-aligned codes let Brotli see the skew (uniform random weights: packed wins instead).
-    torch.manual_seed(0)
-    peaked = torch.randn(64, 64) * 0.05
-    peaked[0, :4] = torch.tensor([1.0, -1.0, 0.8, -0.9])
-    state = {"w.weight": peaked, "u.weight": torch.rand(32, 32)}
-    chosen = write_uniform(state, tmp_path / "best.safetensors", 6)
-    monkeypatch.setattr(baselines, "byte_planes", lambda codes, bits: os.urandom(10**5))  # never the smaller
-    packed_only = write_uniform(state, tmp_path / "packed.safetensors", 6)
-    monkeypatch.undo()
-    assert chosen < packed_only
-    expected = uniform_round_trip(state, 6)
-    for name in ("best", "packed"):
-        decoded = read_baseline(tmp_path / f"{name}.safetensors")
-        assert all(torch.equal(decoded[k], expected[k]) for k in state)
-    with safe_open(str(tmp_path / "best.safetensors"), framework="pt") as f:
-        meta, payload = f.metadata(), f.get_tensor("payload")
-    layout = json.loads(meta["layout"])
-    assert {e["name"]: e.get("layout", "packed") for e in layout} == {"w.weight": "bytes", "u.weight": "packed"}
-    for e in layout:
-        e["layout"] = "nibbles"
-    save_file({"payload": payload}, str(tmp_path / "bad.safetensors"), metadata={**meta, "layout": json.dumps(layout)})
-    with pytest.raises(SINRFormatError, match="unknown code layout 'nibbles'"):
-        read_baseline(tmp_path / "bad.safetensors")
-
-
 def test_pruned_and_low_rank_files(state, tmp_path):
     write_pruned(state, tmp_path / "p.safetensors", keep=0.25, bits=8)
     decoded = read_baseline(tmp_path / "p.safetensors")

@@ -28,7 +28,10 @@ def test_compress_info_decompress(tmp_path, capsys, suffix):
     printed = capsys.readouterr().out
     assert "| 2 | 64x64 |" in printed and "container" in printed
     assert main(["info", str(out)]) == 0
-    assert "| 5 | 4x64 | row |" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert "torch_sinr format 2" in info and "| 5.weight | sinr | 4x64 | row, s=" in info
+    assert "| 0.weight | uniform | 64x3 | 12-bit uniform" in info  # the input layer: quantized, not SINR-coded
+    assert "| 4.weight | raw | 64 | stored as float32 |" in info  # LayerNorm tensors (buffers here): exact
     dense = tmp_path / "decoded.safetensors"
     assert main(["decompress", str(out), "-o", str(dense)]) == 0
     state = load_file(str(dense))
@@ -37,7 +40,10 @@ def test_compress_info_decompress(tmp_path, capsys, suffix):
     x = torch.randn(8, 3)
     error = (restored(x) - model(x)).norm() / model(x).norm()
     assert error < 0.2
-    assert torch.equal(state["0.weight"], model[0].weight)  # the input layer stays dense
+    # the input layer is not SINR-coded, only quantized: within half a 12-bit step of the original
+    step = (model[0].weight.max() - model[0].weight.min()) / (2**12 - 1)
+    assert (state["0.weight"] - model[0].weight).abs().max() <= step / 2 + 1e-7
+    assert torch.equal(state["4.weight"], model[4].weight)
 
 
 def test_dry_run_and_errors(tmp_path, capsys):

@@ -15,6 +15,7 @@ from tests.tiny_models import SharedMLP, TiedMLP
 from torch_sinr import (SINRConfig, SINRConfigError, SINRError, SINRInputError, SINRLinear, compress_model,
                         decompress_model, plan_targets)
 from torch_sinr.serialization import load_compressed, save_compressed
+from torch_sinr.storage import get_storage
 
 # With default settings (s = 0.45 k1, 16-bit values) every layer's weight error is ~0.05-0.08;
 # the outputs of these small tanh/relu/sine nets move by ~0.02-0.17 relative (measured over
@@ -191,8 +192,12 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded):
     # every targeted linear became SINRLinear, the input layers stayed what they were
     assert _sinr_names(model) == sorted(coded)
     for name in dense:
+        # input layers are not SINR-coded, only stored on a 16-bit grid (the default value_bits)
         assert type(model.get_submodule(name)) is type(original.get_submodule(name))
-        assert torch.equal(model.get_submodule(name).weight, original.get_submodule(name).weight)
+        kept, before = model.get_submodule(name).weight, original.get_submodule(name).weight
+        step = float(before.max() - before.min()) / (2**16 - 1)
+        assert (kept - before).abs().max() <= step / 2 + 1e-7
+        assert get_storage(model.get_submodule(name), "weight").bits == 16
     assert sorted(l.name for l in report.layers) == sorted(coded)
     for layer_report in report.layers:
         assert 0 < layer_report.rel_error < LAYER_REL_ERROR_BOUND, layer_report
@@ -530,15 +535,17 @@ def test_report_table_and_json():
     assert text.startswith("| layer |")
     for name in ["enc.0", "enc.2", "dec.0", "out"]:
         assert f"| {name} |" in text
-    assert "**total**" in text
+    assert "**file**" in text and "| container (header, names, CRC) |" in text
     data = json.loads(report.to_json())
     assert [l["name"] for l in data["layers"]] == [l.name for l in report.layers]
     assert data["total_coded_bytes"] == report.total_coded_bytes
     assert data["total_dense_bytes"] == report.total_dense_bytes
     assert sorted(report.dense_names) == ["inp.bias", "inp.weight"]
-    assert report.total_coded_bytes == sum(l.coded_bytes for l in report.layers) + report.coded_bytes_other
-    for l in report.layers:
-        assert l.coded_bytes * 8 == l.bits_values + l.bits_indices + l.bits_bias
+    assert report.total_coded_bytes == (sum(l.coded_bytes for l in report.layers) + report.coded_bytes_other
+                                        + report.container_bytes) == report.file_bytes
+    assert 0 < report.container_bytes < 400
+    for l in report.layers:  # a layer's bytes: its coded streams plus their side info
+        assert 8 * l.coded_bytes >= l.bits_values + l.bits_indices + l.bits_bias - 16
         assert l.dense_bytes == 4 * l.params
     assert report.ratio > 1
 
@@ -551,7 +558,8 @@ def test_report_totals_count_tied_layers_bias_only():
     untied = [l for l in report.layers if l.tied_to is None]
     assert len(untied) == len(report.layers) - 1
     # a tied layer adds only its own bias stream to the total
-    assert report.total_coded_bytes == sum(l.coded_bytes for l in report.layers) + report.coded_bytes_other
+    assert report.total_coded_bytes == (sum(l.coded_bytes for l in report.layers) + report.coded_bytes_other
+                                        + report.container_bytes)
     assert all(l.bits_values == l.bits_indices == 0 for l in report.layers if l.tied_to)
     # likewise its dense size is its bias alone (the shared weight is counted once)
     assert report.total_dense_bytes == sum(l.dense_bytes for l in report.layers) + report.dense_bytes_other

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bitstream import encode_layer
+from .format.model_io import codes_bytes
 from .config import SINRConfig
 from .errors import SINRConfigError, SINRError
 from .layer import SINRLinear
@@ -177,9 +177,9 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     def coded_bytes(layer: _Layer, s: int, bits: int) -> int:
         if (s, bits) not in layer.sizes:
             fresh = variant(layer, s, bits)
-            streams = encode_layer(fresh.spec, fresh.indices, fresh.values, None, config.dense_dtype,
-                                   config.index_coding, config.brotli_quality)
-            layer.sizes[(s, bits)] = len(streams.values) + len(streams.indices)
+            layer.sizes[(s, bits)] = round(codes_bytes(fresh.codes(), index_coding=config.index_coding,
+                                                       symbol_coding=config.symbol_coding,
+                                                       brotli_quality=config.brotli_quality))
         return layer.sizes[(s, bits)]
 
     for layer in layers:

@@ -9,83 +9,64 @@
   at b bits, positions coded like SINR indices (the smallest of fixed / Rice / bitmask).
 - ``low_rank``: truncated SVD of each weight matrix at a given rank, factors stored as float32.
 
-All files share one container (safetensors, a ``payload`` tensor and a JSON ``layout``), the
-same kind of container SINR uses, so header overhead is comparable. ``read_baseline``
-decodes a file into a state_dict: every reported quality is measured on what the file holds.
+All files are format-2 files, written by the same container and coders as SINR's (the same
+header, names, CRC, and the same choice between range coding and Brotli for quantized
+symbols), so a comparison measures the methods, not their packaging. Pruned and low-rank
+matrices are coding kinds of their own, registered here (``format.register_kind``).
+``read_baseline`` decodes a file into a state_dict: every reported quality is measured on what
+the file holds.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from .bitstream import tensor_to_bytes, decode_dense
-from .codec import entropy
-from .codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
-from .codec.indices import decode_indices, encode_indices
+from .codec.bitpack import packed_size
+from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
 from .codec.quantization import UniformQuantizer
+from .codec.wire import ByteReader, ByteWriter
 from .errors import SINRError, SINRFormatError
+from .format import container, schema
+from .format import symbols as sym
+from .format.kinds import Decoded, DecodeContext, EncodeContext, Item, Kind, register_kind
+from .format.model_io import decode_state_dict
+from .format.schema import Entry
 
-FORMAT = "torch_sinr.baseline"
-
-
-def _write(path: str | os.PathLike, entries: list[dict], payload: bytearray) -> int:
-    tensor = torch.frombuffer(bytearray(payload), dtype=torch.uint8) if payload else torch.zeros(0, dtype=torch.uint8)
-    save_file({"payload": tensor}, str(path), metadata={"format": FORMAT, "layout": json.dumps(entries, separators=(",", ":"))})
-    return Path(path).stat().st_size
-
-
-def _append(payload: bytearray, stream: bytes) -> list[int]:
-    entry = [len(payload), len(stream)]
-    payload.extend(stream)
-    return entry
+DEFAULT_QUALITY = 11
 
 
-def _add(payload: bytearray, data: bytes) -> list[int]:
-    return _append(payload, entropy.compress(data))
-
-
-def _add_codes(payload: bytearray, codes: np.ndarray, bits: int) -> dict:
-    """Quantized codes in the layout Brotli codes smaller: bit-packed, or byte-aligned (5-7-bit
-    codes straddle bytes and code 10-16% larger packed, benchmarks/results/value_layout.md; the
-    strongest simple baseline gets the better of the two)."""
-    packed = entropy.compress(pack_uint(codes, bits))
-    aligned = entropy.compress(byte_planes(codes, bits)) if bits <= 16 else None
-    if aligned is not None and len(aligned) < len(packed):
-        return {"stream": _append(payload, aligned), "layout": "bytes"}
-    return {"stream": _append(payload, packed)}  # no "layout" key: files written before it read the same
+def _write(path: str | os.PathLike, items: list[Item]) -> int:
+    payload, _ = container.encode_payload(items, names=True, quality=DEFAULT_QUALITY)
+    return container.write_file(path, payload)
 
 
 def _weight_matrices(state: dict[str, torch.Tensor]) -> set[str]:
     return {k for k, v in state.items() if v.ndim == 2 and v.is_floating_point() and k.endswith("weight")}
 
 
+def _item(name: str, t: torch.Tensor, kind: str, data) -> Item:
+    return Item(name, t.dtype, tuple(t.shape), kind, data)
+
+
 def write_cast(state: dict[str, torch.Tensor], path, dtype: str = "float16") -> int:
-    payload, entries = bytearray(), []
-    for name, t in state.items():
-        entries.append({"name": name, "kind": "cast", "dtype": dtype, "shape": list(t.shape),
-                        "stream": _add(payload, tensor_to_bytes(t, dtype))})
-    return _write(path, entries, payload)
+    stored = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    return _write(path, [_item(n, t, "raw", (t, stored)) for n, t in state.items()])
 
 
 def write_uniform(state: dict[str, torch.Tensor], path, bits: int,
                   grids: dict[str, UniformQuantizer] | None = None) -> int:
     """``grids`` (from ``finetune_uniform``) keeps fine-tuned values on the grid they were trained on."""
-    payload, entries = bytearray(), []
+    items = []
     for name, t in state.items():
         q = grids[name] if grids and name in grids else UniformQuantizer.fit(t, bits)
-        codes = q.quantize(t.reshape(-1)).numpy()
-        entries.append({"name": name, "kind": "uniform", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
-                        **_add_codes(payload, codes, bits)})
-    return _write(path, entries, payload)
+        items.append(_item(name, t, "uniform", (t, q)))
+    return _write(path, items)
 
 
 def uniform_round_trip(state: dict[str, torch.Tensor], bits: int) -> dict[str, torch.Tensor]:
@@ -96,84 +77,140 @@ def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
                  skip: Callable[[str], bool] = lambda n: False) -> int:
     """Weight matrices (not skipped) keep their ``keep`` fraction of largest magnitudes per row,
     quantized at b bits; everything else is stored uniform at b bits."""
-    payload, entries = bytearray(), []
+    items = []
     for name, t in state.items():
         if name not in _weight_matrices(state) or skip(name):
-            q = UniformQuantizer.fit(t, bits)
-            entries.append({"name": name, "kind": "uniform", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
-                            **_add_codes(payload, q.quantize(t.reshape(-1)).numpy(), bits)})
+            items.append(_item(name, t, "uniform", (t, UniformQuantizer.fit(t, bits))))
             continue
         s = max(1, round(keep * t.shape[1]))
         idx = t.abs().topk(s, dim=1).indices.sort(dim=1).values
         values = t.gather(1, idx)
-        q = UniformQuantizer.fit(values, bits)
-        coding, param, raw = encode_indices(idx.numpy(), t.shape[1])
-        entries.append({"name": name, "kind": "pruned", "bits": bits, "lo": q.lo, "hi": q.hi, "shape": list(t.shape),
-                        "s": s, "coding": [coding, param, len(raw)],
-                        **_add_codes(payload, q.quantize(values).numpy().ravel(), bits), "index_stream": _add(payload, raw)})
-    return _write(path, entries, payload)
+        items.append(_item(name, t, "pruned", (idx, values, UniformQuantizer.fit(values, bits))))
+    return _write(path, items)
 
 
 def write_low_rank(state: dict[str, torch.Tensor], path, rank: int, skip: Callable[[str], bool] = lambda n: False) -> int:
     """Weight matrices (not skipped) as float32 factors U_k S_k and V_k^T; the rest as float32."""
-    payload, entries = bytearray(), []
+    items = []
     for name, t in state.items():
         if name in _weight_matrices(state) and not skip(name) and rank < min(t.shape):
             u, sv, vh = torch.linalg.svd(t.double(), full_matrices=False)
-            left, right = (u[:, :rank] * sv[:rank]).float(), vh[:rank].float()
-            entries.append({"name": name, "kind": "low_rank", "rank": rank, "shape": list(t.shape),
-                            "stream": _add(payload, tensor_to_bytes(left, "float32")),
-                            "right_stream": _add(payload, tensor_to_bytes(right, "float32"))})
+            items.append(_item(name, t, "low_rank", ((u[:, :rank] * sv[:rank]).float(), vh[:rank].float())))
         else:
-            entries.append({"name": name, "kind": "cast", "dtype": "float32", "shape": list(t.shape),
-                            "stream": _add(payload, tensor_to_bytes(t, "float32"))})
-    return _write(path, entries, payload)
+            items.append(_item(name, t, "raw", (t, torch.float32)))
+    return _write(path, items)
 
 
 def read_baseline(path) -> dict[str, torch.Tensor]:
-    """Decode a baseline file into a float32 state_dict (trusted input: our own benchmark files)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise SINRFormatError(f"{path}: not a baseline file")
-        payload = f.get_tensor("payload").numpy().tobytes()
-    state = {}
+    """Decode a baseline file into a float32 state_dict."""
+    return {k: v.float() for k, v in decode_state_dict(path).items()}
 
-    def stream(entry_range, size, what):
-        offset, length = entry_range
-        return entropy.decompress(payload[offset : offset + length], size, what)
 
-    def codes(e: dict, count: int) -> np.ndarray:
-        layout, bits = e.get("layout", "packed"), e["bits"]
-        if layout == "packed":
-            return unpack_uint(stream(e["stream"], packed_size(bits, count), e["name"]), bits, count)
-        if layout == "bytes" and bits <= 16:
-            return from_byte_planes(stream(e["stream"], byte_planes_size(bits, count), e["name"]), bits, count)
-        raise SINRFormatError(f"{path}: {e['name']}: unknown code layout {layout!r} for {bits}-bit codes")
+# ----------------------------------------------------------------------------- the baselines' kinds
+@dataclass
+class _PrunedParams:
+    s: int
+    quantizer: UniformQuantizer
+    values: sym.SymbolParams
+    coding: str
+    param: int
+    raw_size: int
 
-    for e in json.loads(meta["layout"]):
-        shape, n = tuple(e["shape"]), int(np.prod(e["shape"])) if e["shape"] else 1
-        if e["kind"] == "cast":
-            state[e["name"]] = decode_dense(payload[e["stream"][0] : sum(e["stream"])], e["dtype"], shape, e["name"]).float()
-        elif e["kind"] == "uniform":
-            q = UniformQuantizer(e["bits"], e["lo"], e["hi"])
-            state[e["name"]] = q.dequantize(torch.from_numpy(codes(e, n))).reshape(shape)
-        elif e["kind"] == "pruned":
-            q, rows, s = UniformQuantizer(e["bits"], e["lo"], e["hi"]), shape[0], e["s"]
-            values = codes(e, rows * s)
-            coding, param, raw_size = e["coding"]
-            idx = decode_indices(coding, param, stream(e["index_stream"], raw_size, e["name"]), rows, s, shape[1])
-            dense = torch.zeros(shape)
-            dense.scatter_(1, torch.from_numpy(idx), q.dequantize(torch.from_numpy(values)).reshape(rows, s))
-            state[e["name"]] = dense
-        elif e["kind"] == "low_rank":
-            k = e["rank"]
-            left = decode_dense(payload[e["stream"][0] : sum(e["stream"])], "float32", (shape[0], k), e["name"])
-            right = decode_dense(payload[e["right_stream"][0] : sum(e["right_stream"])], "float32", (k, shape[1]), e["name"])
-            state[e["name"]] = left @ right
-        else:
-            raise SINRFormatError(f"{path}: unknown kind {e['kind']!r}")
-    return state
+
+class PrunedKind(Kind):
+    """A 2-D matrix with s kept entries per row: b-bit values and their column positions."""
+
+    id, name = 16, "pruned"
+
+    def encode(self, item, out, ctx):
+        idx, values, q = item.data
+        out.u8(q.bits)
+        out.f32(q.lo)
+        out.f32(q.hi)
+        out.varint(idx.shape[1])
+        codes = q.quantize(values.reshape(-1)).numpy()
+        ctx.add_symbols("values", sym.encode_symbols(codes, q.bits, ctx.quality, ctx.symbol_policy), out)
+        coding, param, raw = encode_indices(idx.numpy(), item.shape[1])
+        out.u8(CODINGS.index(coding))
+        out.varint(param)
+        out.varint(len(raw))
+        segment = sym.brotli_compress(raw, ctx.quality) if raw else b""
+        out.varint(len(segment))
+        ctx.add_segment("indices", segment)
+
+    def parse(self, reader, entry, index, entries):
+        if len(entry.shape) != 2 or entry.dtype not in schema.FLOAT_DTYPES:
+            raise SINRFormatError(f"{entry.where}: pruned needs a 2-D float tensor")
+        bits = reader.u8()
+        if not 2 <= bits <= 16:
+            raise SINRFormatError(f"{entry.where}: width {bits} is not in 2..16")
+        lo, hi = reader.f32(), reader.f32()
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise SINRFormatError(f"{entry.where}: bad range")
+        s = reader.varint(1, max(1, entry.shape[1]), "kept per row")
+        count = entry.shape[0] * s
+        values = sym.read_params(reader, bits, count, entry.where, entry.segment_lengths)
+        coding_id = reader.u8()
+        if coding_id >= len(CODINGS):
+            raise SINRFormatError(f"{entry.where}: unknown index coding")
+        param = reader.varint(0, 64, "index parameter")
+        raw_size = reader.varint(0, packed_size(entry.shape[1], entry.shape[0]) + packed_size(index_width(entry.shape[1]), count) + 4,
+                                 "index stream size")
+        entry.segment_lengths.append(reader.varint(0, 1 << 40, "segment length"))
+        return _PrunedParams(s, UniformQuantizer(bits, lo, hi), values, CODINGS[coding_id], param, raw_size)
+
+    def decoded_bytes(self, entry):
+        return entry.numel * 4 + entry.shape[0] * entry.params.s * 24
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        rows, cols = entry.shape
+        q = sym.decode_symbols(p.values, p.quantizer.bits, rows * p.s, ctx.segments, ctx.ranges, entry.where)
+        raw = sym.brotli_decompress(ctx.segments[-1], p.raw_size, entry.where) if p.raw_size else b""
+        idx = decode_indices(p.coding, p.param, raw, rows, p.s, cols)
+        dense = torch.zeros(entry.shape)
+        dense.scatter_(1, torch.from_numpy(idx), p.quantizer.dequantize(torch.from_numpy(q)).reshape(rows, p.s))
+        return Decoded(tensor=dense.to(entry.dtype))
+
+    def symbol_streams(self, entry):
+        return [(entry.params.values, entry.params.quantizer.bits, entry.shape[0] * entry.params.s)]
+
+
+class LowRankKind(Kind):
+    """A 2-D matrix as two float32 factors (m x r) @ (r x n)."""
+
+    id, name = 17, "low_rank"
+
+    def encode(self, item, out, ctx):
+        left, right = item.data
+        out.varint(left.shape[1])
+        for factor in (left, right):
+            data = factor.contiguous().view(torch.uint8).reshape(-1).numpy().tobytes()
+            segment = sym.brotli_compress(data, ctx.quality)
+            out.varint(len(segment))
+            ctx.add_segment("dense", segment)
+
+    def parse(self, reader, entry, index, entries):
+        if len(entry.shape) != 2 or entry.dtype not in schema.FLOAT_DTYPES:
+            raise SINRFormatError(f"{entry.where}: low_rank needs a 2-D float tensor")
+        rank = reader.varint(1, min(entry.shape), "rank")
+        entry.segment_lengths += [reader.varint(0, 1 << 40, "segment length") for _ in range(2)]
+        return rank
+
+    def decoded_bytes(self, entry):
+        return (entry.numel + entry.params * sum(entry.shape)) * 8
+
+    def decode(self, entry, ctx):
+        rank, (m, n) = entry.params, entry.shape
+        factors = []
+        for segment, shape in zip(ctx.segments, ((m, rank), (rank, n))):
+            data = sym.brotli_decompress(segment, shape[0] * shape[1] * 4, entry.where)
+            factors.append(torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape))
+        return Decoded(tensor=(factors[0] @ factors[1]).to(entry.dtype))
+
+
+register_kind(PrunedKind())
+register_kind(LowRankKind())
 
 
 def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], bits: int, steps: int,

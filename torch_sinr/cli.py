@@ -25,7 +25,7 @@ def _compress(args: argparse.Namespace) -> int:
         target_modules=targets, exclude_modules=args.exclude or None, input_fan_in_max=args.input_fan_in_max,
         s=args.s, s_ratio=args.s_ratio, target_error=args.target_error, k2=args.k2, dict_ratio=args.dict_ratio,
         seed=args.seed, coder=args.coder, value_bits=args.value_bits, index_coding=args.index_coding,
-        dense_dtype=args.dense_dtype)
+        dense_dtype=args.dense_dtype, dense_bits=args.dense_bits)
     if args.dry_run:
         print(compress_model(model, config, dry_run=True))
         return 0
@@ -43,7 +43,8 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _decompress(args: argparse.Namespace) -> int:
-    state = {k: v.contiguous() for k, v in decode_state_dict(args.file).items()}
+    # one tensor per name: safetensors refuses tensors that share memory (tied or shared layers)
+    state = {k: v.contiguous().clone() for k, v in decode_state_dict(args.file).items()}
     out = Path(args.output)
     if out.suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -56,20 +57,23 @@ def _decompress(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    cf = read_compressed(args.file)
-    print(f"{args.file}: {cf.file_bytes} bytes, format {cf.metadata['format']} v{cf.metadata['format_version']}, "
-          f"written by torch_sinr {cf.metadata.get('torch_sinr_version')}, dictionary {cf.metadata['dictionary_generator']}")
-    print("\n| layer | shape | mode | s | k2 | seed | value bits | index coding | bytes (values/indices/bias) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in cf.layers:
-        sizes = [r.values_stream[1] if r.values_stream else 0, r.indices_stream[1] if r.indices_stream else 0,
-                 r.bias_stream[1] if r.bias_stream else 0]
-        coding = f"tied to {r.tied_to}" if r.tied_to else f"{r.index_coding[0]}({r.index_coding[1]})"
-        s = r.spec
-        print(f"| {r.name} | {s.shape[0]}x{s.shape[1]} | {s.mode} | {s.s} | {s.k2} | {s.dictionary.seed} | "
-              f"{s.quantizer.bits} | {coding} | {sizes[0]}/{sizes[1]}/{sizes[2]} |")
-    print(f"\n{len(cf.dense)} dense tensors, {sum(r.stream[1] for r in cf.dense if r.stream)} bytes; "
-          f"payload {len(cf.payload)} bytes; container {cf.file_bytes - len(cf.payload)} bytes")
+    summary = read_compressed(args.file)
+    print(f"{args.file}: {summary.file_bytes} bytes, torch_sinr format {summary.version}"
+          + ("" if summary.names_stored else " (bare: no tensor names)"))
+    print("\n| tensor | kind | shape | coding | bytes |")
+    print("|---|---|---|---|---|")
+    for t in summary.tensors:
+        if t["kind"] == "sinr":
+            coding = (f"{t['mode']}, s={t['s']}, k2={t['k2']}, seed={t['seed']}, {t['value_bits']}-bit values "
+                      f"({t.get('value_coding', 'brotli')}), indices {t['index_coding']}")
+        elif t["kind"] == "uniform":
+            coding = f"{t['bits']}-bit uniform ({t['value_coding']})"
+        elif t["kind"] == "alias":
+            coding = f"same as {t['alias_of']}"
+        else:
+            coding = f"stored as {t.get('stored', t['dtype'])}"
+        shape = "x".join(map(str, t["shape"])) or "scalar"
+        print(f"| {t['name']} | {t['kind']} | {shape} | {coding} | {t['segment_bytes']} |")
     return 0
 
 
@@ -94,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coder", choices=["omp", "bp"], default="omp")
     p.add_argument("--value-bits", type=int, default=16)
     p.add_argument("--index-coding", default="auto", choices=["auto", "fixed", "rice", "bitmask"])
-    p.add_argument("--dense-dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dense-bits", type=int, help="width of the uniform quantizer for tensors SINR does not code "
+                                                   "(default: --value-bits)")
+    p.add_argument("--dense-dtype", choices=["float32", "float16", "bfloat16"],
+                   help="store tensors SINR does not code at this float dtype instead of quantizing them")
     p.add_argument("--dry-run", action="store_true", help="list matched / excluded / unmatched modules only")
     p.add_argument("--report", help="also write the report as JSON here")
 

@@ -12,6 +12,7 @@ from .sparsity import DEFAULT_S_RATIO
 from .tensor_codes import CODERS, DEFAULT_DICT_RATIO, DEFAULT_FLATTEN_BELOW, MODES
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
+SYMBOL_CODINGS = ("auto", "brotli", "range")
 ALL_LINEAR = "all-linear"
 
 
@@ -33,9 +34,14 @@ class SINRConfig:
     vector ("tiny"); wider layers are coded row by row.
 
     Bitstream: ``value_bits`` for the non-zero values (16 as in the paper; 32 = raw float32),
-    ``index_coding`` ("auto" picks the smallest), ``dense_dtype`` for biases and every
-    parameter not coded (the model in memory is rounded the same way, so it equals its file),
-    ``brotli_quality`` (11 = densest; 9 is ~20x faster for ~1-2% more bytes).
+    ``index_coding`` ("auto" picks the smallest), ``symbol_coding`` for quantized symbols
+    ("auto" picks the smallest of range coding and Brotli per tensor, or force "range" /
+    "brotli"), ``brotli_quality`` (11 = densest; 9 is ~20x faster for ~1-2% more bytes).
+    Every tensor SINR does not code (input and output layers, biases, other parameters) is
+    stored uniformly quantized at ``dense_bits`` (default: ``value_bits``; 32 = raw float32), or
+    at ``dense_dtype`` ("float32", "float16", "bfloat16") when that is set; the model in memory
+    is rounded the same way, so it equals its file. ``store_names=False`` writes bare files
+    (no tensor names: smaller, decodable only with the model's skeleton).
     """
 
     target_modules: list[str] | str = ALL_LINEAR
@@ -54,7 +60,10 @@ class SINRConfig:
     coder: str = "omp"
     value_bits: int = 16
     index_coding: str = "auto"
-    dense_dtype: str = "float32"
+    dense_dtype: str | None = None
+    dense_bits: int | None = None
+    symbol_coding: str = "auto"
+    store_names: bool = True
     brotli_quality: int = 11
     trainable: bool = False
     version: int = 1
@@ -103,8 +112,26 @@ class SINRConfig:
              f"index_coding must be 'auto' or one of {CODINGS}, got {self.index_coding!r}")
         need(isinstance(self.brotli_quality, int) and 0 <= self.brotli_quality <= 11,
              f"brotli_quality must be an int in 0..11, got {self.brotli_quality!r}")
-        need(self.dense_dtype in DENSE_DTYPES, f"dense_dtype must be one of {DENSE_DTYPES}, got {self.dense_dtype!r}")
+        need(self.dense_dtype is None or self.dense_dtype in DENSE_DTYPES,
+             f"dense_dtype must be None (uniform quantization) or one of {DENSE_DTYPES}, got {self.dense_dtype!r}")
+        need(self.dense_bits is None or self.dense_bits in SUPPORTED_BITS,
+             f"dense_bits must be None (= value_bits), 2..16 or 32, got {self.dense_bits!r}")
+        need(self.symbol_coding in SYMBOL_CODINGS, f"symbol_coding must be one of {SYMBOL_CODINGS}, got {self.symbol_coding!r}")
+        need(isinstance(self.store_names, bool), f"store_names must be a bool, got {self.store_names!r}")
         return self
+
+    def dense_value_bits(self) -> int:
+        """The width of the uniform quantizer for tensors SINR does not code (32 = raw float32)."""
+        return self.dense_bits if self.dense_bits is not None else self.value_bits
+
+    def dense_storage(self, tensor):
+        """How a float tensor SINR does not code is stored: a fitted uniform quantizer or a dtype name."""
+        from .codec.quantization import UniformQuantizer
+
+        if self.dense_dtype is not None:
+            return self.dense_dtype
+        bits = self.dense_value_bits()
+        return "float32" if bits == 32 else UniformQuantizer.fit(tensor.detach(), bits)
 
     def to_dict(self) -> dict:
         return asdict(self)

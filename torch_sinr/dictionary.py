@@ -142,9 +142,12 @@ def _inverse_normal_cdf(u: torch.Tensor) -> torch.Tensor:
     return torch.where((u >= _P_LOW) & (u <= 1.0 - _P_LOW), central, tail)
 
 
-def _generate_rows(spec: DictionarySpec, row_start: int, row_stop: int, device: torch.device) -> torch.Tensor:
+def _generate_rows(spec: DictionarySpec, row_start: int, row_stop: int, device: torch.device,
+                   cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows row_start..row_stop of A, at all columns or at the given ones (the same values)."""
     rows = torch.arange(row_start, row_stop, device=device, dtype=torch.int64)
-    cols = torch.arange(spec.k2, device=device, dtype=torch.int64)
+    if cols is None:
+        cols = torch.arange(spec.k2, device=device, dtype=torch.int64)
     key = _hash32(torch.tensor(spec.seed ^ 0x9E3779B9, device=device, dtype=torch.int64))
     row_key = _hash32(key ^ _hash32(rows ^ 0x85EBCA6B))  # (R,)
     word_a = _hash32(row_key[:, None] ^ cols[None, :])
@@ -165,6 +168,38 @@ def generate_dictionary(spec: DictionarySpec, device: torch.device | str = "cpu"
         stop = min(spec.k1, start + rows_per_chunk)
         out[start:stop] = _generate_rows(spec, start, stop, device)
     return out
+
+
+def generate_columns(spec: DictionarySpec, cols: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Columns ``cols`` of the dictionary as a float32 (k1, len(cols)) matrix, bit-identical to
+    ``generate_dictionary(spec)[:, cols]``: entry (i, j) depends on (seed, i, j) only.
+
+    Decoding needs only the atoms a code uses, so its cost is bounded by the number of codes,
+    not by k2: a file cannot make its reader build a huge dictionary.
+    """
+    device = torch.device(device)
+    cols = cols.to(device=device, dtype=torch.int64).reshape(-1)
+    if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= spec.k2):
+        raise SINRConfigError(f"dictionary columns out of range [0, {spec.k2})")
+    out = torch.empty(spec.k1, cols.numel(), dtype=torch.float32, device=device)
+    rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, cols.numel()))
+    for start in range(0, spec.k1, rows_per_chunk):
+        stop = min(spec.k1, start + rows_per_chunk)
+        out[start:stop] = _generate_rows(spec, start, stop, device, cols)
+    return out
+
+
+def used_atoms(spec: DictionarySpec, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The atoms ``indices`` refer to, as contiguous rows (u, k1), and the indices renumbered into
+    them. Taken from a cached full dictionary when there is one, else generated column by column."""
+    device = indices.device
+    unique, remapped = torch.unique(indices, sorted=True, return_inverse=True)
+    cached = _CACHE.peek(spec, device, transposed=True)
+    if cached is not None:
+        atoms = cached.index_select(0, unique)
+    else:
+        atoms = generate_columns(spec, unique, device).t().contiguous()
+    return atoms, remapped.reshape(indices.shape)
 
 
 class _DictionaryCache:
@@ -197,6 +232,14 @@ class _DictionaryCache:
             while len(self._items) > 1 and self._nbytes() > self.max_bytes:
                 self._items.popitem(last=False)
         return matrix
+
+    def peek(self, spec: DictionarySpec, device: torch.device | str, transposed: bool = False) -> torch.Tensor | None:
+        """The cached matrix, or None (never generates)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        with self._lock:
+            return self._items.get((spec, str(device), transposed))
 
     def _nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._items.values())

@@ -1,5 +1,6 @@
 """Post-compression fine-tuning: keep every SINR layer's support, train its non-zero values
-(and biases) on the signal, through the quantizer, then snap to the grid.
+(and biases, and optionally every other parameter) on the signal, through the quantizers the
+file stores them with, then snap to the grid.
 
 Afterwards the model in memory is again exactly what ``save_compressed`` writes.
 """
@@ -12,9 +13,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bitstream import round_to
+from .codec.quantization import UniformQuantizer
 from .errors import SINRError
 from .layer import SINRLinear
+from .storage import get_storage, round_to_storage, set_storage
+
+
+def _owned_storage(model: nn.Module) -> dict[int, tuple]:
+    """id(parameter) -> (storage, module, name) for parameters with a recorded storage."""
+    out = {}
+    for module in model.modules():
+        for name, param in module._parameters.items():
+            storage = get_storage(module, name)
+            if param is not None and storage is not None:
+                out.setdefault(id(param), (storage, module, name))
+    return out
 
 
 def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], steps: int, lr: float = 1e-4,
@@ -23,62 +36,97 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
     """Fine-tune the SINR values of ``model`` for ``steps`` Adam steps on ``loss_fn(model)``.
 
     ``quantize_aware`` trains through each layer's fixed quantization grid (straight-through),
-    so the final snap to the grid changes nothing the loss has not seen. ``train_dense`` also
-    trains the parameters that are not SINR-coded (e.g. the input layer). The best iterate is
-    kept. Returns the losses.
+    so the final snap to the grid changes nothing the loss has not seen. Biases (and, with
+    ``train_dense``, every parameter SINR does not code, e.g. the input layer) are trained the
+    same way through the grid or dtype they are stored at: a float latent copy takes the
+    updates, the model always holds its rounded value. The best iterate is kept. Returns the losses.
     """
     layers = {id(m): m for m in model.modules() if isinstance(m, SINRLinear)}
     if not layers:
         raise SINRError("the model has no SINRLinear layers: run compress_model first")
     config = getattr(model, "sinr_config", None)
-    dense_dtype = config.dense_dtype if config else "float32"
+    storages = _owned_storage(model)
     coded = {id(m.values) for m in layers.values()} | {id(m.indices) for m in layers.values()}
-    params: dict[int, nn.Parameter] = {}
+    values = {id(layer.values): layer.values for layer in layers.values()}
+    dense: dict[int, nn.Parameter] = {}
     for layer in layers.values():
-        params[id(layer.values)] = layer.values
         if train_biases and layer.bias is not None:
-            params[id(layer.bias)] = layer.bias
+            dense[id(layer.bias)] = layer.bias
     if train_dense:
         for p in model.parameters():
             if id(p) not in coded and p.is_floating_point():
-                params.setdefault(id(p), p)
+                dense.setdefault(id(p), p)
+    # the grid (or dtype) each trained dense parameter is stored at
+    grids = {}
+    for key, p in dense.items():
+        if key in storages:
+            grids[key] = storages[key][0]
+        else:  # no record (a module added after compression): fix one now, as the writer would
+            grids[key] = config.dense_storage(p) if config is not None else UniformQuantizer.fit(p, 16)
+    latents = {key: p.detach().clone() for key, p in dense.items()}
     previous = {id(p): p.requires_grad for p in model.parameters()}
     for p in model.parameters():
-        p.requires_grad_(id(p) in params)
+        p.requires_grad_(id(p) in values or id(p) in dense)
     was_training = model.training
     for layer in layers.values():
         layer.quantize_aware = quantize_aware
-    optimizer = torch.optim.Adam(list(params.values()), lr=lr)
+    optimizer = torch.optim.Adam([*values.values(), *latents.values()], lr=lr)
     losses: list[float] = []
-    trained = list(params.values())
+
+    def snap_dense() -> None:
+        with torch.no_grad():
+            for key, p in dense.items():
+                p.copy_(round_to_storage(latents[key], grids[key]) if quantize_aware else latents[key])
+
+    def state() -> list[torch.Tensor]:
+        return [p.detach().clone() for p in values.values()] + [t.detach().clone() for t in latents.values()]
+
     # Keep the best iterate (the loss is measured through the quantizer, so it is the file's
     # loss when quantize_aware): fine-tuning then never ends worse than where it started.
     best_loss, best = float("inf"), None
     model.train()
     try:
         for step in tqdm(range(steps + 1), desc="fine-tuning codes", disable=not progress, mininterval=1.0):
+            snap_dense()
             with torch.set_grad_enabled(step < steps):
                 loss = loss_fn(model)
             if loss.item() < best_loss:
-                best_loss, best = loss.item(), [p.detach().clone() for p in trained]
+                best_loss, best = loss.item(), state()
             if step == steps:
                 break
             optimizer.zero_grad(set_to_none=True)
+            for p in dense.values():
+                p.grad = None
             loss.backward()
+            for key, p in dense.items():  # straight-through: the rounded weight's gradient moves the latent
+                latents[key].grad = p.grad
             optimizer.step()
             losses.append(loss.item())
         with torch.no_grad():
+            trained = [*values.values(), *latents.values()]
             for p, value in zip(trained, best):
                 p.copy_(value)
     finally:
         for layer in layers.values():
             layer.quantize_aware = False
             layer.snap_to_grid_()
-        with torch.no_grad():  # trained dense tensors are stored at dense_dtype: round them now
-            for p in params.values():
-                if id(p) not in coded:
-                    p.copy_(round_to(p, dense_dtype))
+        with torch.no_grad():  # dense parameters end on their grid (or dtype): memory == file
+            for key, p in dense.items():
+                p.copy_(round_to_storage(latents[key], grids[key]))
+        for key, p in dense.items():
+            if key not in storages:
+                owner, name = _owner_of(model, p)
+                set_storage(owner, name, grids[key])
         for p in model.parameters():
             p.requires_grad_(previous[id(p)])
+            p.grad = None
         model.train(was_training)
     return losses
+
+
+def _owner_of(model: nn.Module, param: nn.Parameter) -> tuple[nn.Module, str]:
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is param:
+                return module, name
+    raise SINRError("parameter not found in the model")

@@ -16,7 +16,7 @@ from torch import nn
 
 from .codec.indices import index_width
 from .codec.quantization import UniformQuantizer
-from .dictionary import DictionarySpec, get_atoms, get_dictionary
+from .dictionary import DictionarySpec, get_dictionary, used_atoms
 from .errors import SINRInputError
 from .tensor_codes import CodedTensor, CodeSpec, decode_with_atoms, encode_tensor
 
@@ -36,6 +36,7 @@ class SINRLinear(nn.Module):
         else:
             self.register_parameter("bias", None)
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._atoms_cache: tuple | None = None
         # While fine-tuning: decode through the quantizer (straight-through gradient), so training
         # sees exactly the values the file will hold.
         self.quantize_aware = False
@@ -88,8 +89,19 @@ class SINRLinear(nn.Module):
         values = self.values
         if self.quantize_aware:
             values = values + (self.spec.quantizer.round_trip(values).to(values) - values).detach()
-        dense = decode_with_atoms(self.indices, values, get_atoms(self.spec.dictionary, self.values.device))
+        atoms, local = self._used_atoms()
+        dense = decode_with_atoms(local, values, atoms)
         return dense.reshape(self.out_features, self.in_features)
+
+    def _used_atoms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The atoms the codes use and the indices renumbered into them, cached while the
+        indices are unchanged: decoding costs what the codes need, whatever k2 is."""
+        key = (self.indices._version, self.indices.data_ptr(), self.indices.device, self.spec.dictionary)
+        cached = self._atoms_cache
+        if cached is None or cached[0] != key or not torch.equal(cached[1], self.indices):
+            atoms, local = used_atoms(self.spec.dictionary, self.indices)
+            self._atoms_cache = cached = (key, self.indices.clone(), atoms, local)
+        return cached[2], cached[3]
 
     @property
     def weight(self) -> torch.Tensor:
@@ -142,5 +154,5 @@ class SINRLinear(nn.Module):
                 f"k2={self.spec.k2}, value_bits={self.spec.quantizer.bits}, est_ratio={ratio:.2f}x")
 
     def _apply(self, fn, recurse=True):
-        self._cache = None  # device/dtype moves drop the decoded weight
+        self._cache = self._atoms_cache = None  # device/dtype moves drop the decoded weight
         return super()._apply(fn, recurse)

@@ -16,8 +16,8 @@ class LayerReport:
     value_bits: int
     index_coding: str
     params: int  # dense weight + bias parameters (bias only for a tied layer)
-    dense_bytes: int  # float32 weight + bias
-    coded_bytes: int  # entropy-coded values + indices + bias streams (exact, no container)
+    dense_bytes: int  # in-memory weight + bias
+    coded_bytes: int  # this layer's bytes in the file: values, indices, bias and their side info
     bits_values: int
     bits_indices: int
     bits_bias: int
@@ -34,17 +34,25 @@ class LayerReport:
 class CompressionReport:
     layers: list[LayerReport] = field(default_factory=list)
     dense_names: list[str] = field(default_factory=list)  # parameters/buffers left uncoded
-    dense_bytes_other: int = 0  # float32 bytes of those
-    coded_bytes_other: int = 0  # their entropy-coded bytes at dense_dtype
+    dense_bytes_other: int = 0  # in-memory bytes of those
+    coded_bytes_other: int = 0  # their coded bytes in the file (side info included)
     seconds: float = 0.0
+    file_bytes: int = 0  # the whole file save_compressed writes, container included
+    file_parts: dict = field(default_factory=dict)  # its bytes by part (FileReport.parts())
 
     @property
     def total_dense_bytes(self) -> int:
         return sum(l.dense_bytes for l in self.layers) + self.dense_bytes_other
 
     @property
+    def container_bytes(self) -> int:
+        """File bytes that belong to no tensor: safetensors header, framing, names, CRC."""
+        return self.file_bytes - sum(l.coded_bytes for l in self.layers) - self.coded_bytes_other
+
+    @property
     def total_coded_bytes(self) -> int:
-        return sum(l.coded_bytes for l in self.layers) + self.coded_bytes_other
+        """The file's size: every byte counts, the container's too."""
+        return self.file_bytes
 
     @property
     def ratio(self) -> float:
@@ -59,9 +67,11 @@ class CompressionReport:
             rows.append(f"| {l.name}{tied} | {l.shape[0]}x{l.shape[1]} | {l.mode} | {l.s} | {l.k2} | "
                         f"{l.bits_values}/{l.bits_indices}/{l.bits_bias} | {l.coded_bytes} | {l.ratio:.2f}x | "
                         f"{l.rel_error:.4f} | {l.seconds:.2f} |")
-        rows.append(f"| other ({len(self.dense_names)} tensors, dense) | | | | | | {self.coded_bytes_other} | "
-                    f"{self.dense_bytes_other / max(1, self.coded_bytes_other):.2f}x | | |")
-        rows.append(f"| **total** | | | | | | **{self.total_coded_bytes}** | **{self.ratio:.2f}x** | | "
+        if self.dense_names:
+            rows.append(f"| other ({len(self.dense_names)} tensors, not SINR-coded) | | | | | | {self.coded_bytes_other} | "
+                        f"{self.dense_bytes_other / max(1, self.coded_bytes_other):.2f}x | | |")
+        rows.append(f"| container (header, names, CRC) | | | | | | {self.container_bytes} | | | |")
+        rows.append(f"| **file** | | | | | | **{self.total_coded_bytes}** | **{self.ratio:.2f}x** | | "
                     f"{self.seconds:.2f} |")
         return "\n".join(rows)
 

@@ -19,7 +19,7 @@ import torch
 
 from .codec.quantization import UniformQuantizer
 from .coders import basis_pursuit, omp
-from .dictionary import DictionarySpec, get_atoms, get_dictionary
+from .dictionary import DictionarySpec, get_dictionary, used_atoms
 from .errors import SINRConfigError, SINRInputError
 from .sparsity import DEFAULT_S_RATIO, auto_sparsity, max_sparsity, sparsity_for_error
 
@@ -94,8 +94,8 @@ class CodedTensor:
 
     def decode(self) -> torch.Tensor:
         """The dense (out, in) float32 tensor these codes stand for."""
-        atoms = get_atoms(self.spec.dictionary, self.values.device)
-        return decode_with_atoms(self.indices, self.values, atoms).reshape(self.spec.shape)
+        atoms, local = used_atoms(self.spec.dictionary, self.indices.to(self.values.device))
+        return decode_with_atoms(local, self.values, atoms).reshape(self.spec.shape)
 
     def quantized_codes(self) -> torch.Tensor:
         return self.spec.quantizer.quantize(self.values)

@@ -3,7 +3,8 @@
 Order of work, so a failure never leaves a half-modified model:
 1. validate the config and resolve targets (names, regex, exclusions, input layers, tied weights);
 2. check every targeted weight (NaN/Inf) and code all of them;
-3. only then replace modules and round the remaining parameters to ``dense_dtype``.
+3. only then replace modules and round the remaining parameters to how the file stores them
+   (a uniform grid at ``dense_bits`` by default, or ``dense_dtype``), recorded per tensor.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bitstream import DTYPE_NAMES, check_storable, layer_streams, round_to, tensor_to_bytes
-from .codec import entropy
 from .config import ALL_LINEAR, SINRConfig
-from .errors import SINRConfigError
+from .errors import SINRConfigError, SINRInputError
 from .layer import SINRLinear
 from .report import CompressionReport, LayerReport, TargetPlan
+from .storage import DTYPE_STORAGE, round_to_storage, set_storage
 from .tensor_codes import encode_tensors, relative_error
 
 _PROGRESS_MIN_LAYERS = 8
@@ -152,7 +152,7 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
         return plan_targets(model, config)
     started = time.perf_counter()
     targets = _resolve(model, config)
-    check_storable(model.state_dict())
+    _check_storable(model)
     coded_targets = [t for t in targets if t.tied_to is None]
     names = [t.names[0] for t in coded_targets]
     show = progress if progress is not None else len(coded_targets) >= _PROGRESS_MIN_LAYERS
@@ -176,25 +176,48 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
     new_modules: dict[int, SINRLinear] = {}
     for target, code, seconds in zip(coded_targets, codes, timings):
         old = target.module
-        bias = round_to(old.bias.detach(), config.dense_dtype) if old.bias is not None else None
-        layer = SINRLinear.from_codes(code, bias)
+        layer = SINRLinear.from_codes(code, _stored_bias(old, config))
+        _keep_bias_storage(layer, old, config)
         layer.train(old.training)
         layer.values.requires_grad_(config.trainable)
         new_modules[id(old)] = layer
-        report.layers.append(_layer_report(target.names[0], layer, old, config, seconds))
+        report.layers.append(_layer_report(target.names[0], layer, old, seconds))
     for target in targets:
         if target.tied_to is not None:
             source = new_modules[id(next(t for t in targets if target.tied_to in t.names).module)]
             layer = _tied_copy(source, target.module, config)
             new_modules[id(target.module)] = layer
-            report.layers.append(_layer_report(target.names[0], layer, target.module, config, 0.0,
-                                               tied_to=target.tied_to))
+            report.layers.append(_layer_report(target.names[0], layer, target.module, 0.0, tied_to=target.tied_to))
         for name in target.names:
             _set_module(model, name, new_modules[id(target.module)])
     _round_dense_state(model, config, report)
     model.sinr_config = config
+    _fill_file_bytes(model, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_storable(model: nn.Module) -> None:
+    """Raise before anything is modified if a tensor could not be written."""
+    from .format.schema import DTYPE_IDS
+
+    for name, tensor in model.state_dict().items():
+        if tensor.dtype not in DTYPE_IDS:
+            raise SINRInputError(f"cannot store {name!r}: unsupported dtype {tensor.dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise SINRInputError(f"{name}: tensor of shape {tuple(tensor.shape)} has {bad} NaN/Inf entries")
+
+
+def _stored_bias(old: nn.Linear, config: SINRConfig) -> torch.Tensor | None:
+    if old.bias is None:
+        return None
+    return round_to_storage(old.bias.detach(), config.dense_storage(old.bias))
+
+
+def _keep_bias_storage(layer: SINRLinear, old: nn.Linear, config: SINRConfig) -> None:
+    if old.bias is not None:
+        set_storage(layer, "bias", config.dense_storage(old.bias))
 
 
 def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLinear:
@@ -203,52 +226,72 @@ def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLi
     layer.values, layer.indices = source.values, source.indices
     if old.bias is not None:
         with torch.no_grad():
-            layer.bias.copy_(round_to(old.bias.detach(), config.dense_dtype))
+            layer.bias.copy_(_stored_bias(old, config))
+        _keep_bias_storage(layer, old, config)
     layer.train(old.training)
     return layer
 
 
-def _layer_report(name: str, layer: SINRLinear, old: nn.Linear, config: SINRConfig, seconds: float,
+def _layer_report(name: str, layer: SINRLinear, old: nn.Linear, seconds: float,
                   tied_to: str | None = None) -> LayerReport:
-    streams = layer_streams(layer, layer.spec, config.dense_dtype, config.index_coding, config.brotli_quality)
-    sizes = streams.sizes()
     bias_params = old.bias.numel() if old.bias is not None else 0
     # A tied layer stores only its bias (its codes are its source's).
     params = bias_params if tied_to else old.weight.numel() + bias_params
-    if tied_to:
-        sizes.update(values=0, indices=0)
     with torch.no_grad():
         error = relative_error(old.weight, layer.decoded_weight())
     return LayerReport(
         name=name, shape=layer.spec.shape, mode=layer.spec.mode, s=layer.spec.s, k2=layer.spec.k2,
-        value_bits=layer.spec.quantizer.bits, index_coding=streams.index_coding, params=params,
-        dense_bytes=4 * params, coded_bytes=sum(sizes.values()),
-        bits_values=8 * sizes["values"], bits_indices=8 * sizes["indices"], bits_bias=8 * sizes["bias"],
+        value_bits=layer.spec.quantizer.bits, index_coding="", params=params,
+        dense_bytes=old.weight.element_size() * params, coded_bytes=0, bits_values=0, bits_indices=0, bits_bias=0,
         rel_error=error, seconds=seconds, tied_to=tied_to)
 
 
 def _round_dense_state(model: nn.Module, config: SINRConfig, report: CompressionReport) -> None:
-    """Round every parameter/buffer that is not SINR-coded to ``dense_dtype`` (as the file stores it)."""
-    coded = {id(m.values) for m in model.modules() if isinstance(m, SINRLinear)}
-    coded |= {id(m.indices) for m in model.modules() if isinstance(m, SINRLinear)}
-    coded |= {id(m.bias) for m in model.modules() if isinstance(m, SINRLinear) and m.bias is not None}
+    """Round every float tensor SINR does not code to how the file stores it, and record that
+    storage on the module that owns the tensor (the writer and fine-tuning read it there)."""
+    coded = set()
+    for m in model.modules():
+        if isinstance(m, SINRLinear):
+            coded |= {id(m.values), id(m.indices)} | ({id(m.bias)} if m.bias is not None else set())
     seen = set()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if id(tensor) in coded or id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        if tensor.is_floating_point():
-            with torch.no_grad():
-                tensor.data.copy_(round_to(tensor.data, config.dense_dtype))
-        stored = config.dense_dtype if tensor.is_floating_point() else None
-        report.dense_names.append(name)
-        report.dense_bytes_other += tensor.numel() * (4 if tensor.is_floating_point() else tensor.element_size())
-        report.coded_bytes_other += len(entropy.compress(tensor_to_bytes(tensor.data, stored or _dtype_name(tensor)),
-                                                         config.brotli_quality))
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        tensors = [(leaf, t, True) for leaf, t in module._parameters.items()]
+        tensors += [(leaf, t, False) for leaf, t in module._buffers.items() if leaf not in module._non_persistent_buffers_set]
+        for leaf, tensor, is_parameter in tensors:
+            if tensor is None or id(tensor) in coded or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            name = f"{prefix}.{leaf}" if prefix else leaf
+            report.dense_names.append(name)
+            report.dense_bytes_other += tensor.numel() * tensor.element_size()
+            if tensor.is_floating_point():
+                # learned parameters are quantized; buffers (statistics, bounds, constants) kept exact
+                storage = config.dense_storage(tensor) if is_parameter else DTYPE_STORAGE[tensor.dtype]
+                with torch.no_grad():
+                    tensor.data.copy_(round_to_storage(tensor.data, storage))
+                set_storage(module, leaf, storage)
 
 
-def _dtype_name(tensor: torch.Tensor) -> str:
-    return DTYPE_NAMES[tensor.dtype]
+def _fill_file_bytes(model: nn.Module, report: CompressionReport) -> None:
+    """The bytes of the file this model writes, by layer and in total (container included)."""
+    from .format.model_io import encoded_size
+
+    size, file_report = encoded_size(model)
+    report.file_bytes = size
+    report.file_parts = file_report.parts()
+    by_entry = file_report.entries
+    for layer in report.layers:
+        values = by_entry.get(f"{layer.name}.weight", {})
+        bias = by_entry.get(f"{layer.name}.bias", {})
+        layer.bits_values = round(8 * values.get("values", 0))
+        layer.bits_indices = round(8 * values.get("indices", 0))
+        layer.bits_bias = round(8 * bias.get("biases", 0))
+        layer.index_coding = values.get("index_coding", "tied" if layer.tied_to else "")
+        layer.coded_bytes = round(sum(v for k, v in values.items() if k != "index_coding")
+                                  + sum(v for k, v in bias.items() if k != "index_coding"))
+    layered = {f"{l.name}.weight" for l in report.layers} | {f"{l.name}.bias" for l in report.layers}
+    report.coded_bytes_other = round(sum(v for name, parts in by_entry.items() if name not in layered
+                                         for k, v in parts.items() if k != "index_coding"))
 
 
 def decompress_model(model: nn.Module) -> nn.Module:

@@ -28,20 +28,7 @@ class SceneMismatchError(SINRFormatError):
 
 def _file_keys(path: Path) -> dict[str, tuple[int, ...]]:
     """Dense-equivalent state keys (and shapes) the file provides."""
-    cf = read_compressed(path)
-    keys = {}
-    for record in cf.layers:
-        keys[f"{record.name}.weight"] = tuple(record.spec.shape)
-        if record.bias_dtype is not None:
-            keys[f"{record.name}.bias"] = (record.spec.shape[0],)
-    by_layer = {r.name: r for r in cf.layers}
-    for alias, source in cf.aliases.items():
-        keys[f"{alias}.weight"] = tuple(by_layer[source].spec.shape)
-        if by_layer[source].bias_dtype is not None:
-            keys[f"{alias}.bias"] = (by_layer[source].spec.shape[0],)
-    for record in cf.dense:
-        keys[record.name] = tuple(record.shape)
-    return keys
+    return {t["name"]: tuple(t["shape"]) for t in read_compressed(path).tensors}
 
 
 def check_scene_keys(view: nn.Module, path: Path) -> None:

@@ -93,20 +93,18 @@ def state_bytes_by_part(view: nn.Module) -> dict[str, int]:
 
 
 def file_bytes_by_part(path, view: nn.Module) -> dict[str, int]:
-    """Bytes of a compressed file by part, read from the file's own layout (stream lengths), so
-    the split is that of the bytes actually written; ``container`` is the header and metadata."""
+    """Bytes of a compressed file by part, read from the file itself (each tensor's segments,
+    side information and share of the range-coded segment), so the split is that of the bytes
+    actually written; ``container`` is the rest (header, names, CRC)."""
     from torch_sinr.serialization import read_compressed
 
-    cf = read_compressed(path)
+    summary = read_compressed(path)
     parts = part_of(view)
-    totals: Counter = Counter({p: 0 for p in PARTS})
-    for record in cf.layers:
-        for stream in (record.values_stream, record.indices_stream, record.bias_stream):
-            if stream is not None:
-                totals["mlp"] += stream[1]
-    for record in cf.dense:
-        if record.stream is not None:
-            totals[parts.get(record.name, "other")] += record.stream[1]
-    payload = sum(totals.values())
-    totals["container"] = cf.file_bytes - payload
-    return dict(totals)
+    totals: Counter = Counter({p: 0.0 for p in PARTS})
+    for tensor in summary.tensors:
+        owner, _, leaf = tensor["name"].rpartition(".")
+        part = "mlp" if tensor["kind"] == "sinr" else parts.get(tensor["name"], parts.get(f"{owner}.values", "other"))
+        totals[part] += tensor.get("bytes", tensor["segment_bytes"])
+    out = {p: round(v) for p, v in totals.items()}
+    out["container"] = summary.file_bytes - sum(out.values())
+    return out

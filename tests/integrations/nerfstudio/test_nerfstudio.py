@@ -63,7 +63,7 @@ def test_compress_save_load_eval(trained_runs, compressed_runs, tmp_path, method
     assert metrics["before"]["lpips"].startswith("not reported")
     assert not any("lpips" in k and isinstance(v, float) for k, v in metrics["after"].items())
     # No metric module in the file.
-    names = [r.name for r in read_compressed(result.compressed_path).dense]
+    names = [t["name"] for t in read_compressed(result.compressed_path).tensors]
     assert report["original"]["metric_tensors_excluded"] > 0 and not any(n.startswith("lpips") for n in names)
 
     # The way back: a fresh pipeline from the same config, evaluated from the file alone.

@@ -1,6 +1,4 @@
-"""Layer streams: cached between compress_model's report and save_compressed, never stale."""
-
-import importlib
+"""compress_model's report counts the bytes of the file save_compressed writes, container included."""
 
 import pytest
 import torch
@@ -9,45 +7,36 @@ from torch import nn
 from torch_sinr import SINRConfig, SINRConfigError, compress_model
 from torch_sinr.serialization import load_compressed, save_compressed
 
-bitstream = importlib.import_module("torch_sinr.bitstream")
-
 
 def mlp():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
 
 
-def count_encodes(monkeypatch):
-    calls = []
-    original = bitstream.encode_layer
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(bitstream, "encode_layer", counting)
-    return calls
-
-
-def test_save_reuses_the_streams_the_report_made(monkeypatch, tmp_path):
-    calls = count_encodes(monkeypatch)
+@pytest.mark.parametrize("config", [SINRConfig(), SINRConfig(value_bits=8, symbol_coding="range"),
+                                    SINRConfig(dense_dtype="float16", store_names=False)])
+def test_report_counts_the_written_file(tmp_path, config):
     model = mlp()
-    report = compress_model(model)
-    assert len(calls) == 2
+    report = compress_model(model, config)
     file_report = save_compressed(model, tmp_path / "m.safetensors")
-    assert len(calls) == 2  # nothing encoded twice
-    assert file_report.values_bytes + file_report.indices_bytes + file_report.bias_bytes == sum(
-        l.coded_bytes for l in report.layers)
+    assert report.file_bytes == report.total_coded_bytes == file_report.file_bytes
+    assert report.ratio == pytest.approx(report.total_dense_bytes / file_report.file_bytes)
+    parts = file_report.parts()
+    assert sum(parts.values()) == file_report.file_bytes and min(parts.values()) >= 0
+    # per layer: its values, indices, bias and their side info, as the file holds them
+    for layer in report.layers:
+        entries = [file_report.entries[f"{layer.name}.{leaf}"] for leaf in ("weight", "bias")]
+        expected = sum(v for e in entries for k, v in e.items() if k != "index_coding")
+        assert layer.coded_bytes == round(expected)
+        assert layer.bits_values > 0 and layer.bits_indices > 0 and layer.index_coding in ("fixed", "rice", "bitmask")
 
 
-def test_changed_values_are_re_encoded(monkeypatch, tmp_path):
+def test_edited_values_are_saved(tmp_path):
     model = mlp()
     compress_model(model)
-    calls = count_encodes(monkeypatch)
     with torch.no_grad():
         model[2].values.data[0, 0] = model[2].values[0, 1]  # stays on the quantization grid
     save_compressed(model, tmp_path / "m.safetensors")
-    assert len(calls) == 1  # only the edited layer
     restored = load_compressed(tmp_path / "m.safetensors", mlp())
     assert torch.equal(restored[2].values, model[2].values)
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed
+from torch_sinr.format.v1 import read_compressed_v1 as read_compressed
+from torch_sinr.serialization import decode_state_dict, load_compressed
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -31,7 +32,7 @@ def test_golden_v1_file_layout():
 
 
 def test_golden_v1_file_loads_into_model():
-    from tests.golden.make_golden import golden_model
+    from tests.format.golden.make_golden import golden_model
 
     model = load_compressed(GOLDEN / "format_v1.safetensors", golden_model()).eval()
     plain = golden_model()

@@ -1,0 +1,392 @@
+"""Format v2, layer 2a: coding kinds, each turning one entry into record fields and segments and
+back. A registry maps the kind id stored in the file to its coder (torchao-style), so a new kind
+(hash-grid latents, a baseline's pruned matrices) plugs in with ``register_kind`` and the
+reader never changes. Ids are part of the file format: never reuse or renumber one.
+
+Core kinds:
+- ``raw`` (0): bytes at a stored dtype (float32/16 storage of a float tensor, integer buffers);
+- ``uniform`` (1): a float tensor on a uniform b-bit grid, symbols coded by ``symbols``;
+- ``sinr`` (2): SINR codes of a 2-D weight: quantized values (``symbols``) and support indices;
+- ``alias`` (3): the same tensor as an earlier entry (tied weights, shared modules).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..codec.indices import CODINGS, decode_indices, encode_indices, index_width
+from ..codec.bitpack import packed_size
+from ..codec.quantization import SUPPORTED_BITS, UniformQuantizer
+from ..codec.rangecoder import RangeDecoder, RangeEncoder
+from ..codec.wire import ByteReader, ByteWriter
+from ..dictionary import DictionarySpec
+from ..errors import SINRError, SINRFormatError
+from ..tensor_codes import MODES, CodedTensor, CodeSpec
+from . import symbols as sym
+from .schema import DTYPE_IDS, DTYPES, FLOAT_DTYPES, Entry, element_size
+
+MAX_K2 = 1 << 24  # 24-bit indices: far beyond the paper's 16, and decoding cost does not grow with k2
+PARTS = ("values", "indices", "biases", "dense")
+
+
+# ----------------------------------------------------------------------------- contexts
+@dataclass
+class Item:
+    """One tensor of the dense state_dict as the writer receives it."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    kind: str
+    data: Any  # raw: (tensor, stored dtype); uniform: (tensor, quantizer); sinr: CodedTensor; alias: index
+
+    @property
+    def part(self) -> str:
+        return "biases" if self.name.rsplit(".", 1)[-1] == "bias" else "dense"
+
+
+@dataclass
+class EncodeContext:
+    quality: int
+    index_policy: str = "auto"
+    symbol_policy: str = "auto"
+    segments: list[bytes] = field(default_factory=list)
+    ranges: RangeEncoder = field(default_factory=RangeEncoder)
+    segment_parts: list[str] = field(default_factory=list)
+    range_parts: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # per entry: the coding chosen, for reports
+
+    def add_segment(self, part: str, data: bytes) -> None:
+        self.segments.append(data)
+        self.segment_parts.append(part)
+
+    def add_symbols(self, part: str, encoded: sym.EncodedSymbols, out: ByteWriter) -> None:
+        before = len(self.segments)
+        slot = sym.write_params(encoded, out, self.segments, self.ranges)
+        self.segment_parts += [part] * (len(self.segments) - before)
+        if slot is not None:
+            self.range_parts.append(part)
+
+
+@dataclass
+class DecodeContext:
+    segments: list[bytes]  # this entry's segments
+    ranges: RangeDecoder
+    decoded: list  # earlier entries' decoded values (for aliases)
+
+
+@dataclass
+class Decoded:
+    """What an entry decodes to: a dense tensor, or SINR codes; and how it is stored."""
+
+    tensor: torch.Tensor | None = None
+    codes: CodedTensor | None = None
+    storage: Any = None  # UniformQuantizer or float dtype name (raw float), None otherwise
+    alias_of: int | None = None
+
+    def dense(self, device=None) -> torch.Tensor:
+        return self.codes.decode() if self.codes is not None else self.tensor
+
+
+class Kind:
+    id: int
+    name: str
+
+    def encode(self, item: Item, out: ByteWriter, ctx: EncodeContext) -> None:
+        raise NotImplementedError
+
+    def parse(self, reader: ByteReader, entry: Entry, index: int, entries: list[Entry]) -> Any:
+        raise NotImplementedError
+
+    def decoded_bytes(self, entry: Entry) -> int:
+        """Bytes decoding this entry allocates at most (checked against the budget first)."""
+        return entry.numel * element_size(entry.dtype)
+
+    def decode(self, entry: Entry, ctx: DecodeContext) -> Decoded:
+        raise NotImplementedError
+
+    def symbol_streams(self, entry: Entry) -> list[tuple[sym.SymbolParams, int, int]]:
+        """The entry's symbol streams as (params, bits, count), in coding order."""
+        return []
+
+
+KINDS_BY_ID: dict[int, Kind] = {}
+KINDS_BY_NAME: dict[str, Kind] = {}
+
+
+# Modules of this package that register kinds of their own; imported when a file names a kind
+# not yet known, so every file this package writes can be read without importing them first.
+_PLUGINS = ("torch_sinr.baselines",)
+
+
+def kind_for_id(kind_id: int) -> Kind | None:
+    if kind_id not in KINDS_BY_ID:
+        import importlib
+
+        for module in _PLUGINS:
+            importlib.import_module(module)
+    return KINDS_BY_ID.get(kind_id)
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Make a coding kind known to the writer and the reader. Ids are permanent."""
+    existing = KINDS_BY_ID.get(kind.id)
+    if existing is not None and type(existing) is not type(kind):
+        raise SINRError(f"kind id {kind.id} is taken by {existing.name!r}")
+    KINDS_BY_ID[kind.id] = kind
+    KINDS_BY_NAME[kind.name] = kind
+    return kind
+
+
+def _float_entry(entry: Entry) -> None:
+    if entry.dtype not in FLOAT_DTYPES:
+        raise SINRFormatError(f"{entry.where}: kind {entry.kind!r} needs a float tensor, not {entry.dtype}")
+
+
+def _range(reader: ByteReader, entry: Entry, dtype: torch.dtype) -> tuple[float, float]:
+    lo, hi = reader.f32(), reader.f32()
+    limit = torch.finfo(dtype).max
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi and abs(lo) <= limit and abs(hi) <= limit):
+        raise SINRFormatError(f"{entry.where}: quantizer range [{lo}, {hi}] is not finite, ordered and "
+                              f"representable in {dtype}")
+    return lo, hi
+
+
+def _bytes_coding(reader: ByteReader, what: str) -> int:
+    coding = reader.u8()
+    if coding not in (0, 1):
+        raise SINRFormatError(f"{what}: unknown byte coding {coding}")
+    return coding
+
+
+def _encode_bytes(data: bytes, quality: int) -> tuple[int, bytes]:
+    if data:
+        packed = sym.brotli_compress(data, quality)
+        if len(packed) < len(data):
+            return 1, packed
+    return 0, data
+
+
+def _decode_bytes(coding: int, data: bytes, expected: int, what: str) -> bytes:
+    if coding == 1:
+        return sym.brotli_decompress(data, expected, what)
+    if len(data) != expected:
+        raise SINRFormatError(f"{what}: {len(data)} bytes stored, {expected} expected")
+    return data
+
+
+# ----------------------------------------------------------------------------- raw
+@dataclass
+class _RawParams:
+    stored: torch.dtype
+    coding: int
+
+
+class RawKind(Kind):
+    id, name = 0, "raw"
+
+    def encode(self, item, out, ctx):
+        tensor, stored = item.data
+        out.u8(DTYPE_IDS[stored])
+        flat = tensor.detach().to("cpu", stored).contiguous().reshape(-1)
+        data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+        coding, segment = _encode_bytes(data, ctx.quality)
+        out.u8(coding)
+        out.varint(len(segment))
+        ctx.add_segment(item.part, segment)
+
+    def parse(self, reader, entry, index, entries):
+        stored_id = reader.u8()
+        if stored_id not in DTYPES:
+            raise SINRFormatError(f"{entry.where}: unknown stored dtype id {stored_id}")
+        stored = DTYPES[stored_id]
+        if stored != entry.dtype and not (stored in FLOAT_DTYPES and entry.dtype in FLOAT_DTYPES):
+            raise SINRFormatError(f"{entry.where}: cannot store {entry.dtype} as {stored}")
+        coding = _bytes_coding(reader, entry.where)
+        entry.segment_lengths.append(reader.varint(0, 1 << 40, "segment length"))
+        return _RawParams(stored, coding)
+
+    def decoded_bytes(self, entry):
+        return entry.numel * (element_size(entry.dtype) + element_size(entry.params.stored))
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        data = _decode_bytes(p.coding, ctx.segments[0], entry.numel * element_size(p.stored), entry.where)
+        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        tensor = raw.view(p.stored).reshape(entry.shape).to(entry.dtype)
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise SINRFormatError(f"{entry.where}: holds NaN or Inf")
+        storage = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
+                   torch.float64: "float64"}.get(p.stored) if entry.dtype in FLOAT_DTYPES else None
+        return Decoded(tensor=tensor, storage=storage)
+
+
+# ----------------------------------------------------------------------------- uniform
+@dataclass
+class _UniformParams:
+    quantizer: UniformQuantizer
+    symbols: sym.SymbolParams
+
+
+class UniformKind(Kind):
+    id, name = 1, "uniform"
+
+    def encode(self, item, out, ctx):
+        tensor, quantizer = item.data
+        out.u8(quantizer.bits)
+        out.f32(quantizer.lo)
+        out.f32(quantizer.hi)
+        codes = quantizer.quantize(tensor.detach().reshape(-1).cpu()).numpy()
+        ctx.add_symbols(item.part, sym.encode_symbols(codes, quantizer.bits, ctx.quality, ctx.symbol_policy), out)
+
+    def parse(self, reader, entry, index, entries):
+        _float_entry(entry)
+        bits = reader.u8()
+        if not 2 <= bits <= 16:
+            raise SINRFormatError(f"{entry.where}: uniform width {bits} is not in 2..16")
+        lo, hi = _range(reader, entry, entry.dtype)
+        params = sym.read_params(reader, bits, entry.numel, entry.where, entry.segment_lengths)
+        return _UniformParams(UniformQuantizer(bits, lo, hi), params)
+
+    def decoded_bytes(self, entry):
+        return entry.numel * (8 + 4 + element_size(entry.dtype))  # int64 codes, float32 values, result
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        codes = sym.decode_symbols(p.symbols, p.quantizer.bits, entry.numel, ctx.segments, ctx.ranges, entry.where)
+        values = p.quantizer.dequantize(torch.from_numpy(codes)).reshape(entry.shape).to(entry.dtype)
+        return Decoded(tensor=values, storage=p.quantizer)
+
+    def symbol_streams(self, entry):
+        return [(entry.params.symbols, entry.params.quantizer.bits, entry.numel)]
+
+
+# ----------------------------------------------------------------------------- sinr
+@dataclass
+class _SinrParams:
+    spec: CodeSpec
+    values: sym.SymbolParams
+    index_coding: str
+    index_param: int
+    index_bytes_coding: int
+    index_raw_size: int
+
+
+class SinrKind(Kind):
+    id, name = 2, "sinr"
+
+    def encode(self, item, out, ctx):
+        codes: CodedTensor = item.data
+        spec = codes.spec
+        out.u8(MODES.index(spec.mode))
+        out.varint(spec.s)
+        out.varint(spec.k2)
+        out.varint(spec.dictionary.seed)
+        out.u8(spec.quantizer.bits)
+        if spec.quantizer.bits != 32:
+            out.f32(spec.quantizer.lo)
+            out.f32(spec.quantizer.hi)
+        q = spec.quantizer.quantize(codes.values.detach().cpu()).numpy().ravel()
+        policy = ctx.symbol_policy if spec.quantizer.bits <= 16 else "brotli"
+        ctx.add_symbols("values", sym.encode_symbols(q, spec.quantizer.bits, ctx.quality, policy), out)
+        coding, param, raw = encode_indices(codes.indices.detach().cpu().numpy(), spec.k2, ctx.index_policy)
+        ctx.notes[item.name] = coding
+        out.u8(CODINGS.index(coding))
+        out.varint(param)
+        bytes_coding, segment = _encode_bytes(raw, ctx.quality)
+        out.u8(bytes_coding)
+        out.varint(len(raw))
+        out.varint(len(segment))
+        ctx.add_segment("indices", segment)
+
+    def parse(self, reader, entry, index, entries):
+        _float_entry(entry)
+        if len(entry.shape) != 2 or 0 in entry.shape:
+            raise SINRFormatError(f"{entry.where}: SINR codes a 2-D non-empty weight, not shape {list(entry.shape)}")
+        mode_id = reader.u8()
+        if mode_id >= len(MODES):
+            raise SINRFormatError(f"{entry.where}: unknown mode id {mode_id}")
+        mode = MODES[mode_id]
+        k1 = entry.shape[1] if mode == "row" else entry.shape[0] * entry.shape[1]
+        s = reader.varint(1, k1, "s")
+        k2 = reader.varint(s, MAX_K2, "k2")
+        seed = reader.varint(0, 2**32 - 1, "seed")
+        bits = reader.u8()
+        if bits not in SUPPORTED_BITS:
+            raise SINRFormatError(f"{entry.where}: value width {bits} is not supported")
+        lo, hi = _range(reader, entry, torch.float32) if bits != 32 else (0.0, 0.0)
+        try:
+            spec = CodeSpec(shape=tuple(entry.shape), mode=mode, s=s, dictionary=DictionarySpec(seed=seed, k1=k1, k2=k2),
+                            quantizer=UniformQuantizer(bits, lo, hi))
+        except SINRError as exc:
+            raise SINRFormatError(f"{entry.where}: {exc}") from None
+        count = spec.n_vectors * s
+        values = sym.read_params(reader, bits, count, entry.where + " values", entry.segment_lengths)
+        coding_id = reader.u8()
+        if coding_id >= len(CODINGS):
+            raise SINRFormatError(f"{entry.where}: unknown index coding id {coding_id}")
+        coding = CODINGS[coding_id]
+        param = reader.varint(0, 64, "index parameter")
+        bytes_coding = _bytes_coding(reader, entry.where)
+        fixed_size = packed_size(index_width(k2), count)
+        exact = {"fixed": fixed_size, "bitmask": packed_size(k2, spec.n_vectors)}.get(coding)
+        # rice is chosen only when it beats fixed width, so a valid stream is never larger
+        raw_size = reader.varint(0, exact if exact is not None else fixed_size + 4, "index stream size")
+        if exact is not None and raw_size != exact:
+            raise SINRFormatError(f"{entry.where}: {coding} index stream of {raw_size} bytes, expected {exact}")
+        entry.segment_lengths.append(reader.varint(0, 1 << 40, "segment length"))
+        return _SinrParams(spec, values, coding, param, bytes_coding, raw_size)
+
+    def decoded_bytes(self, entry):
+        spec = entry.params.spec
+        count = spec.n_vectors * spec.s
+        # codes (int64 + float32 + symbols) and the atoms they use (at most min(k2, count) of k1 floats)
+        return count * (8 + 4 + 8) + entry.params.index_raw_size + spec.k1 * min(spec.k2, count) * 4 * 2
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        spec = p.spec
+        count = spec.n_vectors * spec.s
+        q = sym.decode_symbols(p.values, spec.quantizer.bits, count, ctx.segments, ctx.ranges, entry.where + " values")
+        values = spec.quantizer.dequantize(torch.from_numpy(q)).reshape(spec.n_vectors, spec.s)
+        if not torch.isfinite(values).all():
+            raise SINRFormatError(f"{entry.where}: values hold NaN or Inf")
+        raw = _decode_bytes(p.index_bytes_coding, ctx.segments[-1], p.index_raw_size, entry.where + " indices")
+        indices = torch.from_numpy(decode_indices(p.index_coding, p.index_param, raw, spec.n_vectors, spec.s, spec.k2))
+        return Decoded(codes=CodedTensor(spec, indices, values))
+
+    def symbol_streams(self, entry):
+        spec = entry.params.spec
+        return [(entry.params.values, spec.quantizer.bits, spec.n_vectors * spec.s)]
+
+
+# ----------------------------------------------------------------------------- alias
+class AliasKind(Kind):
+    id, name = 3, "alias"
+
+    def encode(self, item, out, ctx):
+        out.varint(item.data)
+
+    def parse(self, reader, entry, index, entries):
+        source = reader.varint(0, max(0, index - 1), "alias source")
+        if index == 0 or entries[source].kind == "alias":
+            raise SINRFormatError(f"{entry.where}: alias of entry {source}, which is not an earlier stored tensor")
+        if entries[source].shape != entry.shape or entries[source].dtype != entry.dtype:
+            raise SINRFormatError(f"{entry.where}: alias of {entries[source].name!r} with another shape or dtype")
+        return source
+
+    def decoded_bytes(self, entry):
+        return 0
+
+    def decode(self, entry, ctx):
+        source = ctx.decoded[entry.params]
+        return Decoded(tensor=source.tensor, codes=source.codes, storage=source.storage, alias_of=entry.params)
+
+
+for _kind in (RawKind(), UniformKind(), SinrKind(), AliasKind()):
+    register_kind(_kind)

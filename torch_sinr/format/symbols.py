@@ -1,0 +1,125 @@
+"""Coding a stream of quantized symbols (uniform dense tensors, SINR values): whichever of four
+codings is smallest for that stream.
+
+- ``packed``: fixed-width bit packing, no entropy coding (incompressible streams);
+- ``brotli-packed`` / ``brotli-bytes``: Brotli over bit-packed codes, or over one byte per code
+  (two byte planes above 8 bits), the paper's coder with the layout it models best;
+- ``range``: the file's shared range coder with a stored histogram model (``codec.rangecoder``).
+
+The coding id, and the segment length or model, are written into the record; ids are part of
+the file format and never change meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import brotli
+import numpy as np
+
+from ..codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
+from ..codec.rangecoder import HistogramModel, RangeDecoder, RangeEncoder, best_model
+from ..codec.wire import ByteReader, ByteWriter
+from ..errors import SINRFormatError
+
+PACKED, BROTLI_PACKED, BROTLI_BYTES, RANGE = 0, 1, 2, 3
+NAMES = {PACKED: "packed", BROTLI_PACKED: "brotli-packed", BROTLI_BYTES: "brotli-bytes", RANGE: "range"}
+# Which codings the writer may choose: "auto" (the smallest), or one named coding family.
+POLICIES = ("auto", "brotli", "range")
+
+
+@dataclass
+class EncodedSymbols:
+    coding: int
+    segment: bytes = b""  # for the byte codings
+    model: HistogramModel | None = None  # for RANGE
+    symbols: np.ndarray | None = None  # for RANGE: fed to the shared range coder when written
+    estimated_bytes: float = 0.0  # payload bytes of this stream (range: its information content)
+
+
+def brotli_compress(data: bytes, quality: int) -> bytes:
+    return brotli.compress(data, quality=quality)
+
+
+def brotli_decompress(data: bytes, expected: int, what: str) -> bytes:
+    """Decode a Brotli segment that must expand to exactly ``expected`` bytes, never more."""
+    decoder = brotli.Decompressor()
+    try:
+        out = decoder.process(data, output_buffer_limit=expected + 1)
+        finished = decoder.is_finished()
+    except brotli.error as exc:
+        raise SINRFormatError(f"{what}: corrupt Brotli segment ({exc})") from None
+    if len(out) != expected or not finished:
+        raise SINRFormatError(f"{what}: Brotli segment decodes to {'more' if len(out) > expected else 'fewer'} "
+                              f"than the {expected} bytes its shape implies")
+    return out
+
+
+def encode_symbols(symbols: np.ndarray, bits: int, quality: int, policy: str = "auto") -> EncodedSymbols:
+    """The smallest coding of ``symbols`` (ints in [0, 2**bits)) allowed by ``policy``."""
+    symbols = np.ascontiguousarray(symbols, dtype=np.int64).ravel()
+    packed = pack_uint(symbols, bits)
+    options = [EncodedSymbols(PACKED, packed, estimated_bytes=len(packed))]
+    if policy in ("auto", "brotli"):
+        for coding, raw in ((BROTLI_PACKED, packed), (BROTLI_BYTES, byte_planes(symbols, bits) if bits <= 16 else None)):
+            if raw is not None and raw:
+                segment = brotli_compress(raw, quality)
+                options.append(EncodedSymbols(coding, segment, estimated_bytes=len(segment)))
+    if policy in ("auto", "range") and symbols.size:
+        model, cost = best_model(symbols)
+        # the model's bytes are in the record, so count them with the stream
+        options.append(EncodedSymbols(RANGE, model=model, symbols=symbols, estimated_bytes=cost))
+    return min(options, key=lambda o: o.estimated_bytes)
+
+
+def write_params(encoded: EncodedSymbols, out: ByteWriter, segments: list[bytes], ranges: RangeEncoder) -> int | None:
+    """Write the coding id and its parameters; queue its data. Returns the range-stream slot."""
+    out.u8(encoded.coding)
+    if encoded.coding == RANGE:
+        encoded.model.write(out)
+        return ranges.encode(encoded.symbols, encoded.model)
+    out.varint(len(encoded.segment))
+    segments.append(encoded.segment)
+    return None
+
+
+@dataclass
+class SymbolParams:
+    coding: int
+    segment: int = -1  # index into the entry's segments
+    model: HistogramModel | None = None
+
+
+def read_params(reader: ByteReader, bits: int, count: int, what: str, segment_lengths: list[int]) -> SymbolParams:
+    coding = reader.u8()
+    if coding == RANGE:
+        if bits > 16:
+            raise SINRFormatError(f"{what}: range coding takes symbols of at most 16 bits, not {bits}")
+        if count == 0:
+            raise SINRFormatError(f"{what}: an empty stream cannot be range coded")
+        return SymbolParams(RANGE, model=HistogramModel.read(reader, 1 << bits, count, what))
+    if coding not in (PACKED, BROTLI_PACKED, BROTLI_BYTES):
+        raise SINRFormatError(f"{what}: unknown symbol coding {coding}")
+    if coding == BROTLI_BYTES and bits > 16:
+        raise SINRFormatError(f"{what}: byte-plane layout takes at most 16 bits, not {bits}")
+    length = reader.varint(0, 1 << 40, "segment length")
+    if coding == PACKED and length != packed_size(bits, count):
+        raise SINRFormatError(f"{what}: packed segment of {length} bytes, {count} {bits}-bit symbols need "
+                              f"{packed_size(bits, count)}")
+    segment_lengths.append(length)
+    return SymbolParams(coding, segment=len(segment_lengths) - 1)
+
+
+def decode_symbols(params: SymbolParams, bits: int, count: int, segments: list[bytes], ranges: RangeDecoder,
+                   what: str) -> np.ndarray:
+    if params.coding == RANGE:
+        return ranges.decode(params.model, count)
+    data = segments[params.segment]
+    if params.coding == PACKED:
+        return unpack_uint(data, bits, count)
+    if params.coding == BROTLI_PACKED:
+        return unpack_uint(brotli_decompress(data, packed_size(bits, count), what), bits, count)
+    symbols = from_byte_planes(brotli_decompress(data, byte_planes_size(bits, count), what), bits, count)
+    if symbols.size and int(symbols.max()) >= 1 << bits:
+        raise SINRFormatError(f"{what}: a symbol does not fit in {bits} bits")
+    return symbols
