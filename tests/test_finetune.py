@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from torch_sinr import SINRConfig, SINRError, compress_model
 from torch_sinr.finetune import finetune_codes
@@ -62,3 +63,42 @@ def test_finetuning_never_ends_worse_than_it_starts(fitted):
     model.eval()
     with torch.no_grad():
         assert loss(model).item() <= start
+
+
+def test_dense_parameters_train_through_their_grid_and_end_on_it(tmp_path):
+    """train_dense: the input layer and biases move (through their 6-bit grids) and end on them."""
+    from torch_sinr.storage import get_storage
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    x = torch.rand(256, 2) * 2 - 1
+    target = torch.sin(3 * x[:, :1]) * torch.cos(2 * x[:, 1:])
+    compress_model(model, SINRConfig(value_bits=10, dense_bits=6))
+    grid = get_storage(model[0], "weight")
+    before = model[0].weight.detach().clone()
+    loss = lambda m: ((m(x) - target) ** 2).mean()  # noqa: E731
+    start = loss(model).item()
+    finetune_codes(model, loss, steps=60, lr=1e-2, train_dense=True)
+    assert loss(model).item() < start
+    weight = model[0].weight.detach()
+    assert not torch.equal(weight, before)  # it trained
+    assert torch.equal(grid.round_trip(weight.reshape(-1)).reshape(weight.shape), weight)  # on its grid
+    save_compressed(model, tmp_path / "m.safetensors")
+    restored = load_compressed(tmp_path / "m.safetensors", nn.Sequential(
+        nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)))
+    assert torch.equal(restored(x), model(x))  # memory == file
+
+
+def test_requantize_dense_puts_freely_trained_parameters_back_on_a_grid(tmp_path):
+    from torch_sinr.storage import get_storage, requantize_dense_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    compress_model(model, SINRConfig(value_bits=8))
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)  # trained by something else, out of its old range
+    requantize_dense_(model)
+    grid = get_storage(model[0], "weight")
+    assert grid.hi > 1.0 and grid.bits == 8
+    weight = model[0].weight.detach()
+    assert torch.equal(grid.round_trip(weight.reshape(-1)).reshape(weight.shape), weight)

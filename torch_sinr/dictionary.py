@@ -197,6 +197,8 @@ def used_atoms(spec: DictionarySpec, indices: torch.Tensor) -> tuple[torch.Tenso
     cached = _CACHE.peek(spec, device, transposed=True)
     if cached is not None:
         atoms = cached.index_select(0, unique)
+    elif (full := _CACHE.peek(spec, device)) is not None:  # the encoder's copy, e.g. right after coding
+        atoms = full.index_select(1, unique).t().contiguous()
     else:
         atoms = generate_columns(spec, unique, device).t().contiguous()
     return atoms, remapped.reshape(indices.shape)

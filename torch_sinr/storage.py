@@ -58,3 +58,20 @@ def fake_quantize(tensor: torch.Tensor, storage: Storage) -> torch.Tensor:
 
 def is_stored_exactly(tensor: torch.Tensor, storage: Storage) -> bool:
     return torch.equal(round_to_storage(tensor, storage), tensor.detach())
+
+
+def requantize_dense_(model: nn.Module) -> nn.Module:
+    """After training a compressed model's parameters freely (not through ``finetune_codes``): put
+    every uniformly stored parameter back on a grid of the same width, refitted to its current
+    range, so the model in memory is again exactly its file. Float storages round to their dtype."""
+    for module in model.modules():
+        for name, storage in list(getattr(module, _ATTR, {}).items()):
+            tensor = module._parameters.get(name)
+            if tensor is None or is_stored_exactly(tensor, storage):
+                continue
+            if isinstance(storage, UniformQuantizer):
+                storage = UniformQuantizer.fit(tensor.detach(), storage.bits)
+                set_storage(module, name, storage)
+            with torch.no_grad():
+                tensor.copy_(round_to_storage(tensor, storage))
+    return model

@@ -99,8 +99,11 @@ def model_items(model: nn.Module) -> list[Item]:
                     warnings.warn(f"{key}: has no storage setting (added after compress_model?); the file stores it "
                                   f"uniformly quantized at {storage.bits} bits, so the loaded model will differ")
             elif isinstance(storage, UniformQuantizer) and not is_stored_exactly(tensor, storage):
-                warnings.warn(f"{key}: values are off their quantization grid; the file stores them quantized, "
-                              f"so the loaded model will differ (fine-tune with finetune_codes, which snaps them)")
+                # trained freely since compression: refit the grid rather than clamp to a stale range
+                storage = UniformQuantizer.fit(tensor.detach(), storage.bits)
+                warnings.warn(f"{key}: values are off their quantization grid; the file stores them requantized, "
+                              f"so the loaded model will differ (finetune_codes trains through the grid; "
+                              f"torch_sinr.storage.requantize_dense_ snaps a freely trained model)")
             if isinstance(storage, UniformQuantizer):
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "uniform", (tensor, storage)))
             else:

@@ -61,7 +61,7 @@ MAX_ENTRIES = 1 << 20
 MAX_NAME_BYTES = 1024
 MAX_NDIM = 8
 MAX_DIM = 1 << 40
-MAX_RECORD_BYTES = 64 << 20
+MAX_RECORD_BYTES = 16 << 20
 DEFAULT_BUDGET_BYTES = 1 << 30  # decode_state_dict without a skeleton: decoded tensors + atoms
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear
 from torch_sinr.sparsity import DEFAULT_S_RATIO
+from torch_sinr.storage import requantize_dense_
 from torch_sinr.tensor_codes import DEFAULT_DICT_RATIO
 
 from .compress import COMPRESSED_NAME, compress_fields, save_scene
@@ -157,6 +158,7 @@ class SINRTrainingHook:
         for layer in _sinr_layers(self.model):
             layer.quantize_aware = False
             layer.snap_to_grid_()
+        requantize_dense_(self.view)  # parameters trained freely since compression: back on a grid
         path = self.output_path()
         file_report = save_scene(self.view, path, method_name=self.method_name(), step=step)
         summary = {
