@@ -189,7 +189,7 @@ def _file(payload_body: bytes) -> bytes:
 
 
 def build(signature, entries: list[bytes], segments: list[bytes], ranged: bytes = b"", *, names: bool = True,
-          settings: bytes = b"\x00\x0b", count: int | None = None) -> bytes:
+          settings: bytes = b"\xb0", count: int | None = None) -> bytes:
     """Assemble a payload from hand-written entry records (kind id + parameters each)."""
     record = ByteWriter()
     record.varint(len(signature) if count is None else count)
@@ -200,11 +200,9 @@ def build(signature, entries: list[bytes], segments: list[bytes], ranged: bytes 
         record.u32(schema.skeleton_fingerprint(signature))
     for entry in entries:
         record.raw(entry)
-    record.varint(len(ranged))
     body = ByteWriter()
     body.u8(schema.VERSION)
     body.u8(schema.FLAG_NAMES if names else 0)
-    body.varint(len(record))
     body.raw(record.getvalue())
     for segment in segments:
         body.raw(segment)
@@ -311,8 +309,9 @@ def attacks() -> list[tuple[str, bytes, object]]:
                                           [b"\x03\x01", _raw_entry(f32, 0, 16)], [bytes(16)]), None),
         ("entry count beyond the record", build(one, [_raw_entry(f32, 0, 256)], [bytes(256)], count=1 << 20), None),
         ("non-minimal varint", build(one, [_raw_entry(f32, 0, 256)[:-1] + b"\x80\x02"], [bytes(256)]), None),
-        ("trailing bytes after the segments", build(one, [_raw_entry(f32, 0, 256)], [bytes(300)]), None),
-        ("unknown settings", build(one, [_raw_entry(f32, 0, 256)], [bytes(256)], settings=b"\xf0\x0b"), None),
+        ("bytes after the segments that no range-coded stream uses",
+         build(one, [_raw_entry(f32, 0, 256)], [bytes(300)]), None),
+        ("unknown settings", build(one, [_raw_entry(f32, 0, 256)], [bytes(256)], settings=b"\xf0"), None),
     ]
     long_name = [("n" * (50 << 20), torch.float32, (64,))]
     out[[n for n, _, _ in out].index("50 MB name")] = ("50 MB name", build(long_name, [_raw_entry(f32, 0, 256)],

@@ -50,6 +50,14 @@ EVALS = REPO / "benchmarks" / "evals"  # per-image evaluation results: reruns an
 # (k2 = 65536); fine-tuned SINR trains its dense input layer through its grid, as the baseline does.
 EVAL_VERSION = 3
 PAPER_K2 = 2**16  # the paper stores 16-bit indices
+# Files without tensor names on both sides: an INR codec's decoder knows its architecture (as the
+# paper's does), and the names would add the same ~115 bytes to every SINR and baseline file.
+STORE_NAMES = False
+
+
+def sinr_config(**options) -> SINRConfig:
+    """The benchmark's SINR settings: bare files, like the baseline's."""
+    return SINRConfig(store_names=STORE_NAMES, **options)
 PROTOCOL = {"downscale": 4, "steps": 2000, "lr": 1e-3, "seed": 0, "activation": "siren"}
 CONFIGS = {"C1": [(2, 32), (3, 64), (3, 128)], "C2": [(3, 64), (5, 64), (7, 64)]}
 
@@ -91,7 +99,7 @@ def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] |
 def decode_baseline(config: INRConfig, path: Path) -> INR:
     """The INR a baseline file decodes to."""
     decoded = INR(config)
-    decoded.load_state_dict(read_baseline(path))
+    decoded.load_state_dict(read_baseline(path, skeleton=INR(config)))
     return decoded.eval()
 
 
@@ -104,7 +112,7 @@ def write_sinr(compressed: INR, config: INRConfig, path: Path) -> tuple[int, INR
 def uniform_ft_file(model: INR, loss, bits: int, steps: int, lr: float, path: Path) -> tuple[int, INR]:
     """Fine-tune every parameter on a b-bit grid and write it: the file's bytes and what it decodes to."""
     state, grids = finetune_uniform(copy.deepcopy(model), loss, bits, steps, lr=lr)
-    size = write_uniform(state, path, bits, grids)
+    size = write_uniform(state, path, bits, grids, names=STORE_NAMES)
     return size, decode_baseline(model.config, path)
 
 
@@ -133,15 +141,15 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
 
     path = workdir / "b.safetensors"
     for dtype in ("float32", "float16"):
-        baseline(dtype, dtype, write_cast(state, path, dtype), path)
+        baseline(dtype, dtype, write_cast(state, path, dtype, names=STORE_NAMES), path)
     # Uniform quantization (plain and fine-tuned) is measured by evaluate_variant over BASELINE.
     # The coordinate input layer stays as it is for every method that changes layers, as in SINR.
     is_input = lambda name: name == "net.0.weight"  # noqa: E731
     s = auto_sparsity(config.hidden_features)
     for keep in (0.25, 0.5):
-        baseline("prune", keep, write_pruned(state, path, keep, 10, skip=is_input), path)
+        baseline("prune", keep, write_pruned(state, path, keep, 10, skip=is_input, names=STORE_NAMES), path)
     # Low rank at SINR's parameter count (values + indices) for a square hidden layer: 2s(out) = k(out + in).
-    baseline("low_rank", s, write_low_rank(state, path, s, skip=is_input), path)
+    baseline("low_rank", s, write_low_rank(state, path, s, skip=is_input, names=STORE_NAMES), path)
 
     def sinr(method: str, setting, cfg: SINRConfig, steps: int) -> None:
         size, decoded = sinr_file(model, loss, cfg, steps, 1e-4, True, workdir / "s.safetensors")
@@ -149,9 +157,9 @@ def evaluate(model: INR, image: torch.Tensor, ft_steps: int, ft_bits: list[int],
                        "psnr": psnr(render(decoded, height, width), image)})
 
     # The paper's settings: 16-bit values and 16-bit indices, i.e. a 2**16-atom dictionary.
-    sinr("sinr-paper", 16, SINRConfig(k2=PAPER_K2), 0)
+    sinr("sinr-paper", 16, sinr_config(k2=PAPER_K2), 0)
     for bits in ft_bits:
-        sinr("sinr+ft", bits, SINRConfig(value_bits=bits), ft_steps)
+        sinr("sinr+ft", bits, sinr_config(value_bits=bits), ft_steps)
     return points
 
 
@@ -224,12 +232,12 @@ def autotuned_sinr_file(model: INR, image: torch.Tensor, budget_s: float, bits: 
     budget of the uniform (budget_s, bits) setting, then the same fine-tuning as sinr+ft."""
     height, width = image.shape[1:]
     reference = copy.deepcopy(model)
-    compress_model(reference, SINRConfig(value_bits=bits, s_ratio=budget_s, dict_ratio=dict_ratio))
+    compress_model(reference, sinr_config(value_bits=bits, s_ratio=budget_s, dict_ratio=dict_ratio))
     budget = save_compressed(reference, path).file_bytes
     compressed = copy.deepcopy(model)
     menu = {"value_bits": menu_bits} if menu_bits else {}
     result = autotune(compressed, lambda m: psnr(render(m, height, width), image), ByteBudget(budget),
-                      SINRConfig(dict_ratio=dict_ratio), progress=False, **menu)
+                      sinr_config(dict_ratio=dict_ratio), progress=False, **menu)
     finetune_codes(compressed, image_loss(image), steps, lr=lr, train_dense=True)
     size, decoded = write_sinr(compressed, model.config, path)
     return size, decoded, {
@@ -244,7 +252,8 @@ def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, 
     loss = image_loss(image)
     details = {}
     if method == "uniform":
-        size = write_uniform({k: t.detach() for k, t in model.state_dict().items()}, workdir / "u.safetensors", v["bits"])
+        size = write_uniform({k: t.detach() for k, t in model.state_dict().items()}, workdir / "u.safetensors", v["bits"],
+                             names=STORE_NAMES)
         decoded, label = decode_baseline(model.config, workdir / "u.safetensors"), "uniform"
     elif method == "uniform+ft":
         size, decoded = uniform_ft_file(model, loss, v["bits"], ft_steps, v["lr"], workdir / "u.safetensors")
@@ -257,7 +266,7 @@ def evaluate_variant(model: INR, image: torch.Tensor, text: str, ft_steps: int, 
                  + (f" dict={v['dict']}" if v["dict"] != 16 else ""))
     else:
         # The dense input layer is trained too: the uniform baseline trains every parameter.
-        size, decoded = sinr_file(model, loss, SINRConfig(value_bits=v["bits"], s_ratio=v["s"], dict_ratio=v["dict"]),
+        size, decoded = sinr_file(model, loss, sinr_config(value_bits=v["bits"], s_ratio=v["s"], dict_ratio=v["dict"]),
                                   ft_steps, v["lr"], True, workdir / "s.safetensors")
         label = f"sinr+ft s={v['s']:g} lr={v['lr']:g}" + (f" dict={v['dict']}" if v["dict"] != 16 else "")
     return {"method": label, "setting": v["bits"], "variant": text, "bytes": size,

@@ -41,8 +41,8 @@ from .format.schema import Entry
 DEFAULT_QUALITY = 11
 
 
-def _write(path: str | os.PathLike, items: list[Item]) -> int:
-    payload, _ = container.encode_payload(items, names=True, quality=DEFAULT_QUALITY)
+def _write(path: str | os.PathLike, items: list[Item], names: bool = True) -> int:
+    payload, _ = container.encode_payload(items, names=names, quality=DEFAULT_QUALITY)
     return container.write_file(path, payload)
 
 
@@ -54,19 +54,19 @@ def _item(name: str, t: torch.Tensor, kind: str, data) -> Item:
     return Item(name, t.dtype, tuple(t.shape), kind, data)
 
 
-def write_cast(state: dict[str, torch.Tensor], path, dtype: str = "float16") -> int:
+def write_cast(state: dict[str, torch.Tensor], path, dtype: str = "float16", names: bool = True) -> int:
     stored = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    return _write(path, [_item(n, t, "raw", (t, stored)) for n, t in state.items()])
+    return _write(path, [_item(n, t, "raw", (t, stored)) for n, t in state.items()], names)
 
 
 def write_uniform(state: dict[str, torch.Tensor], path, bits: int,
-                  grids: dict[str, UniformQuantizer] | None = None) -> int:
+                  grids: dict[str, UniformQuantizer] | None = None, names: bool = True) -> int:
     """``grids`` (from ``finetune_uniform``) keeps fine-tuned values on the grid they were trained on."""
     items = []
     for name, t in state.items():
         q = grids[name] if grids and name in grids else UniformQuantizer.fit(t, bits)
         items.append(_item(name, t, "uniform", (t, q)))
-    return _write(path, items)
+    return _write(path, items, names)
 
 
 def uniform_round_trip(state: dict[str, torch.Tensor], bits: int) -> dict[str, torch.Tensor]:
@@ -74,7 +74,7 @@ def uniform_round_trip(state: dict[str, torch.Tensor], bits: int) -> dict[str, t
 
 
 def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
-                 skip: Callable[[str], bool] = lambda n: False) -> int:
+                 skip: Callable[[str], bool] = lambda n: False, names: bool = True) -> int:
     """Weight matrices (not skipped) keep their ``keep`` fraction of largest magnitudes per row,
     quantized at b bits; everything else is stored uniform at b bits."""
     items = []
@@ -86,10 +86,11 @@ def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
         idx = t.abs().topk(s, dim=1).indices.sort(dim=1).values
         values = t.gather(1, idx)
         items.append(_item(name, t, "pruned", (idx, values, UniformQuantizer.fit(values, bits))))
-    return _write(path, items)
+    return _write(path, items, names)
 
 
-def write_low_rank(state: dict[str, torch.Tensor], path, rank: int, skip: Callable[[str], bool] = lambda n: False) -> int:
+def write_low_rank(state: dict[str, torch.Tensor], path, rank: int, skip: Callable[[str], bool] = lambda n: False,
+                   names: bool = True) -> int:
     """Weight matrices (not skipped) as float32 factors U_k S_k and V_k^T; the rest as float32."""
     items = []
     for name, t in state.items():
@@ -98,12 +99,12 @@ def write_low_rank(state: dict[str, torch.Tensor], path, rank: int, skip: Callab
             items.append(_item(name, t, "low_rank", ((u[:, :rank] * sv[:rank]).float(), vh[:rank].float())))
         else:
             items.append(_item(name, t, "raw", (t, torch.float32)))
-    return _write(path, items)
+    return _write(path, items, names)
 
 
-def read_baseline(path) -> dict[str, torch.Tensor]:
-    """Decode a baseline file into a float32 state_dict."""
-    return {k: v.float() for k, v in decode_state_dict(path).items()}
+def read_baseline(path, skeleton: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Decode a baseline file into a float32 state_dict (bare files need the model's skeleton)."""
+    return {k: v.float() for k, v in decode_state_dict(path, skeleton=skeleton).items()}
 
 
 # ----------------------------------------------------------------------------- the baselines' kinds

@@ -1,4 +1,4 @@
-"""Files written by format v1 must decode the same forever."""
+"""Files written by every format version must decode the same forever."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from torch_sinr.format.v1 import read_compressed_v1 as read_compressed
 from torch_sinr.serialization import decode_state_dict, load_compressed
+from torch_sinr.serialization import read_compressed as read_v2
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -39,3 +40,42 @@ def test_golden_v1_file_loads_into_model():
     plain.load_state_dict(load_file(str(GOLDEN / "format_v1_expected.safetensors")))
     x = torch.linspace(-1, 1, 20).reshape(10, 2)
     torch.testing.assert_close(model(x), plain(x), rtol=0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- format 2
+V2_SHA256 = "7735092632dba4ade332e9f3b8d00f28d5e5f1232f5d079f7682f50090856690"
+
+
+def test_golden_v2_file_is_pinned_by_its_hash():
+    import hashlib
+
+    assert hashlib.sha256((GOLDEN / "format_v2.safetensors").read_bytes()).hexdigest() == V2_SHA256
+
+
+def test_golden_v2_file_decodes_to_its_recorded_weights():
+    expected = load_file(str(GOLDEN / "format_v2_expected.safetensors"))
+    decoded = decode_state_dict(GOLDEN / "format_v2.safetensors")
+    assert decoded.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(decoded[key], expected[key], rtol=0, atol=1e-6)
+
+
+def test_golden_v2_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
+    """The writer is pinned too: the golden file's model writes exactly the golden bytes."""
+    from tests.format.golden.make_golden import golden_model
+    from torch_sinr.serialization import save_compressed
+
+    model = load_compressed(GOLDEN / "format_v2.safetensors", golden_model()).eval()
+    save_compressed(model, tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == (GOLDEN / "format_v2.safetensors").read_bytes()
+    plain = golden_model()
+    plain.load_state_dict(load_file(str(GOLDEN / "format_v2_expected.safetensors")))
+    x = torch.linspace(-1, 1, 20).reshape(10, 2)
+    torch.testing.assert_close(model(x), plain(x), rtol=0, atol=1e-5)
+
+
+def test_golden_v2_codings():
+    summary = read_v2(GOLDEN / "format_v2.safetensors")
+    codings = {t["name"]: t.get("value_coding") for t in summary.tensors}
+    assert codings["2.weight"] == "range" and codings["0.weight"] == "packed"
+    assert {t["kind"] for t in summary.tensors} == {"uniform", "sinr"}

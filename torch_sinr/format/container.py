@@ -65,7 +65,6 @@ def encode_payload(items: list[Item], *, names: bool, quality: int, index_policy
         parts.side_info += len(record) - start
         parts.entries[item.name] = {"side_info": float(len(record) - start)}
     ranged = ctx.ranges.finish()
-    record.varint(len(ranged))
     shares = ctx.ranges.attributed_bytes(len(ranged))
     bounds = owners[1:] + [("", len(ctx.segments), len(ctx.range_parts))]
     for (name, seg0, rng0), (_, seg1, rng1) in zip(owners, bounds):
@@ -78,12 +77,10 @@ def encode_payload(items: list[Item], *, names: bool, quality: int, index_policy
             entry[part] = entry.get(part, 0.0) + share
     for name, note in ctx.notes.items():
         parts.entries[name]["index_coding"] = note
-    body = record.getvalue()
     out = ByteWriter()
     out.u8(schema.VERSION)
     out.u8(schema.FLAG_NAMES if names else 0)
-    out.varint(len(body))
-    out.raw(body)
+    out.raw(record.getvalue())
     for segment in ctx.segments:
         out.raw(segment)
     out.raw(ranged)
@@ -190,8 +187,7 @@ def parse_payload(payload: bytes, signature: list[tuple[str, torch.dtype, tuple[
     flags = reader.u8()
     if flags & ~schema.FLAG_NAMES:
         raise SINRFormatError(f"{what}: unknown flags {flags:#x}")
-    record_size = reader.varint(0, min(schema.MAX_RECORD_BYTES, reader.remaining), "record length")
-    record = ByteReader(reader.raw(record_size), f"{what} record")
+    record = reader  # the record is self-delimiting; the segments follow it
     count = record.varint(0, schema.MAX_ENTRIES, "entry count")
     index_policy, symbol_policy, quality = schema.read_settings(record)
     names_stored = bool(flags & schema.FLAG_NAMES)
@@ -217,13 +213,18 @@ def parse_payload(payload: bytes, signature: list[tuple[str, torch.dtype, tuple[
         start = record.position
         entry.params = kind.parse(record, entry, index, entries)
         entry.side_bytes = record.position - start
-    ranged_size = record.varint(0, reader.remaining, "range-coded segment length")
-    record.expect_end()
     segments = []
     for entry in entries:
         segments.append([reader.raw(n) for n in entry.segment_lengths])
-    ranged = reader.raw(ranged_size)
-    reader.expect_end()
+    ranged = reader.raw(reader.remaining)  # the range-coded segment: whatever is left
+    from .symbols import RANGE
+
+    coded = any(params.coding == RANGE and count and params.model.span > 1
+                for entry in entries for params, _, count in KINDS_BY_NAME[entry.kind].symbol_streams(entry))
+    if ranged and not coded:
+        raise SINRFormatError(f"{what}: {len(ranged)} bytes after the segments, but no range-coded stream uses them")
+    if len(ranged) % 4:
+        raise SINRFormatError(f"{what}: the range-coded segment is not a whole number of 32-bit words")
     return ParsedPayload(names_stored, fingerprint, index_policy, symbol_policy, quality, entries, segments, ranged)
 
 

@@ -6,22 +6,21 @@ The payload is::
 
     u8      version (2)
     u8      flags: bit 0 = names stored (self-describing file); other bits must be 0
-    varint  record length, then the record
+    record  (self-delimiting: every length is in it)
     bytes   the segments, in the order the record lists them
-    bytes   the range-coded segment (its length is the record's last field)
+    bytes   the range-coded segment: every byte up to the CRC
     u32     CRC-32 (zlib) of every payload byte before it
 
 The record (varints are unsigned LEB128, minimally encoded; floats are little-endian float32)::
 
     varint  number of entries
-    u8      writer settings: index policy (low 2 bits), symbol policy (next 2 bits)
-    u8      Brotli quality the writer used (so load -> save gives the same bytes)
+    u8      writer settings (so load -> save gives the same bytes): index policy (bits 0-1),
+            symbol policy (bits 2-3), Brotli quality 0..11 (bits 4-7)
     names   with flag bit 0: per entry, varint shared-prefix length with the previous name,
             varint suffix length, suffix bytes (UTF-8); per entry u8 dtype, varint ndim, dims.
             Without it ("bare" files): u32 fingerprint of the skeleton's names, dtypes and
             shapes, which the decoder must be given.
     entries per entry: u8 kind, then the kind's parameters (``kinds``)
-    varint  range-coded segment length
 
 An entry is one tensor of the model's *dense* state_dict (a SINR layer's codes are the entry
 ``<layer>.weight``), in state_dict order; tied or shared tensors are ``alias`` entries. The
@@ -61,7 +60,6 @@ MAX_ENTRIES = 1 << 20
 MAX_NAME_BYTES = 1024
 MAX_NDIM = 8
 MAX_DIM = 1 << 40
-MAX_RECORD_BYTES = 16 << 20
 DEFAULT_BUDGET_BYTES = 1 << 30  # decode_state_dict without a skeleton: decoded tensors + atoms
 
 
@@ -146,15 +144,11 @@ def read_signature(reader: ByteReader, count: int) -> list[Entry]:
 
 def read_settings(reader: ByteReader) -> tuple[str, str, int]:
     byte = reader.u8()
-    index, symbols = byte & 3, (byte >> 2) & 3
-    if byte >> 4 or symbols >= len(SYMBOL_POLICIES):
+    index, symbols, quality = byte & 3, (byte >> 2) & 3, byte >> 4
+    if symbols >= len(SYMBOL_POLICIES) or quality > 11:
         raise SINRFormatError(f"record: unknown writer settings {byte:#x}")
-    quality = reader.u8()
-    if quality > 11:
-        raise SINRFormatError(f"record: Brotli quality {quality} is not in 0..11")
     return INDEX_POLICIES[index], SYMBOL_POLICIES[symbols], quality
 
 
 def write_settings(out: ByteWriter, index_policy: str, symbol_policy: str, quality: int) -> None:
-    out.u8(INDEX_POLICIES.index(index_policy) | SYMBOL_POLICIES.index(symbol_policy) << 2)
-    out.u8(quality)
+    out.u8(INDEX_POLICIES.index(index_policy) | SYMBOL_POLICIES.index(symbol_policy) << 2 | quality << 4)

@@ -1,6 +1,6 @@
-"""Writes the golden format-v1 file and its expected decoded tensors. Run once per format
-version (``python tests/golden/make_golden.py``); the committed files must never be rewritten
-for an existing version: tests/test_golden_format.py checks today's decoder against them."""
+"""Writes the golden file of each format version and its expected decoded tensors. Run once per
+format version (``python -m tests.format.golden.make_golden``); files that exist are never
+rewritten: tests/format/test_golden.py checks today's decoder (and writer) against them."""
 
 from pathlib import Path
 
@@ -21,9 +21,23 @@ def golden_model() -> nn.Module:
                          nn.Tanh(), nn.Linear(20, 20), nn.Tanh(), nn.Linear(20, 3))
 
 
-if __name__ == "__main__":
+# Format 2: range-coded and Brotli symbols both occur (12-bit values, 8-bit dense tensors)
+V2_CONFIG = SINRConfig(value_bits=12, dense_bits=8, dict_ratio=8)
+
+
+def write(version: int) -> None:
+    path = HERE / f"format_v{version}.safetensors"
+    if path.exists():
+        raise SystemExit(f"{path} exists: golden files are never rewritten")
     model = golden_model()
-    compress_model(model, SINRConfig(value_bits=12, dense_dtype="float16", dict_ratio=8))
-    save_compressed(model, HERE / "format_v1.safetensors")
-    save_file({k: v.contiguous() for k, v in decode_state_dict(HERE / "format_v1.safetensors").items()},
-              str(HERE / "format_v1_expected.safetensors"))
+    if version == 1:
+        compress_model(model, SINRConfig(value_bits=12, dense_dtype="float16", dict_ratio=8))
+    else:
+        compress_model(model, V2_CONFIG)
+    save_compressed(model, path, format_version=version)
+    save_file({k: v.contiguous() for k, v in decode_state_dict(path).items()},
+              str(HERE / f"format_v{version}_expected.safetensors"))
+
+
+if __name__ == "__main__":
+    write(2)
