@@ -27,6 +27,9 @@ setup(
         "scipy>=1.11,<2",
         "safetensors>=0.4,<1",
         "brotli>=1.1,<2",
+        # the range coder of format 2; its probability quantization is part of what the bytes mean,
+        # so the minor version is pinned (tests/format/test_golden.py checks the bytes)
+        "constriction>=0.5,<0.6",
         "tqdm>=4.66,<5",
     ],
     extras_require={

@@ -14,9 +14,11 @@ under a wall-clock limit: what finished is kept, the rest is left for the next r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -79,6 +81,23 @@ def _rank(unit: tuple) -> int:
     return 0 if unit[0] == "fit" else 1 if unit[5] is None else 2
 
 
+@contextlib.contextmanager
+def _workers_end_with_the_parent(*pools: ProcessPoolExecutor):
+    """A stopped run (Ctrl-C, ``kill``) ends its workers too: left alone they would finish their unit
+    and start others, computing for nobody and slowing whatever runs next."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    except BaseException:
+        for pool in pools:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args) -> dict:
     for variant in args.baseline + args.extra:
         kodak.parse_variant(variant)
@@ -105,7 +124,8 @@ def run(args) -> dict:
     bar = tqdm(total=len(queue), unit="unit", desc="kodak units")
     # Fits may run on an accelerator (--fit-device) in their own pool, beside the CPU evaluations.
     with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_single_thread) as pool, \
-            ProcessPoolExecutor(args.fit_workers, mp_context=context, initializer=_single_thread) as fit_pool:
+            ProcessPoolExecutor(args.fit_workers, mp_context=context, initializer=_single_thread) as fit_pool, \
+            _workers_end_with_the_parent(pool, fit_pool):
         while queue or running:
             for unit in list(queue):
                 if time.monotonic() - started >= args.stop_after:

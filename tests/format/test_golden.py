@@ -43,7 +43,7 @@ def test_golden_v1_file_loads_into_model():
 
 
 # ----------------------------------------------------------------------------- format 2
-V2_SHA256 = "7735092632dba4ade332e9f3b8d00f28d5e5f1232f5d079f7682f50090856690"
+V2_SHA256 = "31d8cd675d8745c0e5317ce17950b2435c1ea663da2ad29277f71eb4485a6cfa"
 
 
 def test_golden_v2_file_is_pinned_by_its_hash():

@@ -24,24 +24,31 @@ def compress(data: bytes, quality: int = DEFAULT_QUALITY) -> bytes:
     return bytes([_RAW]) + data
 
 
+def brotli_exact(data: bytes, expected_size: int, what: str) -> bytes:
+    """Decode Brotli data that must expand to exactly ``expected_size`` bytes, never decoding more
+    than one byte past it: a hostile stream cannot expand into gigabytes."""
+    decoder = brotli.Decompressor()
+    try:
+        out = decoder.process(data, output_buffer_limit=expected_size + 1)
+        finished = decoder.is_finished()
+    except brotli.error as exc:
+        raise SINRFormatError(f"{what}: corrupt Brotli stream ({exc})") from None
+    if len(out) > expected_size:
+        raise SINRFormatError(f"{what}: Brotli stream expands past the {expected_size} bytes its shape implies")
+    if not finished or len(out) != expected_size:
+        raise SINRFormatError(f"{what}: truncated Brotli stream ({len(out)} of {expected_size} bytes)")
+    return out
+
+
 def decompress(stream: bytes, expected_size: int, what: str) -> bytes:
-    """Decode one stream that must expand to exactly ``expected_size`` bytes."""
+    """Decode one tagged stream that must expand to exactly ``expected_size`` bytes."""
     if len(stream) < 1:
         raise SINRFormatError(f"{what}: empty stream")
     tag, body = stream[0], stream[1:]
-    if tag == _RAW:
-        data = bytes(body)
-    elif tag == _BROTLI:
-        decoder = brotli.Decompressor()
-        try:
-            data = decoder.process(body, output_buffer_limit=expected_size + 1)
-            finished = decoder.is_finished()
-        except brotli.error as exc:
-            raise SINRFormatError(f"{what}: corrupt Brotli stream ({exc})") from None
-        if not finished and len(data) <= expected_size:
-            raise SINRFormatError(f"{what}: truncated Brotli stream")
-    else:
+    if tag == _BROTLI:
+        return brotli_exact(body, expected_size, what)
+    if tag != _RAW:
         raise SINRFormatError(f"{what}: unknown stream tag {tag}")
-    if len(data) != expected_size:
-        raise SINRFormatError(f"{what}: decodes to {len(data)} bytes, metadata says {expected_size}")
-    return data
+    if len(body) != expected_size:
+        raise SINRFormatError(f"{what}: decodes to {len(body)} bytes, metadata says {expected_size}")
+    return bytes(body)

@@ -90,10 +90,13 @@ def encode_payload(items: list[Item], *, names: bool, quality: int, index_policy
 
 # ----------------------------------------------------------------------------- the file
 def _header(payload_size: int, metadata: dict[str, str] | None) -> bytes:
-    header = {schema.TENSOR: {"dtype": "U8", "shape": [payload_size], "data_offsets": [0, payload_size]}}
+    # key order as safetensors writes it (a file without metadata is byte-identical to save_file's);
+    # metadata sorted, so the bytes never depend on a dict's history
+    header = {}
     if metadata:
         header["__metadata__"] = dict(sorted(metadata.items()))
-    text = json.dumps(header, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    header[schema.TENSOR] = {"dtype": "U8", "shape": [payload_size], "data_offsets": [0, payload_size]}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes
     return struct.pack("<Q", len(text)) + text
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import brotli
 import numpy as np
 
+from ..codec.entropy import brotli_exact
 from ..codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
 from ..codec.rangecoder import HistogramModel, RangeDecoder, RangeEncoder, best_model
 from ..codec.wire import ByteReader, ByteWriter
@@ -43,16 +44,7 @@ def brotli_compress(data: bytes, quality: int) -> bytes:
 
 def brotli_decompress(data: bytes, expected: int, what: str) -> bytes:
     """Decode a Brotli segment that must expand to exactly ``expected`` bytes, never more."""
-    decoder = brotli.Decompressor()
-    try:
-        out = decoder.process(data, output_buffer_limit=expected + 1)
-        finished = decoder.is_finished()
-    except brotli.error as exc:
-        raise SINRFormatError(f"{what}: corrupt Brotli segment ({exc})") from None
-    if len(out) != expected or not finished:
-        raise SINRFormatError(f"{what}: Brotli segment decodes to {'more' if len(out) > expected else 'fewer'} "
-                              f"than the {expected} bytes its shape implies")
-    return out
+    return brotli_exact(data, expected, what)
 
 
 def encode_symbols(symbols: np.ndarray, bits: int, quality: int, policy: str = "auto") -> EncodedSymbols:

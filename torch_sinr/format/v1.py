@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -346,38 +345,25 @@ class CompressedFile:
 
 def read_compressed_v1(path: str | os.PathLike) -> CompressedFile:
     """Open and validate a compressed file (raises SINRFormatError on anything wrong)."""
+    from .container import read_file
+
     path = Path(path)
-    if not path.is_file():
-        raise SINRFormatError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            keys = list(f.keys())
-            if metadata.get("format") != FORMAT:
-                raise SINRFormatError(f"{path}: not a torch_sinr file (format={metadata.get('format')!r})")
-            if keys != [PAYLOAD]:
-                raise SINRFormatError(f"{path}: expected one tensor {PAYLOAD!r}, found {keys[:10]}")
-            payload_tensor = f.get_tensor(PAYLOAD)
-    except SafetensorError as exc:
-        raise SINRFormatError(f"{path}: not a valid safetensors file ({exc})") from None
-    except SINRFormatError:
-        raise
-    except Exception as exc:  # safetensors raises assorted errors on garbage headers
-        raise SINRFormatError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {exc})") from None
+    raw = read_file(path)  # the safetensors layer, checked once for every version
+    if raw.version != 1:
+        raise SINRFormatError(f"{path}: not a format-1 file")
+    metadata = raw.metadata
     if metadata.get("format_version") != str(FORMAT_VERSION):
         raise SINRFormatError(f"{path}: format version {metadata.get('format_version')!r} is not supported by "
                               f"torch_sinr {__version__} (it reads version {FORMAT_VERSION})")
     if metadata.get("dictionary_generator") not in SUPPORTED_GENERATORS:
         raise SINRFormatError(f"{path}: unknown dictionary generator {metadata.get('dictionary_generator')!r}")
-    if payload_tensor.dtype != torch.uint8 or payload_tensor.ndim != 1:
-        raise SINRFormatError(f"{path}: payload must be a 1-D uint8 tensor")
     try:
         layout = json.loads(metadata.get("layout", ""))
     except (ValueError, RecursionError):  # JSONDecodeError, int digit limit, nesting
         raise SINRFormatError(f"{path}: layout metadata is not valid JSON") from None
     if not isinstance(layout, dict) or not isinstance(layout.get("sinr"), list) or not isinstance(layout.get("dense"), list):
         raise SINRFormatError(f"{path}: layout must hold 'sinr' and 'dense' lists")
-    payload = payload_tensor.numpy().tobytes()
+    payload = raw.payload
     if layout.get("payload_bytes") != len(payload):
         raise SINRFormatError(f"{path}: payload is {len(payload)} bytes, layout says {layout.get('payload_bytes')!r}")
     aliases: dict[str, str] = {}
@@ -416,7 +402,7 @@ def read_compressed_v1(path: str | os.PathLike) -> CompressedFile:
     total = sum(r.spec.n_vectors * r.spec.s * 16 for r in layers) + sum(math.prod(r.shape) * 8 for r in dense)
     if total > MAX_DECODED_BYTES:
         raise SINRFormatError(f"{path}: declares {total} bytes of decoded tensors, over the limit")
-    return CompressedFile(metadata, layers, dense, payload, path.stat().st_size, aliases)
+    return CompressedFile(metadata, layers, dense, payload, raw.file_bytes, aliases)
 
 
 def _build_layers(cf: CompressedFile, device) -> tuple[dict[str, SINRLinear], dict[str, torch.Tensor]]:
