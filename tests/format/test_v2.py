@@ -194,7 +194,7 @@ def test_nan_is_refused_on_save(tmp_path):
 @pytest.fixture(scope="module")
 def small_file(tmp_path_factory):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+    model = nn.Sequential(nn.Linear(2, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 2))
     compress_model(model, SINRConfig(value_bits=6))
     path = tmp_path_factory.mktemp("small") / "s.safetensors"
     save_compressed(model, path)
