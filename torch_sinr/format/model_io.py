@@ -226,7 +226,7 @@ def read_compressed(path: str | os.PathLike, *, skeleton: nn.Module | None = Non
     if raw.version == 1:
         from . import v1
 
-        return v1.summary(path, raw)
+        return v1.summary(path, raw)  # reuses the bytes already read
     signature = dense_signature(skeleton) if skeleton is not None else None
     parsed = container.parse_payload(raw.payload, signature, str(path))
     tensors = []
@@ -262,15 +262,13 @@ def _skeleton_bytes(signature) -> int:
                for _, dtype, shape in signature)
 
 
-def decode_file(path: str | os.PathLike, signature=None, budget: int | None = None
-                ) -> tuple[container.RawFile, container.ParsedPayload, list[Decoded]]:
-    raw = container.read_file(path)
-    if raw.version != schema.VERSION:
-        raise SINRFormatError(f"{path}: format {raw.version}")
+def decode_file(path: str | os.PathLike, raw: container.RawFile, signature=None, budget: int | None = None
+                ) -> tuple[container.ParsedPayload, list[Decoded]]:
+    """Parse and decode a format-2 file already read by ``container.read_file``."""
     parsed = container.parse_payload(raw.payload, signature, str(path))
     if budget is None:
         budget = 4 * _skeleton_bytes(signature) + _LOAD_HEADROOM if signature is not None else schema.DEFAULT_BUDGET_BYTES
-    return raw, parsed, container.decode_payload(parsed, budget, str(path))
+    return parsed, container.decode_payload(parsed, budget, str(path))
 
 
 def decode_state_dict(path: str | os.PathLike, device=None, *, skeleton: nn.Module | None = None,
@@ -283,7 +281,7 @@ def decode_state_dict(path: str | os.PathLike, device=None, *, skeleton: nn.Modu
     if raw.version == 1:
         from . import v1
 
-        return v1.decode_state_dict_v1(path, device)
+        return v1.decode_state_dict_v1(path, device, raw)
     signature = dense_signature(skeleton) if skeleton is not None else None
     parsed = container.parse_payload(raw.payload, signature, str(path))
     decoded = container.decode_payload(parsed, budget_bytes, str(path))
@@ -310,10 +308,10 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
     if raw.version == 1:
         from . import v1
 
-        return v1.load_compressed_v1(path, model, device=device)
+        return v1.load_compressed_v1(path, model, device=device, raw=raw)
     modules = dict(model.named_modules(remove_duplicate=False))
     signature = dense_signature(model)
-    _, parsed, decoded = decode_file(path, signature)
+    parsed, decoded = decode_file(path, raw, signature)
     # --- structural checks against the skeleton, still before any change ----------------------
     sinr_entries = {}
     for entry, value in zip(parsed.entries, decoded):

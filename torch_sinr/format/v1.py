@@ -343,12 +343,12 @@ class CompressedFile:
         return tensor.to(torch_dtype(record.dtype))
 
 
-def read_compressed_v1(path: str | os.PathLike) -> CompressedFile:
+def read_compressed_v1(path: str | os.PathLike, raw=None) -> CompressedFile:
     """Open and validate a compressed file (raises SINRFormatError on anything wrong)."""
     from .container import read_file
 
     path = Path(path)
-    raw = read_file(path)  # the safetensors layer, checked once for every version
+    raw = raw if raw is not None else read_file(path)  # the safetensors layer, checked once for every version
     if raw.version != 1:
         raise SINRFormatError(f"{path}: not a format-1 file")
     metadata = raw.metadata
@@ -424,14 +424,14 @@ def _build_layers(cf: CompressedFile, device) -> tuple[dict[str, SINRLinear], di
     return built, dense
 
 
-def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None) -> nn.Module:
+def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None, raw=None) -> nn.Module:
     """Restore a compressed file into ``model``, a freshly built model of the same architecture.
 
     The file's SINR layers replace the model's linears of the same names; every other tensor
     is loaded into the model. Names and shapes must match exactly (a mismatch raises before
     anything is changed). Returns the model.
     """
-    cf = read_compressed_v1(path)
+    cf = read_compressed_v1(path, raw)
     modules = dict(model.named_modules(remove_duplicate=False))
     by_record = {r.name: r for r in cf.layers}
     for record in [*cf.layers, *(replace_name(by_record[src], a) for a, src in cf.aliases.items())]:
@@ -490,11 +490,11 @@ def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None
     return model
 
 
-def decode_state_dict_v1(path: str | os.PathLike, device=None) -> dict[str, torch.Tensor]:
+def decode_state_dict_v1(path: str | os.PathLike, device=None, raw=None) -> dict[str, torch.Tensor]:
     """A plain dense state_dict (``name.weight``, ``name.bias`` and the rest), for code without torch_sinr."""
     from ..tensor_codes import CodedTensor
 
-    cf = read_compressed_v1(path)
+    cf = read_compressed_v1(path, raw)
     by_name = {r.name: r for r in cf.layers}
     state: dict[str, torch.Tensor] = {}
     for record in cf.layers:
@@ -517,7 +517,7 @@ def summary(path, raw):
     """A version-agnostic description of a v1 file (see ``model_io.FileSummary``)."""
     from .model_io import FileSummary
 
-    cf = read_compressed_v1(path)
+    cf = read_compressed_v1(path, raw)
     tensors = []
     for r in cf.layers:
         s = r.spec
