@@ -7,7 +7,7 @@ only the non-zero values and their indices are stored.
 from ._version import __version__
 from .autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
 from .config import SINRConfig
-from .errors import SINRConfigError, SINRError, SINRFormatError, SINRInputError
+from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError, SINRInputError
 from .layer import SINRLinear
 from .tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
 from .transform import compress_model, decompress_model, plan_targets
@@ -17,6 +17,7 @@ __all__ = [
     "ByteBudget",
     "CodedTensor",
     "MaxDrop",
+    "SINRAlreadyCompressedError",
     "SINRConfig",
     "SINRConfigError",
     "SINRError",

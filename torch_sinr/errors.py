@@ -18,3 +18,7 @@ class SINRInputError(SINRError):
 
 class SINRFormatError(SINRError):
     """A compressed file that is truncated, corrupt, hostile or of an unknown version."""
+
+
+class SINRAlreadyCompressedError(SINRConfigError):
+    """The model (or file) is already SINR-compressed: there is nothing left to code."""
