@@ -18,13 +18,13 @@ from dataclasses import dataclass, replace
 import torch
 
 from .codec.quantization import UniformQuantizer
-from .coders import basis_pursuit, omp
+from .coders import CODER_NAMES, get_coder
 from .dictionary import DictionarySpec, get_dictionary, used_atoms
 from .errors import SINRConfigError, SINRInputError
 from .sparsity import DEFAULT_S_RATIO, auto_sparsity, max_sparsity, sparsity_for_error
 
 MODES = ("row", "flat")
-CODERS = ("omp", "bp")
+CODERS = CODER_NAMES  # a live view of the coder registry (torch_sinr.coders.register_coder)
 DEFAULT_DICT_RATIO = 16
 DEFAULT_FLATTEN_BELOW = 50
 
@@ -160,6 +160,7 @@ def encode_tensors(
         raise SINRConfigError(f"s and value_bits lists need one entry per tensor ({len(tensors)})")
     if coder not in CODERS:
         raise SINRConfigError(f"coder must be one of {CODERS}, got {coder!r}")
+    coder_fn = get_coder(coder)
     plans = []
     for tensor, name, s_i in zip(tensors, names, per_tensor_s):
         _check_tensor(tensor, name)
@@ -183,13 +184,16 @@ def encode_tensors(
     for (dict_spec, s_i, device), members in groups.items():
         a = get_dictionary(dict_spec, device)
         stacked = torch.cat([plans[i][2] for i in members])
-        if coder == "omp":
-            code = omp(a, stacked, n_nonzero=s_i)
-            if (code.counts < s_i).any():
-                # Only for (near-)exactly representable vectors; pad with unused atoms at value 0.
-                code = _pad_short_codes(code, s_i, dict_spec.k2)
-        else:
-            code = basis_pursuit(a, stacked, n_nonzero=s_i)
+        code = coder_fn(a, stacked, n_nonzero=s_i)
+        expected = (stacked.shape[0], s_i)
+        if tuple(code.indices.shape) != expected or tuple(code.values.shape) != expected:
+            # a registered coder's mistake, caught here rather than as a corrupt file later
+            raise SINRConfigError(f"coder {coder!r} returned codes of shape {tuple(code.indices.shape)}, "
+                                  f"expected {expected}")
+        if (code.counts < s_i).any():
+            # OMP stops early on (near-)exactly representable vectors; every stored code has s
+            # entries, so pad with unused atoms at value 0 (whichever coder left the gap).
+            code = _pad_short_codes(code, s_i, dict_spec.k2)
         indices, order = code.indices.sort(dim=1)
         values = code.values.gather(1, order).to(torch.float32)
         start = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
 from tqdm.auto import tqdm
 
 from ..errors import SINRConfigError, SINRError, SINRInputError
@@ -19,6 +18,10 @@ from .omp import SparseCode, _check_inputs
 
 def l1_minimize(dictionary: np.ndarray, signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact min ||x||_1 s.t. A x = w. Returns (x, dual y), where |A^T y| <= 1 certifies optimality."""
+    # Imported here, not at the top: scipy costs ~0.5 s and hundreds of modules, and only this
+    # coder (never the default) needs it, so ``import torch_sinr`` stays lean.
+    from scipy.optimize import linprog
+
     k1, k2 = dictionary.shape
     cost = np.ones(2 * k2)
     a_eq = np.hstack([dictionary, -dictionary])
