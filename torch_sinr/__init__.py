@@ -9,6 +9,7 @@ from .autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
 from .config import SINRConfig
 from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError, SINRInputError
 from .layer import SINRLinear
+from .serialization import FileReport, FileSummary, decode_state_dict, load_compressed, read_compressed, save_compressed
 from .tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
 from .transform import compress_model, decompress_model, plan_targets
 
@@ -16,6 +17,8 @@ __all__ = [
     "AutotuneResult",
     "ByteBudget",
     "CodedTensor",
+    "FileReport",
+    "FileSummary",
     "MaxDrop",
     "SINRAlreadyCompressedError",
     "SINRConfig",
@@ -28,8 +31,12 @@ __all__ = [
     "autotune",
     "compress_model",
     "decode_codes",
+    "decode_state_dict",
     "decompress_model",
     "encode_tensor",
     "encode_tensors",
+    "load_compressed",
     "plan_targets",
+    "read_compressed",
+    "save_compressed",
 ]
