@@ -1,13 +1,16 @@
 """The torch-sinr command line: compress a plain state_dict, inspect, decompress."""
 
+import re
+
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from torch_sinr import SINRAlreadyCompressedError, SINRInputError, cli, decode_state_dict
 from torch_sinr.cli import main
 from torch_sinr.statedict import load_checkpoint, module_from_state_dict
-from torch_sinr import SINRInputError
 
 
 def plain_model():
@@ -83,3 +86,86 @@ def test_module_from_state_dict_keeps_keys_and_finds_linears():
     assert not isinstance(module.get_submodule("4"), nn.Linear)  # LayerNorm weight is 1-D
     with pytest.raises(SINRInputError):
         module_from_state_dict({})
+
+
+# ----------------------------------------------------------------------------- output extensions
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    """A compressed file from a checkpoint with a bfloat16 buffer (numpy has no bfloat16)."""
+    folder = tmp_path_factory.mktemp("cli")
+    state = plain_model().state_dict()
+    state["extra.scale"] = torch.tensor([1.0, -2.5, 3.0e-3], dtype=torch.bfloat16)
+    ckpt = folder / "model.safetensors"
+    save_file(state, str(ckpt))
+    out = folder / "model_sinr.safetensors"
+    assert main(["compress", str(ckpt), "-o", str(out)]) == 0
+    return ckpt, out
+
+
+@pytest.mark.parametrize("name", ["out.pt", "out.npz", "out.sinr", "out"])
+def test_compress_refuses_an_output_it_would_not_write_as_named(tmp_path, capsys, compressed, name):
+    ckpt, _ = compressed
+    assert main(["compress", str(ckpt), "-o", str(tmp_path / name)]) == 2
+    assert ".safetensors" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before any work: nothing written
+
+
+def test_cli_ratio_is_the_reports_and_the_files(tmp_path, capsys, compressed):
+    ckpt, _ = compressed
+    out = tmp_path / "m.safetensors"
+    assert main(["compress", str(ckpt), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table_ratio = re.search(r"\| \*\*file\*\*[^\n]*\*\*([\d.]+)x\*\*", printed).group(1)
+    dense, file_bytes, line_ratio = re.search(r"(\d+) B of tensors -> .*: (\d+) B \(([\d.]+)x\)", printed).groups()
+    state = load_file(str(ckpt))
+    assert int(dense) == sum(t.numel() * t.element_size() for t in state.values())
+    assert int(file_bytes) == out.stat().st_size
+    assert table_ratio == line_ratio == f"{int(dense) / out.stat().st_size:.2f}"
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".pth", ".npz"])
+def test_decompress_writes_the_format_its_extension_names(tmp_path, capsys, compressed, suffix):
+    _, out = compressed
+    dense = tmp_path / f"dense{suffix}"
+    assert main(["decompress", str(out), "-o", str(dense)]) == 0
+    printed = capsys.readouterr().out
+    expected = decode_state_dict(out)
+    head = dense.read_bytes()[:4]
+    if suffix == ".safetensors":
+        state = load_file(str(dense))
+    elif suffix == ".npz":
+        # a numpy archive of .npy members named after the tensors, readable without pickle
+        with np.load(dense, allow_pickle=False) as archive:
+            state = {k: torch.from_numpy(archive[k]) for k in archive.files}
+        assert "1 bfloat16 tensor written as float32" in printed
+        assert state["extra.scale"].dtype == torch.float32
+        expected["extra.scale"] = expected["extra.scale"].float()  # bfloat16 -> float32 is exact
+    else:
+        assert head == b"PK\x03\x04"  # torch.save's zip
+        state = torch.load(dense, weights_only=True)
+        with pytest.raises(Exception):
+            load_file(str(dense))
+    assert state.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert state[name].dtype == tensor.dtype and torch.equal(state[name], tensor), name
+
+
+@pytest.mark.parametrize("name", ["dense.bin", "dense.txt", "dense"])
+def test_decompress_refuses_an_extension_it_cannot_write(tmp_path, capsys, compressed, name):
+    _, out = compressed
+    assert main(["decompress", str(out), "-o", str(tmp_path / name)]) == 2
+    assert ".safetensors, .pt, .pth, .npz" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compress_on_a_compressed_file_says_already_compressed(tmp_path, capsys, compressed):
+    _, out = compressed
+    renamed = tmp_path / "looks_like_a_checkpoint.pt"  # detected by its bytes, not its name
+    renamed.write_bytes(out.read_bytes())
+    for source in (out, renamed):
+        assert main(["compress", str(source), "-o", str(tmp_path / "again.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert "already compressed" in err and "matched nothing" not in err
+    assert not (tmp_path / "again.safetensors").exists()
+    with pytest.raises(SINRAlreadyCompressedError):
+        cli._refuse_compressed_input(str(out))

@@ -1,4 +1,9 @@
-"""``torch-sinr``: demo | compress | decompress | info."""
+"""``torch-sinr``: demo | compress | decompress | info.
+
+Every command writes the format its output's extension names, or refuses the extension before
+doing any work: a file whose name says one format and whose bytes are another is worse than an
+error.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,58 @@ from pathlib import Path
 
 import torch
 
-from . import demo
+from .coders import CODER_NAMES
 from .config import SINRConfig
-from .errors import SINRError
+from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError
+from .format import container
 from .serialization import decode_state_dict, read_compressed, save_compressed
 from .statedict import load_checkpoint, module_from_state_dict
 from .transform import compress_model
 
+# A compressed file is a safetensors file (one uint8 tensor and torch_sinr metadata), and its name
+# says so: safetensors tools open it, and ``load_checkpoint`` reads .safetensors by extension.
+COMPRESSED_SUFFIXES = (".safetensors",)
+# What ``decompress`` writes, by extension.
+DENSE_SUFFIXES = {".safetensors": "safetensors", ".pt": "torch", ".pth": "torch", ".npz": "numpy"}
+
+
+def _suffix(path: str | Path) -> str:
+    return Path(path).suffix.lower()
+
+
+def _check_compressed_output(path: str) -> None:
+    if _suffix(path) not in COMPRESSED_SUFFIXES:
+        raise SINRConfigError(f"{path}: a compressed file is written as safetensors; name it "
+                              f"{' or '.join(COMPRESSED_SUFFIXES)} (got {_suffix(path) or 'no extension'!r}). "
+                              f"For a dense .pt/.npz, run `torch-sinr decompress` on the compressed file.")
+
+
+def _check_dense_output(path: str) -> str:
+    kind = DENSE_SUFFIXES.get(_suffix(path))
+    if kind is None:
+        raise SINRConfigError(f"{path}: cannot write a dense state_dict as {_suffix(path) or 'no extension'!r}; "
+                              f"use one of {', '.join(DENSE_SUFFIXES)}")
+    return kind
+
+
+def _refuse_compressed_input(path: str) -> None:
+    """Raise ``SINRAlreadyCompressedError`` if ``path`` is a torch_sinr file, whatever its name.
+
+    Read as a checkpoint, such a file is one uint8 tensor with no linear layer, and the targets
+    would match nothing: the message would send the user looking in the wrong place.
+    """
+    try:
+        raw = container.read_file(path)  # parses the safetensors header; any other file is refused cheaply
+    except SINRFormatError:
+        return  # not a torch_sinr file: a checkpoint (or garbage, which load_checkpoint reports)
+    raise SINRAlreadyCompressedError(
+        f"{path} is already compressed (torch_sinr format {raw.version}, {raw.file_bytes} B): "
+        f"`torch-sinr info` describes it, `torch-sinr decompress` gives back its dense tensors")
+
 
 def _compress(args: argparse.Namespace) -> int:
+    _check_compressed_output(args.output)
+    _refuse_compressed_input(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
     model = module_from_state_dict(state)
     targets = args.targets if args.targets else ("all-linear" if args.regex is None else args.regex)
@@ -31,29 +79,68 @@ def _compress(args: argparse.Namespace) -> int:
         return 0
     report = compress_model(model, config, progress=True)
     file_report = save_compressed(model, args.output)
+    # The report measured the file in memory before it was written (the same bytes:
+    # tests/test_report_bytes.py); the written size is the one the user sees on disk.
+    report.file_bytes = file_report.file_bytes
     print(report.table())
     print()
     print(file_report.table())
-    dense_bytes = sum(t.numel() * t.element_size() for t in state.values())
-    print(f"\n{args.checkpoint}: {dense_bytes} B of tensors -> {args.output}: {file_report.file_bytes} B "
-          f"({dense_bytes / file_report.file_bytes:.2f}x)")
+    # One ratio everywhere: the report's (dense tensors in memory, each once / the whole file).
+    print(f"\n{args.checkpoint}: {report.total_dense_bytes} B of tensors -> {args.output}: {report.file_bytes} B "
+          f"({report.ratio:.2f}x)")
     if args.report:
         Path(args.report).write_text(json.dumps({"compression": report.to_dict(), "file": file_report.to_dict()}, indent=2))
     return 0
 
 
 def _decompress(args: argparse.Namespace) -> int:
+    kind = _check_dense_output(args.output)
     # one tensor per name: safetensors refuses tensors that share memory (tied or shared layers)
     state = {k: v.contiguous().clone() for k, v in decode_state_dict(args.file).items()}
     out = Path(args.output)
-    if out.suffix == ".safetensors":
+    note = ""
+    if kind == "safetensors":
         from safetensors.torch import save_file
 
         save_file(state, str(out))
-    else:
+    elif kind == "torch":
         torch.save(state, out)
-    print(f"wrote {len(state)} dense tensors to {out}")
+    else:
+        widened = _save_npz(state, out)
+        if widened:
+            note = (f" ({len(widened)} bfloat16 tensor{'s' if len(widened) > 1 else ''} written as float32, "
+                    f"which holds bfloat16 exactly: numpy has no bfloat16)")
+    print(f"wrote {len(state)} dense tensors to {out}{note}")
     return 0
+
+
+def _save_npz(state: dict[str, torch.Tensor], out: Path) -> list[str]:
+    """``numpy.savez`` with the tensor names as keys; returns the names widened from bfloat16.
+
+    Written entry by entry with ``numpy.lib.format.write_array``, as ``savez`` itself does,
+    because ``savez(out, **state)`` breaks on a tensor named ``file`` or ``allow_pickle``.
+    """
+    import zipfile
+
+    import numpy as np
+
+    arrays, widened = {}, []
+    for name, tensor in state.items():
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+            widened.append(name)
+        try:
+            arrays[name] = tensor.detach().cpu().numpy()
+        except TypeError as exc:  # a dtype numpy lacks
+            raise SINRConfigError(f"{out}: {name} ({tensor.dtype}) cannot be stored in .npz ({exc}); "
+                                  f"write .safetensors or .pt instead") from None
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, array, allow_pickle=False)
+    tmp.replace(out)  # never leave a half-written archive under the final name
+    return widened
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -80,11 +167,15 @@ def _info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torch-sinr", description="Compress implicit neural representations with SINR.")
     sub = parser.add_subparsers(dest="command", required=True)
+    # The demo module (and Pillow, through it) loads when the parser is built, not when this
+    # module is imported: `import torch_sinr.cli` stays as lean as `import torch_sinr`.
+    from . import demo
+
     demo.add_arguments(sub.add_parser("demo", help="fit a SIREN to a bundled Kodak image, compress it, report"))
 
     p = sub.add_parser("compress", help="compress a state_dict (.safetensors, or .pt/.pth loaded weights_only)")
     p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", required=True, help="output .safetensors")
+    p.add_argument("-o", "--output", required=True, help="output .safetensors (the compressed file is a safetensors file)")
     p.add_argument("--targets", nargs="*", help="module names or suffixes to code (default: all linears)")
     p.add_argument("--regex", help="regex (fullmatch) of module names to code")
     p.add_argument("--exclude", nargs="*", help="module names or suffixes to keep dense")
@@ -95,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k2", type=int, help="dictionary atoms")
     p.add_argument("--dict-ratio", type=int, default=SINRConfig.dict_ratio)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--coder", choices=["omp", "bp"], default="omp")
+    p.add_argument("--coder", choices=list(CODER_NAMES), default="omp")
     p.add_argument("--value-bits", type=int, default=16)
     p.add_argument("--index-coding", default="auto", choices=["auto", "fixed", "rice", "bitmask"])
     p.add_argument("--dense-bits", type=int, help="width of the uniform quantizer for tensors SINR does not code "
@@ -107,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decompress", help="decode a compressed file to a dense state_dict")
     p.add_argument("file")
-    p.add_argument("-o", "--output", required=True, help=".safetensors or .pt")
+    p.add_argument("-o", "--output", required=True,
+                   help=".safetensors, .pt/.pth (torch.save) or .npz (numpy, bfloat16 widened to float32)")
 
     p = sub.add_parser("info", help="per-layer table and sizes of a compressed file")
     p.add_argument("file")
@@ -118,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
+            from . import demo
+
             demo.run(args)
             return 0
         return {"compress": _compress, "decompress": _decompress, "info": _info}[args.command](args)
