@@ -167,20 +167,52 @@ def _sinr_names(model: nn.Module) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the case table
-CASES = {
-    "sequential-mlp": (plain_mlp, 2, ["0"], ["2", "4", "6"]),
-    "no-bias": (no_bias_mlp, 2, ["0"], ["2", "4"]),
-    "nested-containers": (Nested, 3, ["inp"], ["blocks.0.net.0", "blocks.1.net.0", "head.0", "head.2"]),
-    "linear-subclass": (Subclassed, 2, ["inp"], ["hidden", "out"]),
-    "input-layers": (WideInput, 2, ["coords", "embed"], ["hidden", "out"]),
+F32, F64, F16, BF16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
+CASES = {  # model, input dim, input layers kept dense, coded layers, the model's dtype
+    "sequential-mlp": (plain_mlp, 2, ["0"], ["2", "4", "6"], F32),
+    "no-bias": (no_bias_mlp, 2, ["0"], ["2", "4"], F32),
+    "nested-containers": (Nested, 3, ["inp"], ["blocks.0.net.0", "blocks.1.net.0", "head.0", "head.2"], F32),
+    "linear-subclass": (Subclassed, 2, ["inp"], ["hidden", "out"], F32),
+    "input-layers": (WideInput, 2, ["coords", "embed"], ["hidden", "out"], F32),
+    "positional-encoding": (lambda seed=0: PEMLP(seed), 2, ["1"], ["3", "5"], F32),
+    "sequential-mlp-float64": (plain_mlp, 2, ["0"], ["2", "4", "6"], F64),
+    "sequential-mlp-float16": (plain_mlp, 2, ["0"], ["2", "4", "6"], F16),
+    "no-bias-bfloat16": (no_bias_mlp, 2, ["0"], ["2", "4"], BF16),
+    "nested-containers-float16": (Nested, 3, ["inp"], ["blocks.0.net.0", "blocks.1.net.0", "head.0", "head.2"], F16),
 }
 
 
-@pytest.mark.parametrize("factory,in_dim,dense,coded", list(CASES.values()), ids=list(CASES))
-def test_compress_case(tmp_path, factory, in_dim, dense, coded):
-    model = factory()
+class PEMLP(nn.Sequential):
+    """A ReLU MLP on a positional encoding (fan-in 2 + 2 * 2 * 8 = 34): the first linear is an
+    input layer although its fan-in is past input_fan_in_max."""
+
+    def __init__(self, seed: int = 0, frequencies: int = 8) -> None:
+        torch.manual_seed(seed)
+        super().__init__(PositionalEncoding(frequencies), nn.Linear(2 + 4 * frequencies, 64), nn.ReLU(),
+                         nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+
+
+class PositionalEncoding(nn.Module):
+    def __init__(self, frequencies: int) -> None:
+        super().__init__()
+        self.register_buffer("scales", 2.0 ** torch.arange(frequencies) * torch.pi, persistent=False)
+
+    def forward(self, x):
+        angles = (x[..., None] * self.scales.to(x)).flatten(-2)
+        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def _close_enough(dtype) -> float:
+    """How far two evaluations of one model may differ once rounded to ``dtype`` (float16 /
+    bfloat16 keep 11 / 8 significant bits; summation order differs between paths)."""
+    return {F32: 1e-5, F64: 1e-5, F16: 2e-3, BF16: 2e-2}[dtype]
+
+
+@pytest.mark.parametrize("factory,in_dim,dense,coded,dtype", list(CASES.values()), ids=list(CASES))
+def test_compress_case(tmp_path, factory, in_dim, dense, coded, dtype):
+    model = factory().to(dtype)
     original = copy.deepcopy(model)
-    x = _inputs(in_dim)
+    x = _inputs(in_dim).to(dtype)
     reference = _out(original, x)
 
     plan = compress_model(model, SINRConfig(), dry_run=True)
@@ -194,9 +226,10 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded):
     for name in dense:
         # input layers are not SINR-coded, only stored on a 16-bit grid (the default value_bits)
         assert type(model.get_submodule(name)) is type(original.get_submodule(name))
-        kept, before = model.get_submodule(name).weight, original.get_submodule(name).weight
+        kept, before = model.get_submodule(name).weight, original.get_submodule(name).weight.detach()
         step = float(before.max() - before.min()) / (2**16 - 1)
-        assert (kept - before).abs().max() <= step / 2 + 1e-7
+        ulp = float(before.abs().max()) * torch.finfo(dtype).eps
+        assert (kept - before).abs().max() <= step / 2 + ulp + 1e-7
         assert get_storage(model.get_submodule(name), "weight").bits == 16
     assert sorted(l.name for l in report.layers) == sorted(coded)
     for layer_report in report.layers:
@@ -204,31 +237,40 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded):
         assert layer_report.ratio > 1
     assert model.sinr_config == SINRConfig()
 
-    # forward stays close to the original
+    # the model runs in its own dtype, its parameters keep it, the codes stay float32
     compressed = _out(model, x)
-    assert compressed.shape == reference.shape
+    assert compressed.dtype == dtype and compressed.shape == reference.shape
+    for name in coded:
+        layer = model.get_submodule(name)
+        assert layer.weight.dtype == dtype and layer.values.dtype == torch.float32
+        assert layer.bias is None or layer.bias.dtype == dtype
     assert _rel(compressed, reference) < OUTPUT_REL_ERROR_BOUND
 
-    # save / load round trip is bit-exact
+    # save / load round trip into a skeleton of the same dtype is bit-exact, and saves the same bytes
     path = tmp_path / "model.safetensors"
     save_compressed(model, path)
-    loaded = load_compressed(path, factory(seed=11))
+    loaded = load_compressed(path, factory(seed=11).to(dtype))
     assert _sinr_names(loaded) == sorted(coded)
     assert torch.equal(_out(loaded, x), compressed)
+    save_compressed(loaded, tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == path.read_bytes()
 
-    # .to(float64) works (the dictionary and the cache follow the dtype)
-    as64 = copy.deepcopy(model).to(torch.float64)
-    for name in coded:
-        assert as64.get_submodule(name).weight.dtype == torch.float64
-    out64 = _out(as64, x.double())
-    assert out64.dtype == torch.float64
-    torch.testing.assert_close(out64.float(), compressed, rtol=1e-4, atol=1e-5)
+    # .to(float64) / .half() / .bfloat16() work after compression (the dictionary and cache follow)
+    for other in (F64, F16, BF16):
+        moved = copy.deepcopy(model).to(other)
+        for name in coded:
+            assert moved.get_submodule(name).weight.dtype == other
+        out = _out(moved, x.to(other))
+        assert out.dtype == other
+        tolerance = max(_close_enough(dtype), _close_enough(other))
+        torch.testing.assert_close(out.double(), compressed.double(), rtol=20 * tolerance, atol=20 * tolerance)
 
     # decompress_model gives plain nn.Linear with identical outputs
     restored = decompress_model(copy.deepcopy(model))
     assert _sinr_names(restored) == []
     for name in coded:
         assert type(restored.get_submodule(name)) is nn.Linear
+        assert restored.get_submodule(name).weight.dtype == dtype
     assert not hasattr(restored, "sinr_config")
     assert torch.equal(_out(restored, x), compressed)
 
@@ -269,16 +311,18 @@ PLANS = {
     "exact-names": (dict(target_modules=["enc.0", "out"]), ["enc.0", "out"], [], [], ["inp", "enc.2", "dec.0"]),
     "suffix": (dict(target_modules=["0"]), ["enc.0", "dec.0"], [], [], ["inp", "enc.2", "out"]),
     "suffix-and-exact": (dict(target_modules=["2", "out"]), ["enc.2", "out"], [], [], ["inp", "enc.0", "dec.0"]),
-    "regex": (dict(target_modules=r"enc\.\d+"), ["enc.0", "enc.2"], [], [], ["inp", "dec.0", "out"]),
-    "regex-alternation": (dict(target_modules=r"(enc|dec)\.0"), ["enc.0", "dec.0"], [], [],
+    "regex": (dict(target_modules=r"re:enc\.\d+"), ["enc.0", "enc.2"], [], [], ["inp", "dec.0", "out"]),
+    "regex-alternation": (dict(target_modules=r"re:(enc|dec)\.0"), ["enc.0", "dec.0"], [], [],
                           ["inp", "enc.2", "out"]),
-    "regex-everything": (dict(target_modules=".*"), ["enc.0", "enc.2", "dec.0", "out"], [], ["inp"], []),
+    "regex-everything": (dict(target_modules="re:.*"), ["enc.0", "enc.2", "dec.0", "out"], [], ["inp"], []),
     "exclude-list": (dict(exclude_modules=["enc.2"]), ["enc.0", "dec.0", "out"], ["enc.2"], ["inp"], []),
-    "exclude-regex": (dict(exclude_modules=r"enc\..*"), ["dec.0", "out"], ["enc.0", "enc.2"], ["inp"], []),
+    "exclude-regex": (dict(exclude_modules=r"re:enc\..*"), ["dec.0", "out"], ["enc.0", "enc.2"], ["inp"], []),
     "exclude-first": (dict(target_modules=["enc.0", "out"], exclude_modules=["enc.0"]), ["out"], ["enc.0"], [],
                       ["inp", "enc.2", "dec.0"]),
     "exclude-input-layer": (dict(exclude_modules=["inp"]), ["enc.0", "enc.2", "dec.0", "out"], ["inp"], [], []),
-    "code-input-layers": (dict(input_fan_in_max=0), NET_LINEARS, [], [], []),
+    "code-input-layers": (dict(input_fan_in_max=0, keep_first_linear=False), NET_LINEARS, [], [], []),
+    "fan-in-rule-only": (dict(keep_first_linear=False), ["enc.0", "enc.2", "dec.0", "out"], [], ["inp"], []),
+    "one-pattern-string": (dict(target_modules="enc.2"), ["enc.2"], [], [], ["inp", "enc.0", "dec.0", "out"]),
 }
 
 
@@ -308,12 +352,46 @@ def test_targeting(kwargs, matched, excluded, kept_dense, unmatched):
 def test_regex_uses_fullmatch():
     model = Net()
     before = _snapshot(model)
-    plan = compress_model(model, SINRConfig(target_modules=r"nc\.0"), dry_run=True)
-    assert plan.matched == [] and sorted(plan.unmatched) == sorted(NET_LINEARS)
-    with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(target_modules=r"nc\.0"))
-    with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(target_modules="enc"))  # prefix is not enough either
+    for target in (r"re:nc\.0", "nc.0", ["nc.0"]):  # whole names or dotted suffixes, never a substring
+        with pytest.raises(SINRConfigError, match="not found"):
+            compress_model(model, SINRConfig(target_modules=target), dry_run=True)
+    _assert_unchanged(model, before)
+
+
+def test_an_unmarked_regex_is_a_name_and_the_error_says_so():
+    model = Net()
+    with pytest.raises(SINRConfigError, match=r"re:enc\\.\\d\+"):
+        compress_model(model, SINRConfig(target_modules=r"enc\.\d+"))
+
+
+class Twelve(nn.Module):
+    """``net.2`` and ``net12`` side by side: a name pattern must not match both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inp = nn.Linear(2, 64)
+        self.net = nn.ModuleList([nn.Linear(64, 64) for _ in range(3)])
+        self.net12 = nn.Linear(64, 64)
+
+
+def test_one_matcher_for_targets_and_patterns():
+    plan = plan_targets(Twelve(), SINRConfig(target_modules=["net.2"]))
+    assert plan.matched == ["net.2"]
+    model = Twelve()
+    compress_model(model, SINRConfig(s_pattern={"net.2": 5, "re:net1.": 7}, value_bits_pattern={"2": 9}))
+    assert model.net[2].spec.s == 5 and model.net12.spec.s == 7
+    assert model.net[2].spec.quantizer.bits == 9 and model.net12.spec.quantizer.bits == 16
+    assert model.net[0].spec.s == model.net[1].spec.s == 29
+
+
+def test_unknown_exclusion_is_reported():
+    model = Net()
+    before = _snapshot(model)
+    with pytest.raises(SINRConfigError, match="encoder"):
+        compress_model(model, SINRConfig(exclude_modules=["enc.0", "encoder"]))
+    with pytest.raises(SINRConfigError, match="encoder"):
+        compress_model(model, SINRConfig(exclude_modules=["encoder"]), dry_run=True)
     _assert_unchanged(model, before)
 
 
@@ -323,9 +401,9 @@ def test_nothing_matched():
     with pytest.raises(SINRConfigError, match="matched nothing"):
         compress_model(model, SINRConfig(target_modules=["out"], exclude_modules=["out"]))
     with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(target_modules=r"decoder\..*"))
-    with pytest.raises(SINRConfigError):  # only input layers are targeted
-        compress_model(model, SINRConfig(target_modules=r"inp"))
+        compress_model(model, SINRConfig(target_modules=r"re:decoder\..*"))
+    with pytest.raises(SINRConfigError, match="matched nothing"):  # only input layers are targeted
+        compress_model(model, SINRConfig(target_modules=r"re:inp"))
     _assert_unchanged(model, before)
 
 
@@ -441,8 +519,10 @@ BAD_CONFIGS = {
     "s_ratio=1.5": dict(s_ratio=1.5),
     "target_error=2": dict(target_error=2),
     "target_error=0": dict(target_error=0),
-    "invalid-regex": dict(target_modules="enc["),
-    "invalid-exclude-regex": dict(exclude_modules="(out"),
+    "invalid-regex": dict(target_modules="re:enc["),
+    "invalid-exclude-regex": dict(exclude_modules="re:(out"),
+    "empty-pattern": dict(target_modules=[""]),
+    "keep_first_linear-not-bool": dict(keep_first_linear=1),
     "target-not-str": dict(target_modules=5),
     "target-list-of-ints": dict(target_modules=[1, 2]),
     "exclude-all-linear": dict(exclude_modules="all-linear"),
@@ -477,7 +557,7 @@ def test_invalid_s_pattern_regex():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(s_pattern={"enc(": 4}))
+        compress_model(model, SINRConfig(s_pattern={"re:enc(": 4}))
     _assert_unchanged(model, before)
 
 
@@ -506,7 +586,7 @@ def test_explicit_s_and_s_pattern():
     assert model.enc[0].indices.shape == (64, 5) and model.enc[0].values.shape == (64, 5)
 
     model = Net()
-    compress_model(model, SINRConfig(s_pattern={"enc.0": 7, r"dec\.\d": 9}))
+    compress_model(model, SINRConfig(s_pattern={"enc.0": 7, r"re:dec\.\d": 9}))
     auto = model.enc[2].spec.s
     assert auto == 29  # ceil(0.45 * 64)
     assert model.enc[0].spec.s == 7 and model.dec[0].spec.s == 9 and model.out.spec.s == auto
@@ -519,7 +599,7 @@ def test_explicit_s_and_s_pattern():
 
 def test_value_bits_pattern_and_exact_names_win():
     model = Net()
-    compress_model(model, SINRConfig(value_bits=12, value_bits_pattern={r"enc\.\d": 6, "enc.2": 9}))
+    compress_model(model, SINRConfig(value_bits=12, value_bits_pattern={r"re:enc\.\d": 6, "enc.2": 9}))
     bits = {name: model.get_submodule(name).spec.quantizer.bits for name in _sinr_names(model)}
     assert bits == {"enc.0": 6, "enc.2": 9, "dec.0": 12, "out": 12}
     with pytest.raises(SINRConfigError, match="value_bits_pattern"):
@@ -656,3 +736,56 @@ def test_repr(layer):
     assert text.startswith("SINRLinear(")
     assert f"s={layer.spec.s}" in text and f"k2={layer.spec.k2}" in text
     assert "in_features=64" in text and "out_features=64" in text
+
+
+# ----------------------------------------------------------------------------- first-use checks
+@pytest.mark.parametrize("where", ["coded-bias", "input-weight", "input-bias", "output-bias"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_nan_or_inf_anywhere_it_would_be_stored_is_refused(where, bad):
+    model = Net()
+    tensor = {"coded-bias": model.enc[0].bias, "input-weight": model.inp.weight, "input-bias": model.inp.bias,
+              "output-bias": model.out.bias}[where]
+    with torch.no_grad():
+        tensor.view(-1)[1] = bad
+    before = _snapshot(model)
+    with pytest.raises(SINRInputError, match="NaN/Inf"):
+        compress_model(model)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("where", ["bias", "dense"])
+def test_nan_after_compression_is_not_saved(tmp_path, where):
+    model = Net()
+    compress_model(model)
+    with torch.no_grad():
+        (model.enc[0].bias if where == "bias" else model.inp.weight).view(-1)[0] = float("nan")
+    with pytest.raises(SINRInputError, match="NaN or Inf"):
+        save_compressed(model, tmp_path / "bad.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_already_compressed_is_reported_as_such():
+    from torch_sinr import SINRAlreadyCompressedError
+
+    model = Net()
+    compress_model(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(SINRAlreadyCompressedError, match="already SINR-compressed"):
+        compress_model(model)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # untouched by the refusal
+    # a dry run after compression lists the SINR layers instead of an empty plan
+    plan = compress_model(model, dry_run=True)
+    assert sorted(plan.already_compressed) == ["dec.0", "enc.0", "enc.2", "out"]
+    assert "already compressed (SINR layers) (4)" in str(plan) and "enc.2" in str(plan)
+    # after decompress_model it compresses again
+    decompress_model(model)
+    assert len(compress_model(model).layers) == 4
+
+
+def test_coding_an_input_layer_explicitly_warns():
+    with pytest.warns(UserWarning, match="'inp' looks like an input layer"):
+        compress_model(Net(), SINRConfig(target_modules=["inp", "enc.0"]))
+    model = PEMLP()
+    with pytest.warns(UserWarning, match="'1' looks like an input layer"):
+        compress_model(model, SINRConfig(target_modules=["1", "3"]))
+    assert isinstance(model[1], SINRLinear)

@@ -68,7 +68,7 @@ def _compress(args: argparse.Namespace) -> int:
     _refuse_compressed_input(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
     model = module_from_state_dict(state)
-    targets = args.targets if args.targets else ("all-linear" if args.regex is None else args.regex)
+    targets = args.targets if args.targets else ("all-linear" if args.regex is None else "re:" + args.regex)
     config = SINRConfig(
         target_modules=targets, exclude_modules=args.exclude or None, input_fan_in_max=args.input_fan_in_max,
         s=args.s, s_ratio=args.s_ratio, target_error=args.target_error, k2=args.k2, dict_ratio=args.dict_ratio,

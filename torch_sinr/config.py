@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 
 from .codec.indices import CODINGS
 from .codec.quantization import SUPPORTED_BITS
 from .errors import SINRConfigError
+from .matching import ALL_LINEAR, check_pattern
 from .sparsity import DEFAULT_S_RATIO
 from .tensor_codes import CODERS, DEFAULT_DICT_RATIO, DEFAULT_FLATTEN_BELOW, MODES
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
 SYMBOL_CODINGS = ("auto", "brotli", "range")
-ALL_LINEAR = "all-linear"
 
 
 @dataclass
 class SINRConfig:
     """How to compress a model.
 
-    Targets (peft-style): ``target_modules`` is ``"all-linear"``, a list of names (exact name or
-    ``.suffix`` match), or a regex string (``re.fullmatch`` on the qualified name);
-    ``exclude_modules`` (same forms) is checked first. Linears with ``in_features <=
-    input_fan_in_max`` are coordinate input layers and stay dense, as in the paper (set it to 0
-    to code them too).
+    Targets (peft-style): ``target_modules`` is ``"all-linear"``, one pattern or a list of
+    patterns; ``exclude_modules`` (same forms) is checked first and must name existing modules.
+    A pattern is a module name (exact, or a ``.suffix`` of the qualified name) or a regex marked
+    ``"re:..."`` (``re.fullmatch``): see :mod:`torch_sinr.matching`. Input layers stay dense, as
+    in the paper: linears with ``in_features <= input_fan_in_max`` (coordinates) and, with
+    ``keep_first_linear``, the model's first linear (fed by coordinates or their positional
+    encoding). Naming an input layer in a target list codes it, with a warning.
 
     Sparsity: ``s`` explicit, else ``target_error`` (smallest s meeting that relative weight
     error), else ``ceil(s_ratio * k1)`` capped at 2s < k1. ``s_pattern`` maps name patterns
@@ -47,6 +48,7 @@ class SINRConfig:
     target_modules: list[str] | str = ALL_LINEAR
     exclude_modules: list[str] | str | None = None
     input_fan_in_max: int = 16
+    keep_first_linear: bool = True
     s: int | None = None
     s_ratio: float = DEFAULT_S_RATIO
     target_error: float | None = None
@@ -79,14 +81,12 @@ class SINRConfig:
             if value is None and name == "exclude_modules":
                 continue
             need(isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)),
-                 f"{name} must be a string (regex or 'all-linear') or a list of names, got {value!r}")
-            if isinstance(value, str) and value != ALL_LINEAR:
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    raise SINRConfigError(f"{name} regex {value!r} does not compile: {exc}") from None
+                 f"{name} must be a pattern ('all-linear', a name, or 're:<regex>') or a list of them, got {value!r}")
+            for pattern in [value] if isinstance(value, str) else value:
+                check_pattern(pattern, name)
         need(self.exclude_modules != ALL_LINEAR, "exclude_modules='all-linear' would exclude everything")
         need(isinstance(self.input_fan_in_max, int) and self.input_fan_in_max >= 0, "input_fan_in_max must be an int >= 0")
+        need(isinstance(self.keep_first_linear, bool), f"keep_first_linear must be a bool, got {self.keep_first_linear!r}")
         need(self.s is None or (isinstance(self.s, int) and self.s >= 1), f"s must be a positive int or None, got {self.s!r}")
         need(0 < self.s_ratio <= 1, f"s_ratio must be in (0, 1], got {self.s_ratio}")
         need(self.target_error is None or 0 < self.target_error < 1, f"target_error must be in (0, 1), got {self.target_error}")
@@ -98,10 +98,7 @@ class SINRConfig:
              "value_bits_pattern must map name patterns to value bits in 2..16 or 32")
         for field_name in ("s_pattern", "value_bits_pattern"):
             for pattern in getattr(self, field_name):
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise SINRConfigError(f"{field_name} key {pattern!r} is not a valid name or regex: {exc}") from None
+                check_pattern(pattern, f"{field_name} key")
         need(self.k2 is None or (isinstance(self.k2, int) and self.k2 >= 1), f"k2 must be a positive int or None, got {self.k2!r}")
         need(isinstance(self.dict_ratio, int) and self.dict_ratio >= 1, f"dict_ratio must be a positive int, got {self.dict_ratio!r}")
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed!r}")

@@ -30,7 +30,13 @@ class SINRLinear(nn.Module):
         self.out_features, self.in_features = spec.shape
         factory = {"device": device, "dtype": dtype or torch.float32}
         self.register_buffer("indices", torch.zeros(spec.n_vectors, spec.s, dtype=torch.int64, device=device))
-        self.values = nn.Parameter(torch.zeros(spec.n_vectors, spec.s, **factory), requires_grad=False)
+        # The codes stay float32 whatever the layer's dtype: their values sit on a quantization
+        # grid that float16/bfloat16 cannot hold (a 16-bit grid is finer than a half mantissa),
+        # and memory must equal the file. The layer's dtype (weight, bias, output) is carried
+        # by an empty non-persistent buffer, which .half() / .to(dtype) convert like any other.
+        self.values = nn.Parameter(torch.zeros(spec.n_vectors, spec.s, dtype=torch.float32, device=device),
+                                   requires_grad=False)
+        self.register_buffer("_dtype_probe", torch.empty(0, **factory), persistent=False)
         if bias:
             self.bias = nn.Parameter(torch.zeros(self.out_features, **factory))
         else:
@@ -42,6 +48,11 @@ class SINRLinear(nn.Module):
         self.quantize_aware = False
 
     # -- construction --------------------------------------------------------------------
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype the layer computes in (its weight's, bias's and output's); codes are float32."""
+        return self._dtype_probe.dtype
+
     @classmethod
     def from_codes(cls, codes: CodedTensor, bias: torch.Tensor | None = None) -> "SINRLinear":
         layer = cls(codes.spec, bias=bias is not None, device=codes.values.device, dtype=torch.float32)
@@ -65,7 +76,7 @@ class SINRLinear(nn.Module):
     def to_linear(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the decoded weight (exactly what this layer computes)."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                           device=self.values.device, dtype=self.values.dtype)
+                           device=self.values.device, dtype=self.weight_dtype)
         with torch.no_grad():
             linear.weight.copy_(self.decoded_weight())
             if self.bias is not None:
@@ -90,8 +101,11 @@ class SINRLinear(nn.Module):
         if self.quantize_aware:
             values = values + (self.spec.quantizer.round_trip(values).to(values) - values).detach()
         atoms, local = self._used_atoms()
-        dense = decode_with_atoms(local, values, atoms)
-        return dense.reshape(self.out_features, self.in_features)
+        # Sparse matmul has no float16/bfloat16 kernels (on CPU): decode in float32 (float64 for
+        # a float64 layer) and hand back the layer's own dtype, as nn.Linear.weight would be.
+        compute = torch.float64 if self.weight_dtype == torch.float64 else torch.float32
+        dense = decode_with_atoms(local, values.to(compute), atoms.to(compute))
+        return dense.reshape(self.out_features, self.in_features).to(self.weight_dtype)
 
     def _used_atoms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The atoms the codes use and the indices renumbered into them, cached while the
@@ -112,7 +126,7 @@ class SINRLinear(nn.Module):
         # it, so the codes are also compared with the snapshot the cache was decoded from (the codes
         # are small next to any real batch, so this costs little).
         key = (self.values._version, self.indices._version, self.values.data_ptr(),
-               self.indices.data_ptr(), self.values.device, self.values.dtype)
+               self.indices.data_ptr(), self.values.device, self.weight_dtype)
         if (self._cache is None or self._cache[0] != key or not torch.equal(self._cache[1], self.values)
                 or not torch.equal(self._cache[2], self.indices)):
             with torch.no_grad():
@@ -155,4 +169,13 @@ class SINRLinear(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self._cache = self._atoms_cache = None  # device/dtype moves drop the decoded weight
-        return super()._apply(fn, recurse)
+        codes = self.values
+
+        def keep_codes_float32(t):
+            # .half() / .to(dtype) / .cuda() reach the codes here: let them move, never convert
+            if t is codes or (codes.grad is not None and t is codes.grad):
+                moved = fn(torch.empty(0, dtype=t.dtype, device=t.device))
+                return t.to(device=moved.device)
+            return fn(t)
+
+        return super()._apply(keep_codes_float32, recurse)

@@ -131,9 +131,11 @@ class TargetPlan:
     excluded: list[str]  # matched exclude_modules
     kept_dense: list[str]  # input layers (fan-in <= input_fan_in_max)
     unmatched: list[str]  # linears the targets did not name
+    already_compressed: list[str] = field(default_factory=list)  # SINR layers from an earlier compress_model
 
     def __str__(self) -> str:
         def block(title, names):
             return f"{title} ({len(names)}):" + "".join(f"\n  {n}" for n in names)
         return "\n".join([block("matched", self.matched), block("excluded", self.excluded),
-                          block("kept dense (input layers)", self.kept_dense), block("unmatched", self.unmatched)])
+                          block("kept dense (input layers)", self.kept_dense), block("unmatched", self.unmatched),
+                          block("already compressed (SINR layers)", self.already_compressed)])

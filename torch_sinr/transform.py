@@ -9,17 +9,19 @@ Order of work, so a failure never leaves a half-modified model:
 
 from __future__ import annotations
 
-import re
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ALL_LINEAR, SINRConfig
-from .errors import SINRConfigError, SINRInputError
+from .config import SINRConfig
+from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRInputError
+from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
+from .matching import as_patterns, lookup, matches_any, regex_hint, unused_patterns
 from .report import CompressionReport, LayerReport, TargetPlan
 from .storage import DTYPE_STORAGE, round_to_storage, set_storage
 from .tensor_codes import encode_tensors, relative_error
@@ -27,64 +29,83 @@ from .tensor_codes import encode_tensors, relative_error
 _PROGRESS_MIN_LAYERS = 8
 
 
-def _matches(name: str, patterns: list[str] | str | None) -> bool:
-    if patterns is None:
-        return False
-    if isinstance(patterns, str):
-        return patterns == ALL_LINEAR or re.fullmatch(patterns, name) is not None
-    return any(name == p or name.endswith("." + p) for p in patterns)
+def _codable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every name under which a module some handler can code is reachable (shared ones included)."""
+    return {name: m for name, m in model.named_modules(remove_duplicate=False) if name and handler_for(m)}
 
 
-def _linear_names(model: nn.Module) -> dict[str, nn.Linear]:
-    """Every name under which an nn.Linear (or subclass) is reachable, shared modules included."""
-    return {name: m for name, m in model.named_modules(remove_duplicate=False)
-            if isinstance(m, nn.Linear) and not isinstance(m, SINRLinear) and name}
+def _compressed_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules(remove_duplicate=False) if name and is_compressed(m)}
+
+
+def _input_layers(candidates: dict[str, nn.Module], config: SINRConfig) -> set[str]:
+    """Names of the input layers, which stay dense unless named explicitly.
+
+    Two rules (either suffices): fan-in <= ``input_fan_in_max`` (raw coordinates), and, with
+    ``keep_first_linear``, the first codable module in the model's order, which in an INR is
+    fed by the model's input: coordinates, or their positional / Fourier / hash-grid encoding
+    (fan-in 2 * 2 * frequencies + 2 = 34 for 8 frequencies, past any fan-in bound that still
+    lets hidden layers be coded)."""
+    names = {n for n, m in candidates.items() if handler_for(m).fan_in(m) <= config.input_fan_in_max}
+    if config.keep_first_linear and candidates:
+        first = next(iter(candidates.values()))
+        names |= {n for n, m in candidates.items() if m is first}
+    return names
 
 
 def plan_targets(model: nn.Module, config: SINRConfig) -> TargetPlan:
-    """Which linears ``compress_model`` would code (a dry run; the model is not touched)."""
+    """Which modules ``compress_model`` would code (a dry run; the model is not touched)."""
     config.validate()
-    if isinstance(model, nn.Linear):
-        raise SINRConfigError("the model itself is an nn.Linear: wrap it in a module, or use SINRLinear.from_linear")
-    linears = _linear_names(model)
+    if handler_for(model) is not None or is_compressed(model):
+        raise SINRConfigError(f"the model itself is a {type(model).__name__}: wrap it in a module, "
+                              f"or use SINRLinear.from_linear")
+    candidates = _codable_modules(model)
+    compressed = list(_compressed_modules(model))
     explicit = isinstance(config.target_modules, (list, tuple))
+    targets = as_patterns(config.target_modules)
     if explicit:
         for name, module in model.named_modules(remove_duplicate=False):
-            if name and _matches(name, list(config.target_modules)) and not isinstance(module, nn.Linear):
+            if (name and name in targets and handler_for(module) is None and not is_compressed(module)):
                 raise SINRConfigError(
-                    f"target {name!r} is a {type(module).__name__}; SINR replaces nn.Linear modules only "
-                    f"(name the linears inside it, or use a regex)")
-        missing = [p for p in config.target_modules if not any(_matches(n, [p]) for n in linears)]
-        if missing:
-            raise SINRConfigError(f"target modules {missing} not found among the model's linears: {sorted(linears)}")
+                    f"target {name!r} is a {type(module).__name__}; SINR replaces "
+                    f"{', '.join(h.__name__ for h in _dense_types())} modules only "
+                    f"(name the linears inside it, or use a 're:' regex)")
+    everything = list(candidates) + compressed
+    missing = unused_patterns(targets, everything)
+    if missing:
+        raise SINRConfigError(f"target modules {missing} not found among the model's linears: {sorted(candidates)}"
+                              + "".join(regex_hint(p) for p in missing))
+    unknown = unused_patterns(config.exclude_modules, everything)
+    if unknown:
+        raise SINRConfigError(f"exclude_modules {unknown} name no module of the model (its linears: "
+                              f"{sorted(candidates)})" + "".join(regex_hint(p) for p in unknown))
+    inputs = _input_layers(candidates, config)
+    named = [n for n in candidates if explicit and n in targets]
     matched, excluded, kept_dense, unmatched = [], [], [], []
-    for name, module in linears.items():
-        if _matches(name, config.exclude_modules):
+    for name in candidates:
+        if matches_any(name, config.exclude_modules):
             excluded.append(name)
-        elif not _matches(name, config.target_modules):
+        elif not matches_any(name, config.target_modules):
             unmatched.append(name)
-        elif module.in_features <= config.input_fan_in_max and not (explicit and name in config.target_modules):
+        elif name in inputs and name not in named:
             kept_dense.append(name)
         else:
             matched.append(name)
-    return TargetPlan(matched, excluded, kept_dense, unmatched)
+    return TargetPlan(matched, excluded, kept_dense, unmatched, already_compressed=compressed)
 
 
-def _lookup(name: str, patterns: dict[str, int], default):
-    if name in patterns:  # an exact name wins over a suffix or regex that also matches
-        return patterns[name]
-    for pattern, value in patterns.items():
-        if name == pattern or name.endswith("." + pattern) or re.fullmatch(pattern, name):
-            return value
-    return default
+def _dense_types() -> list[type]:
+    from .handlers import _HANDLERS
+
+    return [h.dense_type for h in _HANDLERS]
 
 
 def _s_for(name: str, config: SINRConfig) -> int | None:
-    return _lookup(name, config.s_pattern, config.s)
+    return lookup(name, config.s_pattern, config.s)
 
 
 def _bits_for(name: str, config: SINRConfig) -> int:
-    return _lookup(name, config.value_bits_pattern, config.value_bits)
+    return lookup(name, config.value_bits_pattern, config.value_bits)
 
 
 @dataclass
@@ -96,11 +117,21 @@ class _Target:
 
 def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
     plan = plan_targets(model, config)
+    if plan.already_compressed and not plan.matched:
+        raise SINRAlreadyCompressedError(
+            f"the model is already SINR-compressed ({len(plan.already_compressed)} compressed layers: "
+            f"{plan.already_compressed[:4]}{' ...' if len(plan.already_compressed) > 4 else ''}) and has nothing "
+            f"left to code; decompress_model(model) first to code it again with other settings")
+    if plan.already_compressed:
+        raise SINRAlreadyCompressedError(
+            f"the model is already SINR-compressed (layers {plan.already_compressed[:4]}); coding its remaining "
+            f"linears {plan.matched[:4]} would mix two configurations in one file: decompress_model(model) "
+            f"first, then compress it once")
     if not plan.matched:
         raise SINRConfigError(
             f"no module to compress: target_modules={config.target_modules!r} matched nothing "
             f"(excluded: {plan.excluded}, kept dense as input layers: {plan.kept_dense}, unmatched: {plan.unmatched})")
-    linears = _linear_names(model)
+    linears = _codable_modules(model)
     by_module: dict[int, _Target] = {}
     for name in plan.matched:
         module = linears[name]
@@ -121,7 +152,7 @@ def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
     first_by_weight: dict[int, _Target] = {}
     targets = list(by_module.values())
     for target in targets:
-        weight = target.module.weight
+        weight = handler_for(target.module).weight(target.module)
         allowed = {f"{n}.weight" for t in targets if t.module.weight is weight for n in t.names}
         strangers = [o for o in owners.get(id(weight), []) if o not in allowed]
         if strangers:
@@ -163,25 +194,27 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
     for chunk in tqdm(chunks, desc="SINR coding", disable=not show, unit="layer"):
         t0 = time.perf_counter()
         codes += encode_tensors(
-            [coded_targets[i].module.weight.detach() for i in chunk],
+            [handler_for(coded_targets[i].module).weight(coded_targets[i].module).detach() for i in chunk],
             names=[names[i] for i in chunk], s=[_s_for(names[i], config) for i in chunk],
             s_ratio=config.s_ratio, target_error=config.target_error, k2=config.k2,
             dict_ratio=config.dict_ratio, seed=config.seed, mode=config.mode,
             flatten_below=config.flatten_below, coder=config.coder,
             value_bits=[_bits_for(names[i], config) for i in chunk])
         timings += [(time.perf_counter() - t0) / len(chunk)] * len(chunk)
+    _warn_explicit_inputs(model, config, names)
 
     # --- from here on the model is modified; nothing below raises on user input -------------
     report = CompressionReport()
     new_modules: dict[int, SINRLinear] = {}
     for target, code, seconds in zip(coded_targets, codes, timings):
         old = target.module
-        layer = SINRLinear.from_codes(code, _stored_bias(old, config))
+        layer = handler_for(old).build(old, code, _stored_bias(old, config))
         _keep_bias_storage(layer, old, config)
         layer.train(old.training)
         layer.values.requires_grad_(config.trainable)
         new_modules[id(old)] = layer
         report.layers.append(_layer_report(target.names[0], layer, old, seconds))
+        report.layers[-1].seconds_measured = show  # coded alone (progress bar) or as part of one batch
     for target in targets:
         if target.tied_to is not None:
             source = new_modules[id(next(t for t in targets if target.tied_to in t.names).module)]
@@ -195,6 +228,16 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
     _fill_file_bytes(model, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _warn_explicit_inputs(model: nn.Module, config: SINRConfig, coded: list[str]) -> None:
+    """Input layers are coded only when named explicitly; say what that usually costs."""
+    inputs = _input_layers(_codable_modules(model), config)
+    for name in coded:
+        if name in inputs:
+            warnings.warn(f"{name!r} looks like an input layer (fed by coordinates or their encoding) and is coded "
+                          f"because target_modules names it; input layers usually lose the most quality when coded "
+                          f"(the paper keeps them dense)", stacklevel=3)
 
 
 def _check_storable(model: nn.Module) -> None:
@@ -222,7 +265,8 @@ def _keep_bias_storage(layer: SINRLinear, old: nn.Linear, config: SINRConfig) ->
 
 def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLinear:
     """A SINRLinear sharing ``source``'s codes (same Parameter objects) with its own bias."""
-    layer = SINRLinear(source.spec, bias=old.bias is not None, device=source.values.device)
+    layer = SINRLinear(source.spec, bias=old.bias is not None, device=source.values.device,
+                       dtype=source.values.dtype)
     layer.values, layer.indices = source.values, source.indices
     if old.bias is not None:
         with torch.no_grad():
@@ -299,10 +343,11 @@ def decompress_model(model: nn.Module) -> nn.Module:
     replacements: dict[int, nn.Linear] = {}
     shared_weights: dict[int, nn.Parameter] = {}
     for name, module in list(model.named_modules(remove_duplicate=False)):
-        if not isinstance(module, SINRLinear) or not name:
+        handler = compressed_handler(module)
+        if handler is None or not name:
             continue
         if id(module) not in replacements:
-            linear = module.to_linear()
+            linear = handler.restore(module)
             key = id(module.values)
             if key in shared_weights:
                 linear.weight = shared_weights[key]

@@ -46,7 +46,7 @@ def dense_signature(model: nn.Module) -> list[tuple[str, torch.dtype, tuple[int,
         owner, _, leaf = key.rpartition(".")
         if owner in layers and leaf in ("values", "indices"):
             if leaf == "values":
-                out.append((f"{owner}.weight", tensor.dtype, tuple(layers[owner].spec.shape)))
+                out.append((f"{owner}.weight", layers[owner].weight_dtype, tuple(layers[owner].spec.shape)))
             continue
         out.append((key, tensor.dtype, tuple(tensor.shape)))
     return out
@@ -76,10 +76,10 @@ def model_items(model: nn.Module) -> list[Item]:
             layer = layers[owner]
             name, shape = f"{owner}.weight", tuple(layer.spec.shape)
             if id(tensor) in first_by_tensor:
-                items.append(Item(name, tensor.dtype, shape, "alias", first_by_tensor[id(tensor)]))
+                items.append(Item(name, layer.weight_dtype, shape, "alias", first_by_tensor[id(tensor)]))
                 continue
             first_by_tensor[id(tensor)] = len(items)
-            items.append(Item(name, tensor.dtype, shape, "sinr", _layer_codes(name, layer)))
+            items.append(Item(name, layer.weight_dtype, shape, "sinr", _layer_codes(name, layer)))
             continue
         if id(tensor) in first_by_tensor:
             items.append(Item(key, tensor.dtype, tuple(tensor.shape), "alias", first_by_tensor[id(tensor)]))
@@ -334,7 +334,7 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
         has_bias = target.bias is not None
         if value.alias_of is not None and modules[parsed.entries[value.alias_of].name.rpartition(".")[0]] is target:
             continue  # the same module under a second name: filled in below
-        layer = SINRLinear(value.codes.spec, bias=has_bias)
+        layer = SINRLinear(value.codes.spec, bias=has_bias, dtype=entry.dtype)  # the model's own dtype
         with torch.no_grad():
             if value.alias_of is not None and value.alias_of in by_entry:
                 source = by_entry[value.alias_of]

@@ -40,7 +40,7 @@ def field_targets(view: nn.Module) -> str:
     roots = [r for r in roots if not any(r.startswith(o + ".") for o in roots)]
     if not roots:
         raise SINRConfigError("the model has no nerfstudio Field: nothing to compress")
-    return "(?:" + "|".join(re.escape(r) for r in roots) + r")\..+"
+    return "re:(?:" + "|".join(re.escape(r) for r in roots) + r")\..+"
 
 def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, method_name: str = "<method>"):
     """Compress every nn.Linear of ``model``'s fields and proposal networks, in place.
@@ -53,6 +53,9 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     view = scene_view(model)
     if config.target_modules == "all-linear":
         config.target_modules = field_targets(view)
+    # A scene holds several MLPs, each fed by its own encoding: which linear comes first in the
+    # module order says nothing there, so only the fan-in rule picks input layers.
+    config.keep_first_linear = False
     plan = compress_model(view, config, dry_run=True)
     if not plan.matched:
         raise SINRConfigError(f"no field linear to compress in {method_name}: {plan}")
