@@ -1,4 +1,4 @@
-"""Kodak INR benchmark (issue 3).
+"""Image INR benchmark: Kodak (issue 3) by default, or any folder of PNG/JPEG images (issue 11).
 
 Step 1, fitting: ``python -m benchmarks.kodak fit``. Step 2, compressing every fitted INR with
 SINR and the baselines: ``python -m benchmarks.kodak compress --configs C1`` (JSON + markdown +
@@ -12,6 +12,21 @@ C2 = (3,64), (5,64), (7,64). Fitted models are cached in benchmarks/fits/ (commi
 image hash, config and protocol, so compression experiments only compress. ``--downscale 1``
 with a larger ``--steps`` (and ``fit --device cuda``) is the full-resolution mode for a GPU. On a many-core machine,
 ``python -m benchmarks.kodak_parallel`` fills the same caches, one process per variant.
+
+Your own images: ``python -m benchmarks.kodak compress --images-dir DIR [--size 192x128]``
+runs the same protocol on every .png/.jpg/.jpeg file in DIR (not its subfolders), named by file
+stem (``--images`` selects stems). Either every image is box-downscaled by ``--downscale``
+(default 4, as for Kodak), or ``--size WxH`` scales each to cover WxH and center-crops it,
+keeping its orientation (a portrait image gets HxW: the pixel count, hence the bpp's
+denominator, is the same for all); the resized copies are written as PNG into the fits cache
+(``images-WxH/``), and the fits are keyed by their bytes. A folder run never writes to the
+committed caches or results unless they are named: ``--cache`` and ``--evals`` default to
+``benchmarks/runs/NAME/fits`` and ``.../evals``, ``--out`` to ``benchmarks/runs/NAME``
+(git-ignored; NAME is the folder's name), and the results are ``NAME_TAG.{json,md,png}``. Without ``--images-dir``, the Kodak defaults,
+caches and file names are exactly those of the committed results.
+
+``compress --only-cached`` with nothing fully cached writes nothing and exits with status 1,
+naming what is missing: an empty summary must not replace a committed one.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
@@ -33,6 +49,7 @@ from torch_sinr import ByteBudget, SINRConfig, autotune, compress_model
 from torch_sinr.baselines import (finetune_uniform, read_baseline, write_cast, write_low_rank, write_pruned,
                                   write_uniform)
 from torch_sinr.datasets import kodak_paths
+from torch_sinr.errors import SINRInputError
 from torch_sinr.finetune import finetune_codes
 from torch_sinr.fitting import cache_path, fit_cached, fit_key
 from torch_sinr.images import load_image
@@ -45,6 +62,13 @@ DEFAULT_KODAK = REPO.parent / "shared" / "data" / "kodak"
 FITS = REPO / "benchmarks" / "fits"
 PUBLISHED = REPO.parent / "shared" / "reference" / "kodak_rd_published.json"  # peers' published curves
 EVALS = REPO / "benchmarks" / "evals"  # per-image evaluation results: reruns and interrupted runs resume
+RESULTS = REPO / "benchmarks" / "results"
+# Folder runs (--images-dir) write here by default, one directory per folder name (git-ignored),
+# so trying the benchmark on other images never replaces a committed cache or result.
+RUNS = REPO / "benchmarks" / "runs"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The description the committed kodak_*.json files carry (it was the docstring's first line).
+KODAK_DESCRIPTION = "Kodak INR benchmark (issue 3)."
 # Bump when evaluate() changes what it measures. 3: format-2 files (every tensor quantized, range
 # coding where it beats Brotli, compact container); the paper row at the paper's 16-bit indices
 # (k2 = 65536); fine-tuned SINR trains its dense input layer through its grid, as the baseline does.
@@ -66,10 +90,124 @@ def inr_config(layers: int, width: int) -> INRConfig:
     return INRConfig(hidden_features=width, hidden_layers=layers, activation=PROTOCOL["activation"])
 
 
+def _select(paths: list[Path], images: list[str] | None, where: Path) -> list[Path]:
+    """``paths``, or those named in ``images`` (stem or file name); an unknown name is an error,
+    not an empty run (a typo would otherwise summarize nothing)."""
+    if not images:
+        return paths
+    unknown = [i for i in images if not any(i in (p.stem, p.name) for p in paths)]
+    if unknown:
+        raise SINRInputError(f"--images {' '.join(unknown)}: not in {where} "
+                             f"(it has {', '.join(p.stem for p in paths)})")
+    return [p for p in paths if p.stem in images or p.name in images]
+
+
 def image_paths(kodak_dir: Path, images: list[str] | None) -> list[Path]:
     """The Kodak images to run on: all, or those named (``kodim05`` or ``kodim05.png``)."""
-    paths = kodak_paths(kodak_dir)
-    return [p for p in paths if p.stem in images or p.name in images] if images else paths
+    return _select(kodak_paths(kodak_dir), images, kodak_dir)
+
+
+def folder_paths(directory: Path, images: list[str] | None) -> list[Path]:
+    """The PNG/JPEG files directly in ``directory`` (sorted by name), or those named by stem.
+    Two files with one stem (a.png, a.jpg) are refused: the stem names the image everywhere."""
+    if not directory.is_dir():
+        raise SINRInputError(f"image directory {directory} does not exist")
+    paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SINRInputError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {directory}")
+    stems = [p.stem for p in paths]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise SINRInputError(f"{directory}: several files share the stems {repeated}; rename them")
+    return _select(paths, images, directory)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"192x128" -> (192, 128), for ``--size``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected WxH, e.g. 192x128") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: both sides must be positive")
+    return width, height
+
+
+def resize_crop(source: Path, size: tuple[int, int], target: Path) -> Path:
+    """``source`` scaled to cover ``size`` (W, H) and center-cropped to it, written as PNG to
+    ``target`` (only when its bytes change, so a rerun keeps the file and the fits keyed by it).
+    A portrait image gets (H, W): cropping it to landscape would drop most of it, and the pixel
+    count is the same either way. Shrinking averages areas (PIL's box filter, like the
+    protocol's box downscale); enlarging is bicubic."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(source) as handle:
+        image = handle.convert("RGB")
+    width, height = size
+    if (image.width < image.height) != (width < height) and image.width != image.height and width != height:
+        width, height = height, width
+    scale = max(width / image.width, height / image.height)
+    scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(scaled, Image.Resampling.BOX if scale <= 1 else Image.Resampling.BICUBIC)
+    left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+    buffer = io.BytesIO()
+    image.crop((left, top, left + width, top + height)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    if not target.is_file() or target.read_bytes() != data:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return target
+
+
+@dataclass
+class Dataset:
+    """The images one run fits and compresses: Kodak, or a folder (``--images-dir``)."""
+
+    name: str  # "kodak" or the folder's name: results are NAME_TAG.{json,md,png}
+    paths: list[Path]  # the images fitted: for --size, the resized copies
+    downscale: int
+    size: tuple[int, int] | None = None  # --size (W, H), before orientation
+    kodak: bool = False  # the Kodak protocol: its titles, description and published curves
+
+
+def resolve_dataset(args: argparse.Namespace) -> Dataset:
+    """The images named by the command line, with the dataset's defaults filled into ``args``
+    (downscale, and --cache / --evals / --out where the parser has them).
+
+    Kodak (no --images-dir): today's defaults, the committed caches and results. A folder:
+    everything under benchmarks/runs/NAME/ unless named, so committed results are never
+    overwritten by accident. Raises SINRInputError (a ValueError) for what the user must fix."""
+    folder = getattr(args, "images_dir", None)
+    size = getattr(args, "size", None)
+    if folder is None:
+        if size is not None:
+            raise SINRInputError("--size needs --images-dir (the Kodak protocol box-downscales by --downscale; "
+                                 "to resize Kodak, pass --images-dir with the Kodak folder)")
+        args.downscale = PROTOCOL["downscale"] if args.downscale is None else args.downscale
+        defaults = {"cache": FITS, "evals": EVALS, "out": RESULTS}
+        paths = image_paths(args.kodak, args.images)
+        name = "kodak"
+    else:
+        if args.kodak != DEFAULT_KODAK:
+            raise SINRInputError("pass either --kodak or --images-dir, not both")
+        if size is not None and args.downscale not in (None, 1):
+            raise SINRInputError("--size and --downscale both set the image size: pass one")
+        name = folder.resolve().name or "images"  # "/" has no name
+        run = RUNS / name
+        defaults = {"cache": run / "fits", "evals": run / "evals", "out": run}
+        paths = folder_paths(folder, args.images)
+        args.downscale = 1 if size is not None else PROTOCOL["downscale"] if args.downscale is None else args.downscale
+    for option, default in defaults.items():
+        if hasattr(args, option) and getattr(args, option) is None:
+            setattr(args, option, default)
+    if size is not None:  # resized copies beside the fits they key
+        copies = args.cache / f"images-{size[0]}x{size[1]}"
+        paths = [resize_crop(p, size, copies / f"{p.stem}.png") for p in paths]
+    return Dataset(name, paths, args.downscale, size, kodak=folder is None)
 
 
 def fit_protocol(path: Path, config: INRConfig, steps: int, downscale: int, cache_dir: Path,
@@ -84,12 +222,12 @@ def fit_path(path: Path, config: INRConfig, steps: int, downscale: int, cache_di
     return cache_path(cache_dir, fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale))
 
 
-def fit_all(kodak_dir: Path, configs: list[tuple[int, int]], images: list[str] | None, steps: int, downscale: int,
-            cache_dir: Path, device: str = "cpu") -> list[dict]:
+def fit_all(dataset: Dataset, configs: list[tuple[int, int]], steps: int, cache_dir: Path,
+            device: str = "cpu") -> list[dict]:
     records = []
     for layers, width in configs:  # one configuration over all images before the next
-        for path in image_paths(kodak_dir, images):
-            _, record = fit_protocol(path, inr_config(layers, width), steps, downscale, cache_dir, device)
+        for path in dataset.paths:
+            _, record = fit_protocol(path, inr_config(layers, width), steps, dataset.downscale, cache_dir, device)
             records.append(record)
             print(f"{path.name} {layers}x{width}: {record['psnr']:.2f} dB ({record['seconds']:.0f} s fitting)", flush=True)
     return records
@@ -331,10 +469,10 @@ def environments(records: list[dict]) -> list[dict]:
     return list(seen.values())
 
 
-def markdown(summary: dict, protocol: dict) -> str:
+def markdown(summary: dict, protocol: dict, title: str = "Kodak") -> str:
     protocol = dict(protocol)
     computed_on = protocol.pop("computed_on", [])
-    lines = ["# Kodak: SINR vs baselines", "",
+    lines = [f"# {title}: SINR vs baselines", "",
              f"Protocol: {json.dumps(protocol)}. bpp from the bytes of each written file (header included); "
              "PSNR of the decoded file, mean over the images listed.", "",
              "Computed on ('not recorded': made before this was recorded):", ""]
@@ -370,13 +508,15 @@ def markdown(summary: dict, protocol: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(summary: dict, path: Path, folder: tuple[str, str] | None = None) -> None:
+    """The rate-distortion plot, one panel per configuration. ``folder`` (name, image size) for a
+    folder run: its own titles, and no published Kodak curves beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    published = json.loads(PUBLISHED.read_text())["methods"] if PUBLISHED.is_file() else {}
+    published = json.loads(PUBLISHED.read_text())["methods"] if PUBLISHED.is_file() and folder is None else {}
     panels = len(summary) + (1 if published else 0)
     columns = min(2, panels)
     rows = (panels + columns - 1) // columns
@@ -395,8 +535,9 @@ def plot(summary: dict, path: Path) -> None:
             style = "o-" if method.startswith("sinr") else "s--"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style if len(pts) > 1 else style[0], label=method,
                     ms=4, lw=1.6 if method.startswith("sinr") else 1.0)
-        ax.set_ylim(bottom=14)
-        ax.set_title(f"{name} (ours, reduced protocol, 192x128)", fontsize=10)
+        if folder is None:  # Kodak's points below 14 dB are failed settings; other images may all lie there
+            ax.set_ylim(bottom=14)
+        ax.set_title(f"{name} (ours, reduced protocol, {folder[1] if folder else '192x128'})", fontsize=10)
     if published:  # context only: peers' published full-resolution curves, not re-measured here
         ax = axes[0][-1]
         for peer, curve in published.items():
@@ -408,9 +549,12 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_ylabel("PSNR (dB)")
         ax.grid(True, which="both", color="0.9")
         ax.legend(fontsize=6, loc="best")
-    fig.suptitle("Kodak rate-distortion, means over images. A fixed-size INR's bpp grows as the image shrinks, "
-                 "so our reduced-protocol bpp is not comparable with the full-resolution published curves.",
-                 fontsize=9)
+    if folder:
+        fig.suptitle(f"{folder[0]}: rate-distortion, means over images", fontsize=9)
+    else:
+        fig.suptitle("Kodak rate-distortion, means over images. A fixed-size INR's bpp grows as the image shrinks, "
+                     "so our reduced-protocol bpp is not comparable with the full-resolution published curves.",
+                     fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -454,16 +598,22 @@ def _has_all(cache: Path, variants: list[str]) -> bool:
     return set(variants) <= set(json.loads(cache.read_text()) if cache.is_file() else {})
 
 
-def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, ft_steps, ft_bits, out: Path, tag: str,
+class NothingToSummarize(ValueError):
+    """``--only-cached`` found no (image, configuration) with every variant cached."""
+
+
+def compress_all(dataset: Dataset, configs, steps, cache_dir, ft_steps, ft_bits, out: Path, tag: str,
                  evals_dir: Path = EVALS, extra: list[str] | None = None, only_cached: bool = False,
                  baseline: list[str] | None = None) -> dict:
+    """Evaluate (or read from the caches) every (image, configuration) and write
+    ``out``/NAME_TAG.{json,md,png}; NAME is "kodak" or the folder's name."""
     baseline = BASELINE if baseline is None else baseline
     for variant in baseline + (extra or []):
         parse_variant(variant)
     if any(v.startswith("uniform") for v in extra or []):
         # extra caches of v2 runs hold bit-packed uniform points; the baseline has its own cache
         raise ValueError("uniform variants belong in --baseline (their own versioned cache), not --extra")
-    paths = image_paths(kodak_dir, images)
+    paths, downscale = dataset.paths, dataset.downscale
     records, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for layers, width in configs:
@@ -487,30 +637,52 @@ def compress_all(kodak_dir: Path, configs, images, steps, downscale, cache_dir, 
                                    + _cached_variants(model, image, extra or [], extra_file, ft_steps, Path(tmp)))
                 entry["fit_env"] = record.get("env")
                 records.append(entry)
-    protocol = dict(PROTOCOL, steps=steps, downscale=downscale, finetune_steps=ft_steps, finetune_bits=ft_bits,
-                    baseline_variants=baseline, baseline_version=BASELINE_VERSION, extra_variants=extra or [],
-                    images=[p.name for p in paths], not_evaluated_skipped=skipped,
+    if not records:  # an empty summary would replace a result with nothing (and cannot be plotted)
+        raise NothingToSummarize(
+            "nothing to summarize: no configuration given (--configs)" if not skipped else
+            f"--only-cached: nothing to summarize, no image has every variant cached in {evals_dir} "
+            f"({len(skipped)} missing: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}). "
+            "Run the same command without --only-cached, or python -m benchmarks.kodak_parallel, to fill the caches.")
+    # A folder run records its dataset; Kodak's protocol keeps the keys of the committed results.
+    dataset_keys = {} if dataset.kodak else {"dataset": dataset.name, "size": dataset.size}
+    protocol = dict(PROTOCOL, **dataset_keys, steps=steps, downscale=downscale, finetune_steps=ft_steps,
+                    finetune_bits=ft_bits, baseline_variants=baseline, baseline_version=BASELINE_VERSION,
+                    extra_variants=extra or [], images=[p.name for p in paths], not_evaluated_skipped=skipped,
                     computed_on=environments(records))
     summary = summarize(records)
-    result = {"name": f"kodak_{tag}", "description": __doc__.strip().splitlines()[0], "protocol": protocol,
+    name = f"{dataset.name}_{tag}"
+    description = KODAK_DESCRIPTION if dataset.kodak else (
+        f"Image INR benchmark on the folder {dataset.name!r} (python -m benchmarks.kodak --images-dir).")
+    result = {"name": name, "description": description, "protocol": protocol,
               "results": {"records": records, "summary": {k: {**v, "mean": list(v["mean"].values())}
                                                           for k, v in summary.items()}}}
+    title = "Kodak" if dataset.kodak else f"Images of {dataset.name!r}"
+    size = f"{dataset.size[0]}x{dataset.size[1]}" if dataset.size else f"downscaled by {downscale}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"kodak_{tag}.json").write_text(json.dumps(result, indent=1))
-    (out / f"kodak_{tag}.md").write_text(markdown(summary, protocol))
-    plot(summary, out / f"kodak_{tag}.png")
-    print(markdown(summary, protocol))
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text(markdown(summary, protocol, title))
+    plot(summary, out / f"{name}.png", None if dataset.kodak else (title, size))
+    print(markdown(summary, protocol, title))
     return result
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser, configs: list[str]) -> None:
     """Which INRs: the images, configurations and fitting protocol (shared by every entry point)."""
     parser.add_argument("--kodak", type=Path, default=DEFAULT_KODAK, help="directory with kodim01..24.png")
+    parser.add_argument("--images-dir", type=Path,
+                        help="any folder of .png/.jpg/.jpeg images instead of Kodak (named by file stem); "
+                             "caches and results then default to benchmarks/runs/FOLDER_NAME/")
     parser.add_argument("--configs", nargs="*", default=configs, help="C1, C2 or LxW entries like 3x64")
-    parser.add_argument("--images", nargs="*", help="subset, e.g. kodim01 kodim05")
+    parser.add_argument("--images", nargs="*", help="subset by file stem, e.g. kodim01 kodim05")
     parser.add_argument("--steps", type=int, default=PROTOCOL["steps"], help="fitting steps (selects cached fits)")
-    parser.add_argument("--downscale", type=int, default=PROTOCOL["downscale"])
-    parser.add_argument("--cache", type=Path, default=FITS, help="fitted-model cache")
+    parser.add_argument("--downscale", type=int, default=None,
+                        help=f"box-downscale factor for every image (default {PROTOCOL['downscale']}; 1 with --size)")
+    parser.add_argument("--size", type=parse_size, metavar="WxH",
+                        help="with --images-dir: scale each image to cover WxH and center-crop it (portrait "
+                             "images get HxW), instead of --downscale")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help=f"fitted-model cache (default {FITS.relative_to(REPO)}; "
+                             "benchmarks/runs/FOLDER_NAME/fits with --images-dir)")
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -518,7 +690,9 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=int, default=300)
     # 6-bit fine-tuned SINR was dominated on every configuration in the format-1 runs
     parser.add_argument("--finetune-bits", type=int, nargs="*", default=[8, 10])
-    parser.add_argument("--evals", type=Path, default=EVALS, help="per-image evaluation cache")
+    parser.add_argument("--evals", type=Path, default=None,
+                        help=f"per-image evaluation cache (default {EVALS.relative_to(REPO)}; "
+                             "benchmarks/runs/FOLDER_NAME/evals with --images-dir)")
     parser.add_argument("--baseline", nargs="*", default=BASELINE,
                         help="uniform baseline variants (default: 4..16 bits plain, 5..9 bits fine-tuned at lr 1e-3 "
                              "up to 7 bits, 1e-4 above), e.g. uniform:bits=8 uniform+ft:bits=6:lr=1e-3")
@@ -545,21 +719,32 @@ def main(argv: list[str] | None = None) -> int:
     comp = sub.add_parser("compress", help="compress every fitted INR with SINR and the baselines")
     add_fit_arguments(comp, ["C1"])
     add_evaluation_arguments(comp)
-    comp.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    comp.add_argument("--tag", default="C1", help="result file name: kodak_TAG.{json,md,png}")
+    comp.add_argument("--out", type=Path, default=None,
+                      help=f"where the results go (default {RESULTS.relative_to(REPO)}; "
+                           "benchmarks/runs/FOLDER_NAME with --images-dir)")
+    comp.add_argument("--tag", default="C1",
+                      help="result file name: kodak_TAG.{json,md,png}, FOLDER_NAME_TAG.* with --images-dir")
     comp.add_argument("--tuning", action="store_true", help="add the TUNING variants to --extra")
     comp.add_argument("--only-cached", action="store_true",
                       help="summarize only images already evaluated with every variant; list the rest "
                            "(nothing is fitted or evaluated)")
     args = parser.parse_args(argv)
     configs = parse_configs(args.configs)
+    try:
+        dataset = resolve_dataset(args)
+    except SINRInputError as error:
+        parser.error(str(error))
     if args.command == "compress":
-        compress_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.finetune_steps,
-                     args.finetune_bits, args.out, args.tag, args.evals,
-                     args.extra + [v for v in TUNING if args.tuning and v not in args.extra], args.only_cached,
-                     args.baseline + [v for v in BASELINE_TUNING if args.tuning and v not in args.baseline])
+        try:
+            compress_all(dataset, configs, args.steps, args.cache, args.finetune_steps, args.finetune_bits, args.out,
+                         args.tag, args.evals, args.extra + [v for v in TUNING if args.tuning and v not in args.extra],
+                         args.only_cached,
+                         args.baseline + [v for v in BASELINE_TUNING if args.tuning and v not in args.baseline])
+        except NothingToSummarize as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         return 0
-    records = fit_all(args.kodak, configs, args.images, args.steps, args.downscale, args.cache, args.device)
+    records = fit_all(dataset, configs, args.steps, args.cache, args.device)
     summary = {f"{r['key']['image']} {r['key']['config']['hidden_layers']}x{r['key']['config']['hidden_features']}":
                r["psnr"] for r in records}
     print(json.dumps({"fits": len(records), "mean_psnr": sum(summary.values()) / max(1, len(summary))}))

@@ -9,6 +9,9 @@ The unit is one variant, not one image, so a 3x128 image's dozen fine-tuning run
 the cores. Workers only compute; the parent process alone writes the per-image caches, so no two
 processes write one file. ``--stop-after`` stops starting units after that many seconds, for runs
 under a wall-clock limit: what finished is kept, the rest is left for the next run.
+
+``--images-dir DIR`` (with ``--size WxH`` or ``--downscale``) fills the caches of a folder run of
+``benchmarks.kodak``: the same options and defaults (benchmarks/runs/FOLDER_NAME/).
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def _workers_end_with_the_parent(*pools: ProcessPoolExecutor):
 def run(args) -> dict:
     for variant in args.baseline + args.extra:
         kodak.parse_variant(variant)
-    paths = kodak.image_paths(args.kodak, args.images)
+    paths = args.paths  # resolved by main (kodak.resolve_dataset): Kodak's, or a folder's
     jobs = [(p, layers, width) for layers, width in args.configs for p in paths]
     args.evals.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -173,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=float, default=float("inf"),
                         help="seconds after which no new unit starts (running ones finish)")
     args = parser.parse_args(argv)
-    if not args.kodak.is_dir():
+    if args.images_dir is None and not args.kodak.is_dir():
         parser.error(f"Kodak directory {args.kodak} not found (pass --kodak DIR)")
+    try:  # fills the dataset's defaults: --downscale, --cache, --evals
+        args.paths = kodak.resolve_dataset(args).paths
+    except kodak.SINRInputError as error:
+        parser.error(str(error))
     args.configs = kodak.parse_configs(args.configs)
     args.fit_workers = args.fit_workers or args.workers
     print(json.dumps(run(args)))

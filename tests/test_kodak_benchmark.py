@@ -7,7 +7,7 @@ import pytest
 from benchmarks.kodak import _best_baseline_bpp, main, parse_variant
 
 
-def test_fit_then_compress_writes_results(shared_data, tmp_path):
+def test_fit_then_compress_writes_results(shared_data, tmp_path, capsys):
     common = ["--kodak", str(shared_data / "kodak"), "--images", "kodim07", "--configs", "1x20",
               "--steps", "15", "--downscale", "32", "--cache", str(tmp_path / "fits")]
     assert main(["fit", *common, "--device", "cpu"]) == 0
@@ -53,12 +53,14 @@ def test_fit_then_compress_writes_results(shared_data, tmp_path):
     assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x21"]
     assert [r["config"] for r in result["results"]["records"]] == ["1x20"]
     assert len(list((tmp_path / "fits").glob("*.safetensors"))) == 1
-    assert main([*compress, *baseline, "--only-cached", "--extra", "sinr+ft:s=0.1:bits=8:lr=1e-3"]) == 0
-    result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
-    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x20"]  # an extra variant is missing
-    assert main([*compress, *baseline, "uniform:bits=5", "--only-cached", "--extra"]) == 0
-    result = json.loads((tmp_path / "out" / "kodak_t.json").read_text())
-    assert result["protocol"]["not_evaluated_skipped"] == ["kodim07.png 1x20"]  # a baseline variant is missing
+    # With nothing left to summarize it says what is missing, exits 1 and leaves the last result as it was.
+    written = (tmp_path / "out" / "kodak_t.json").read_bytes()
+    capsys.readouterr()
+    assert main([*compress, *baseline, "--only-cached", "--extra", "sinr+ft:s=0.1:bits=8:lr=1e-3"]) == 1
+    assert "(1 missing: kodim07.png 1x20)" in capsys.readouterr().err  # an extra variant is missing
+    assert main([*compress, *baseline, "uniform:bits=5", "--only-cached", "--extra"]) == 1
+    assert "(1 missing: kodim07.png 1x20)" in capsys.readouterr().err  # a baseline variant is missing
+    assert (tmp_path / "out" / "kodak_t.json").read_bytes() == written
 
 
 def test_best_baseline_is_the_pareto_front():

@@ -1,0 +1,54 @@
+"""README.md's "Does SINR save bits?" block is what benchmarks.readme_summary makes from the
+committed results: a result regenerated without rewriting the README fails here (issue 11)."""
+
+import json
+import shutil
+
+import pytest
+
+from benchmarks import readme_summary
+from benchmarks.readme_summary import BEGIN, END, SOURCES, SummaryError, block, main, rewrite
+
+
+def test_readme_block_matches_the_committed_results(capsys):
+    assert main(["--check"]) == 0, capsys.readouterr().err
+    text = readme_summary.README.read_text()
+    assert text.index("## Does SINR save bits?") < text.index(BEGIN) < text.index("## What it is")
+
+
+def test_the_numbers_come_from_the_json(tmp_path):
+    for name in SOURCES:
+        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
+    for config, summary in c1["results"]["summary"].items():  # every configuration's best saving is shown
+        best = max(p["saving"] for p in summary["sinr_ft_vs_best_baseline"] if p["saving"] is not None)
+        assert f"| {config} | " in block(tmp_path) and f"**{100 * best:.1f}%**" in block(tmp_path)
+    pair = next(iter(c1["results"]["summary"].values()))["sinr_ft_vs_best_baseline"][0]
+    pair["saving"] = 0.987654
+    (tmp_path / "kodak_C1.json").write_text(json.dumps(c1))
+    assert "**98.8%**" in block(tmp_path)
+
+
+def test_missing_json_fails_clearly(tmp_path, capsys):
+    shutil.copy(readme_summary.RESULTS / SOURCES[0], tmp_path / SOURCES[0])
+    with pytest.raises(SummaryError, match=f"{SOURCES[1]} not found.*benchmarks.kodak compress"):
+        block(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n")
+    assert main(["--results", str(tmp_path), "--readme", str(readme)]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert readme.read_text() == f"# x\n\n{BEGIN}\nold\n{END}\n"  # nothing written
+
+
+def test_rewrite_replaces_only_the_block(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{BEGIN}\nstale table\n{END}\nafter\n")
+    assert main(["--readme", str(readme), "--check"]) == 1
+    assert main(["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n" + BEGIN + "\n") and text.endswith(END + "\nafter\n")
+    assert "stale table" not in text and block() in text
+    assert main(["--readme", str(readme), "--check"]) == 0
+    for broken in ("no markers\n", f"{END}\n{BEGIN}\n", f"{BEGIN}\n{BEGIN}\n{END}\n"):
+        with pytest.raises(SummaryError, match="exactly one"):
+            rewrite(broken, "table")
