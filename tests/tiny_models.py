@@ -37,3 +37,12 @@ class SharedMLP(_LinkedMLP):
 
     def _link(self, a: nn.Linear) -> nn.Linear:
         return a
+
+
+def fast_config(**options):
+    """Settings for tests of mechanics (walking the model, targeting, files, reports): a 16x
+    dictionary and s = 0.45 k1, the defaults before the data-free defaults moved to the paper's
+    2**16 atoms and s = max, which cost ~20x more to code; tests/test_defaults.py covers those."""
+    from torch_sinr import SINRConfig
+
+    return SINRConfig(**{"dict_ratio": 16, "s_ratio": 0.45, **options})

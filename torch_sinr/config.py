@@ -9,7 +9,7 @@ from .codec.quantization import SUPPORTED_BITS
 from .errors import SINRConfigError
 from .matching import ALL_LINEAR, check_pattern
 from .sparsity import DEFAULT_S_RATIO
-from .tensor_codes import CODERS, DEFAULT_DICT_RATIO, DEFAULT_FLATTEN_BELOW, MODES
+from .tensor_codes import CODERS, DEFAULT_FLATTEN_BELOW, MODES
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
 SYMBOL_CODINGS = ("auto", "brotli", "range")
@@ -27,11 +27,15 @@ class SINRConfig:
     ``keep_first_linear``, the model's first linear (fed by coordinates or their positional
     encoding). Naming an input layer in a target list codes it, with a warning.
 
+    Defaults are the paper's settings, which need no data: 16-bit values, 16-bit indices (a
+    2**16-atom dictionary) and the largest s the method allows (2s < k1); measured on Kodak
+    SIRENs in ``benchmarks/results/defaults.md``. With data, ``torch_sinr.compress`` does better.
+
     Sparsity: ``s`` explicit, else ``target_error`` (smallest s meeting that relative weight
     error), else ``ceil(s_ratio * k1)`` capped at 2s < k1. ``s_pattern`` maps name patterns
-    (suffix or regex) to a per-layer s, and ``value_bits_pattern`` to per-layer value bits
-    (``autotune`` fills both). Dictionary: k2 = ``k2`` or ``dict_ratio * k1``, seeded by
-    ``seed``. Layers with fan-in and fan-out both < ``flatten_below`` are coded as one flattened
+    to a per-layer s, and ``value_bits_pattern`` to per-layer value bits (``autotune`` fills
+    both). Dictionary: k2 = ``k2``, else ``dict_ratio * k1``, else 2**16 (fewer for vectors
+    longer than 256, so one dictionary stays within 2**24 entries), seeded by ``seed``. Layers with fan-in and fan-out both < ``flatten_below`` are coded as one flattened
     vector ("tiny"); wider layers are coded row by row.
 
     Bitstream: ``value_bits`` for the non-zero values (16 as in the paper; 32 = raw float32),
@@ -55,7 +59,7 @@ class SINRConfig:
     s_pattern: dict[str, int] = field(default_factory=dict)
     value_bits_pattern: dict[str, int] = field(default_factory=dict)
     k2: int | None = None
-    dict_ratio: int = DEFAULT_DICT_RATIO
+    dict_ratio: int | None = None
     seed: int = 0
     mode: str = "auto"
     flatten_below: int = DEFAULT_FLATTEN_BELOW
@@ -100,7 +104,8 @@ class SINRConfig:
             for pattern in getattr(self, field_name):
                 check_pattern(pattern, f"{field_name} key")
         need(self.k2 is None or (isinstance(self.k2, int) and self.k2 >= 1), f"k2 must be a positive int or None, got {self.k2!r}")
-        need(isinstance(self.dict_ratio, int) and self.dict_ratio >= 1, f"dict_ratio must be a positive int, got {self.dict_ratio!r}")
+        need(self.dict_ratio is None or (isinstance(self.dict_ratio, int) and self.dict_ratio >= 1),
+             f"dict_ratio must be a positive int or None, got {self.dict_ratio!r}")
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed!r}")
         need(self.mode == "auto" or self.mode in MODES, f"mode must be 'auto' or one of {MODES}")
         need(self.coder in CODERS, f"coder must be one of {CODERS}, got {self.coder!r}")

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from tests.model_checks import assert_unchanged as _assert_unchanged, snapshot as _snapshot
-from tests.tiny_models import SharedMLP, TiedMLP
+from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 
 import torch_sinr
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
@@ -93,7 +93,7 @@ def _single_thread():
 def compressed(tmp_path_factory):
     """The default-config compressed MLP, its file and the file report."""
     model = make_mlp()
-    report = compress_model(model, SINRConfig())
+    report = compress_model(model, fast_config())
     path = tmp_path_factory.mktemp("sinr") / "mlp.safetensors"
     file_report = save_compressed(model, path, format_version=1)
     return model, path, report, file_report
@@ -103,7 +103,7 @@ def compressed(tmp_path_factory):
 def fixed_file(tmp_path_factory):
     """A file written with index_coding="fixed" (so index width follows from k2)."""
     model = make_mlp()
-    compress_model(model, SINRConfig(index_coding="fixed"))
+    compress_model(model, fast_config(index_coding="fixed"))
     path = tmp_path_factory.mktemp("sinr") / "fixed.safetensors"
     save_compressed(model, path, format_version=1)
     return model, path
@@ -188,7 +188,7 @@ def test_decode_state_dict_loads_into_plain_architecture(compressed):
 
 def test_round_trip_fp16_dense_and_8bit_values(tmp_path):
     model = make_mlp(seed=3)
-    compress_model(model, SINRConfig(dense_dtype="float16", value_bits=8))
+    compress_model(model, fast_config(dense_dtype="float16", value_bits=8))
     path = tmp_path / "fp16.safetensors"
     save_compressed(model, path, format_version=1)
     x = _inputs()
@@ -208,7 +208,7 @@ def test_round_trip_fp16_dense_and_8bit_values(tmp_path):
 
 def test_round_trip_value_bits_7(tmp_path):
     model = make_mlp(seed=4)
-    compress_model(model, SINRConfig(value_bits=7))
+    compress_model(model, fast_config(value_bits=7))
     path = tmp_path / "seven.safetensors"
     save_compressed(model, path, format_version=1)
     x = _inputs()
@@ -233,7 +233,7 @@ def _buffer_round_trip(tmp_path, bn: bool):
             model(_inputs(32, seed=i))
         model.steps += torch.tensor([5, 7])
     model.eval()
-    compress_model(model)
+    compress_model(model, fast_config())
     assert isinstance(model.hidden, SINRLinear) and isinstance(model.out, SINRLinear)
     path = tmp_path / "buffers.safetensors"
     save_compressed(model, path, format_version=1)
@@ -313,7 +313,7 @@ def test_save_uncompressed_model_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- tied weights
 def test_tied_weights_coded_once_and_stay_tied(tmp_path):
     model = TiedMLP()
-    report = compress_model(model)
+    report = compress_model(model, fast_config())
     by_name = {l.name: l for l in report.layers}
     assert by_name["b"].tied_to == "a" and by_name["a"].tied_to is None
     # the tied layer stores only its own bias: no values or indices of its own
@@ -345,7 +345,7 @@ def test_tied_weights_coded_once_and_stay_tied(tmp_path):
 
 def test_same_module_under_two_names(tmp_path):
     model = SharedMLP()
-    report = compress_model(model)
+    report = compress_model(model, fast_config())
     assert [l.name for l in report.layers if l.name in ("a", "b")] == ["a"]
     assert isinstance(model.a, SINRLinear) and model.a is model.b
 
@@ -750,7 +750,7 @@ def test_fixed_width_mismatch_for_lowered_k2(fixed_file, tmp_path):
 
 def test_value_bits_7_is_accepted_17_is_not(tmp_path):
     model = make_mlp(seed=6)
-    compress_model(model, SINRConfig(value_bits=7))
+    compress_model(model, fast_config(value_bits=7))
     path = tmp_path / "seven.safetensors"
     save_compressed(model, path, format_version=1)
     read_compressed(path)
@@ -810,7 +810,7 @@ def test_layout_with_overlong_integer(compressed, tmp_path):
 @pytest.mark.parametrize("field,value", [("s", 10), ("k2", 100)])
 def test_tied_layer_spec_must_match_its_source(tmp_path, field, value):
     model = TiedMLP()
-    compress_model(model)
+    compress_model(model, fast_config())
     path = tmp_path / "tied.safetensors"
     save_compressed(model, path, format_version=1)
     bad = _rewrite(path, tmp_path / "bad.safetensors", mutate=_edit_layer("b", field, value))
@@ -824,7 +824,7 @@ def test_tied_layer_spec_must_match_its_source(tmp_path, field, value):
 
 def test_tied_file_tie_to_wrong_layer_is_refused(tmp_path):
     model = TiedMLP()
-    compress_model(model)
+    compress_model(model, fast_config())
     path = tmp_path / "tied.safetensors"
     save_compressed(model, path, format_version=1)
     bad = _rewrite(path, tmp_path / "bad.safetensors", mutate=_edit_layer("b", "tied_to", "out"))

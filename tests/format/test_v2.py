@@ -16,7 +16,7 @@ from torch import nn
 
 from benchmarks import fuzz_format
 from tests.model_checks import assert_unchanged, snapshot
-from tests.tiny_models import SharedMLP, TiedMLP
+from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
 from torch_sinr.format import container, schema
 from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed, save_compressed
@@ -56,13 +56,13 @@ def _out(model):
 
 
 CONFIGS = {
-    "default": SINRConfig(),
-    "8-bit-range": SINRConfig(value_bits=8, symbol_coding="range"),
-    "brotli-only": SINRConfig(value_bits=10, symbol_coding="brotli", index_coding="fixed"),
-    "dense-float16": SINRConfig(dense_dtype="float16"),
-    "dense-6-bit": SINRConfig(value_bits=12, dense_bits=6),
-    "32-bit-values": SINRConfig(value_bits=32),
-    "bare": SINRConfig(store_names=False, brotli_quality=5),
+    "default": fast_config(),
+    "8-bit-range": fast_config(value_bits=8, symbol_coding="range"),
+    "brotli-only": fast_config(value_bits=10, symbol_coding="brotli", index_coding="fixed"),
+    "dense-float16": fast_config(dense_dtype="float16"),
+    "dense-6-bit": fast_config(value_bits=12, dense_bits=6),
+    "32-bit-values": fast_config(value_bits=32),
+    "bare": fast_config(store_names=False, brotli_quality=5),
 }
 
 
@@ -99,7 +99,7 @@ def test_round_trip_is_bit_exact_and_load_then_save_gives_the_same_bytes(tmp_pat
 def test_every_parameter_is_quantized_and_buffers_are_exact():
     model = WithBuffers()
     original = WithBuffers()
-    compress_model(model, SINRConfig(value_bits=8))
+    compress_model(model, fast_config(value_bits=8))
     for name in ("inp.weight", "inp.bias", "bn.weight", "bn.bias"):
         owner, _, leaf = name.rpartition(".")
         grid = get_storage(model.get_submodule(owner), leaf)
@@ -113,7 +113,7 @@ def test_every_parameter_is_quantized_and_buffers_are_exact():
 
 def test_file_is_minimal_valid_safetensors(tmp_path):
     model = siren()
-    compress_model(model)
+    compress_model(model, fast_config())
     path = tmp_path / "m.safetensors"
     save_compressed(model, path)
     with safe_open(str(path), framework="pt") as f:
@@ -128,7 +128,7 @@ def test_file_is_minimal_valid_safetensors(tmp_path):
 
 def test_user_metadata_is_sorted_kept_and_never_read(tmp_path):
     model = siren()
-    compress_model(model)
+    compress_model(model, fast_config())
     save_compressed(model, tmp_path / "a.safetensors", metadata={"z": "1", "a": "run 7"})
     save_compressed(model, tmp_path / "b.safetensors", metadata={"a": "run 7", "z": "1"})
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
@@ -139,7 +139,7 @@ def test_user_metadata_is_sorted_kept_and_never_read(tmp_path):
 
 def test_bare_files_need_the_skeleton_and_check_it(tmp_path):
     model = siren()
-    compress_model(model, SINRConfig(store_names=False))
+    compress_model(model, fast_config(store_names=False))
     path = tmp_path / "bare.safetensors"
     bare = save_compressed(model, path).file_bytes
     named = save_compressed(model, tmp_path / "named.safetensors", names=True).file_bytes
@@ -157,7 +157,7 @@ def test_bare_files_need_the_skeleton_and_check_it(tmp_path):
 def test_shared_and_tied_tensors_are_stored_once(tmp_path):
     for factory in (TiedMLP, SharedMLP):
         model = factory()
-        compress_model(model)
+        compress_model(model, fast_config())
         summary = read_compressed(save_compressed(model, tmp_path / "t.safetensors").path)
         kinds = {t["name"]: t["kind"] for t in summary.tensors}
         assert kinds["b.weight"] == "alias" and kinds["a.weight"] == "sinr"
@@ -170,7 +170,7 @@ def test_decompress_cli_handles_shared_tensors(tmp_path):
     from torch_sinr.cli import main
 
     model = SharedMLP()
-    compress_model(model)
+    compress_model(model, fast_config())
     save_compressed(model, tmp_path / "s.safetensors")
     assert main(["decompress", str(tmp_path / "s.safetensors"), "-o", str(tmp_path / "d.safetensors")]) == 0
     plain = SharedMLP(seed=3)
@@ -182,7 +182,7 @@ def test_decompress_cli_handles_shared_tensors(tmp_path):
 
 def test_nan_is_refused_on_save(tmp_path):
     model = siren()
-    compress_model(model)
+    compress_model(model, fast_config())
     with torch.no_grad():
         model[0].bias[0] = float("nan")
     with pytest.raises(SINRError, match="NaN"):
@@ -195,7 +195,7 @@ def test_nan_is_refused_on_save(tmp_path):
 def small_file(tmp_path_factory):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 2))
-    compress_model(model, SINRConfig(value_bits=6))
+    compress_model(model, fast_config(value_bits=6))
     path = tmp_path_factory.mktemp("small") / "s.safetensors"
     save_compressed(model, path)
     return path, {k: v.clone() for k, v in decode_state_dict(path).items()}
@@ -262,7 +262,7 @@ def test_hand_made_attacks_are_refused_fast(tmp_path, name):
 
 def test_decode_budget_is_checked_before_anything_is_decoded(tmp_path):
     model = siren()
-    compress_model(model)
+    compress_model(model, fast_config())
     path = tmp_path / "m.safetensors"
     save_compressed(model, path)
     with pytest.raises(SINRFormatError, match="budget"):
@@ -289,7 +289,7 @@ def test_resealed_bad_version_and_flags_are_refused(small_file, tmp_path):
 
 def test_wrong_architecture_leaves_the_model_untouched(tmp_path):
     model = siren()
-    compress_model(model)
+    compress_model(model, fast_config())
     save_compressed(model, tmp_path / "m.safetensors")
     for wrong in (siren(width=48), WithBuffers(), TiedMLP()):
         before = snapshot(wrong)

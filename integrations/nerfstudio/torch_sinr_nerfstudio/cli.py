@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from torch_sinr import SINRConfig, SINRError
-from torch_sinr.sparsity import DEFAULT_S_RATIO
-from torch_sinr.tensor_codes import DEFAULT_DICT_RATIO
 
 from .compat import require_nerfstudio
+from .compress import NERF_DICT_RATIO, NERF_S_RATIO
 
 
 @dataclass
@@ -29,13 +28,13 @@ class CompressCommand:
     """Where scene.sinr.safetensors, report.json and comparison.png are written."""
     s: Optional[int] = None
     """Non-zeros per weight vector (None: s-ratio times the vector length, or target-error)."""
-    s_ratio: float = DEFAULT_S_RATIO
+    s_ratio: float = NERF_S_RATIO
     """s = ceil(ratio * k1) when neither s nor target-error is given."""
     target_error: Optional[float] = None
     """Smallest s reaching this relative weight error, per layer."""
     value_bits: int = 16
     """Bits per non-zero value (2..16, or 32 for raw float32)."""
-    dict_ratio: int = DEFAULT_DICT_RATIO
+    dict_ratio: int = NERF_DICT_RATIO
     """Dictionary atoms per weight-vector length."""
     seed: int = 0
     """Seed of the random dictionary."""

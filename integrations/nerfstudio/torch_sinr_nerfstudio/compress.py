@@ -18,6 +18,7 @@ from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear, compress_model
 from torch_sinr.serialization import FileReport, decode_state_dict, save_compressed
+from torch_sinr.tensor_codes import DEFAULT_DICT_RATIO
 
 from . import metrics as ns_metrics
 from .compat import check_not_tcnn
@@ -25,6 +26,11 @@ from .pipeline_io import load_trained_pipeline
 from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
 
 COMPRESSED_NAME = "scene.sinr.safetensors"
+# The plugin's coding settings, measured on lego (benchmarks/results/nerf_lego.md): a 16x dictionary
+# and s = 0.45 k1 (the library's data-free defaults are larger; scenes are fine-tuned by the hook).
+NERF_S_RATIO = 0.45
+NERF_DICT_RATIO = DEFAULT_DICT_RATIO
+
 # Keys of our provenance entries in the file's metadata (beside torch_sinr's own).
 META_METHOD = "nerfstudio_method"
 META_STEP = "nerfstudio_step"
@@ -49,7 +55,7 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     scene part of the model (see ``state.scene_view``), the module to save and load.
     """
     check_not_tcnn(model, method_name)
-    config = replace(config or SINRConfig())
+    config = replace(config or SINRConfig(s_ratio=NERF_S_RATIO, dict_ratio=NERF_DICT_RATIO))
     view = scene_view(model)
     if config.target_modules == "all-linear":
         config.target_modules = field_targets(view)

@@ -26,11 +26,9 @@ from typing import Literal, Optional
 from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear
-from torch_sinr.sparsity import DEFAULT_S_RATIO
 from torch_sinr.storage import requantize_dense_
-from torch_sinr.tensor_codes import DEFAULT_DICT_RATIO
 
-from .compress import COMPRESSED_NAME, compress_fields, save_scene
+from .compress import COMPRESSED_NAME, NERF_DICT_RATIO, NERF_S_RATIO, compress_fields, save_scene
 from .state import file_bytes_by_part, scene_view, state_bytes_by_part
 
 
@@ -42,11 +40,11 @@ class SINRHookOptions:
     """Iteration after which the field MLPs are compressed (None: half-way through the run)."""
     sinr_s: Optional[int] = None
     """Non-zeros per weight vector (None: sinr-s-ratio times the vector length)."""
-    sinr_s_ratio: float = DEFAULT_S_RATIO
+    sinr_s_ratio: float = NERF_S_RATIO
     """s = ceil(ratio * k1) when sinr-s is not given."""
     sinr_value_bits: int = 16
     """Bits per non-zero value."""
-    sinr_dict_ratio: int = DEFAULT_DICT_RATIO
+    sinr_dict_ratio: int = NERF_DICT_RATIO
     """Dictionary atoms per weight-vector length (k2 = ratio * k1)."""
     sinr_seed: int = 0
     """Seed of the random dictionary."""

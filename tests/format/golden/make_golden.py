@@ -22,7 +22,7 @@ def golden_model() -> nn.Module:
 
 
 # Format 2: range-coded and Brotli symbols both occur (12-bit values, 8-bit dense tensors)
-V2_CONFIG = SINRConfig(value_bits=12, dense_bits=8, dict_ratio=8)
+V2_CONFIG = SINRConfig(value_bits=12, dense_bits=8, dict_ratio=8, s_ratio=0.45)  # s pinned: the default moved to 0.5
 
 
 def write(version: int) -> None:
@@ -31,7 +31,7 @@ def write(version: int) -> None:
         raise SystemExit(f"{path} exists: golden files are never rewritten")
     model = golden_model()
     if version == 1:
-        compress_model(model, SINRConfig(value_bits=12, dense_dtype="float16", dict_ratio=8))
+        compress_model(model, SINRConfig(value_bits=12, dense_dtype="float16", dict_ratio=8, s_ratio=0.45))
     else:
         compress_model(model, V2_CONFIG)
     save_compressed(model, path, format_version=version)
