@@ -108,13 +108,15 @@ class _Layer:
 def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: MaxDrop | ByteBudget,
              config: SINRConfig | None = None, *, s_ratios: tuple[float, ...] = DEFAULT_S_RATIOS,
              value_bits: tuple[int, ...] = DEFAULT_VALUE_BITS, max_evaluations: int = 2000,
-             progress: bool = True) -> AutotuneResult:
+             progress: bool = True, code_cache: dict | None = None) -> AutotuneResult:
     """Compress ``model`` in place with per-layer s and value bits chosen to meet ``target``.
 
     ``evaluate(model)`` returns a score, higher is better; it is called under ``torch.no_grad()``.
     ``config`` gives everything else (targets, dictionary, coder, dense dtype); its ``s``,
     ``s_pattern``, ``value_bits`` and ``value_bits_pattern`` are what autotune chooses.
     If the target cannot be met, raises :class:`SINRError` and leaves ``model`` unchanged.
+    ``code_cache`` (a dict the caller keeps) reuses the OMP codes of each (layer, s) across
+    calls on the same model, e.g. the probes of ``torch_sinr.compress``.
     """
     if not isinstance(target, (MaxDrop, ByteBudget)):
         raise SINRConfigError(f"target must be MaxDrop(...) or ByteBudget(...), got {target!r}")
@@ -153,9 +155,18 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
 
     def codes_for(layer: _Layer, s: int) -> CodedTensor:
         if s not in layer.codes:
-            layer.codes[s] = encode_tensor(layer.weight, s=s, k2=config.k2, dict_ratio=config.dict_ratio,
-                                           seed=config.seed, mode=config.mode, flatten_below=config.flatten_below,
-                                           coder=config.coder, value_bits=32, names=[layer.name])
+            # raw float codes depend on the weight and the dictionary settings, never on value bits
+            key = (layer.name, s, config.k2, config.dict_ratio, config.seed, config.mode, config.flatten_below,
+                   config.coder)
+            cached = code_cache.get(key) if code_cache is not None else None
+            if cached is None or not torch.equal(cached[0], layer.weight):
+                codes = encode_tensor(layer.weight, s=s, k2=config.k2, dict_ratio=config.dict_ratio,
+                                      seed=config.seed, mode=config.mode, flatten_below=config.flatten_below,
+                                      coder=config.coder, value_bits=32, names=[layer.name])
+                cached = (layer.weight.detach().clone(), codes)
+                if code_cache is not None:
+                    code_cache[key] = cached
+            layer.codes[s] = cached[1]
         return layer.codes[s]
 
     def variant(layer: _Layer, s: int, bits: int) -> SINRLinear:
