@@ -48,6 +48,7 @@ PIPELINE_CONFIG = SINRConfig(dict_ratio=4, s_ratio=0.3, value_bits=8)
 AUTOTUNE_VALUE_BITS = (8,)  # autotune's value-bit menu: 8-bit with fine-tuning beat mixed menus
 PROBE_STEPS = 100  # fine-tuning steps per MaxDrop probe
 MAX_PROBES = 7
+NEXT_RUNG_PROBES = 3  # probes on the rung after the first feasible one, below the best file
 # MaxDrop without a config climbs this ladder until the richest setting of a rung meets the
 # target after a short fine-tune, then searches the bytes within it: the measured winner first,
 # then more value and dense bits, then the paper's settings (which lose under 1 dB untuned).
@@ -115,7 +116,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     score = _scorer(loss_fn, evaluate)
     reference = score(model) if score is not None else None
 
-    bar = tqdm(total=None, desc="compress", disable=not progress, unit="stage")
+    bar = tqdm(total=None, desc="compress: search", disable=not progress, unit=" probes")
     try:
         if isinstance(target, MaxDrop):
             ladder = [(base, tuple(value_bits))] if config is not None else QUALITY_LADDER
@@ -245,34 +246,34 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
         bar.set_postfix(bytes=size, score=f"{value:.4g}")
         return work, cfg, value, size
 
-    def bisect(base, bits, best):
-        lo, hi = 0.0, float(best[3])  # bytes: lo fails (or is nothing), hi meets the target
-        for _ in range(MAX_PROBES - 1):
-            if time.perf_counter() > deadline or hi - lo < 0.03 * hi:
+    def bisect(base, bits, best, lo: float, probes_left: int):
+        hi = float(best[3])  # bytes: lo fails (or is a floor), hi meets the target
+        for _ in range(probes_left):
+            if time.perf_counter() > deadline or hi - lo < 0.04 * hi:
                 break
             budget = int((lo + hi) / 2)
             found = probe(base, bits, budget)
-            if found is not None and found[2] >= floor:
+            if found is not None and found[2] >= floor and found[3] < best[3]:
                 best, hi = found, float(found[3])
             else:
                 lo = float(budget)
         return best
 
-    # The first rung whose richest setting meets the target, and the rung after it: more bits per
-    # value can buy a smaller file (fewer non-zeros) than the cheapest rung, measured on small fits.
-    best, searched = None, 0
-    for base, bits in ladder:
-        if searched == 2 or time.perf_counter() > deadline:
+    # The first rung whose richest setting meets the target, bisected; then the next rung, probed
+    # only below the best file found: more bits per value can buy a smaller file (fewer
+    # non-zeros) than the cheapest feasible rung, measured on small fits.
+    best, rung = None, None
+    for i, (base, bits) in enumerate(ladder):
+        if time.perf_counter() > deadline:
             break
-        richest = probe(base, bits, None)
-        if richest is None or richest[2] < floor:
-            if searched:
-                break
-            continue
-        searched += 1
-        found = bisect(base, bits, richest)
-        if best is None or found[3] < best[3]:
-            best = found
+        if best is None:
+            richest = probe(base, bits, None)
+            if richest is None or richest[2] < floor:
+                continue
+            best, rung = bisect(base, bits, richest, 0.0, MAX_PROBES - 1), i
+        elif i == rung + 1:
+            best = bisect(base, bits, best, 0.5 * best[3], NEXT_RUNG_PROBES)
+            break
     if best is None:
         scored = [p["score"] for p in probes if p["score"] is not None]
         got = f" (the best setting tried scores {max(scored):.4g} after fine-tuning)" if scored else ""
