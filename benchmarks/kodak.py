@@ -220,6 +220,15 @@ def fit_protocol(path: Path, config: INRConfig, steps: int, downscale: int, cach
                       downscale=downscale, progress=False, device=device)
 
 
+def kodak_fit(image_name: str, layers: int, width: int) -> tuple[INR, torch.Tensor]:
+    """The cached protocol fit of one Kodak image (eval mode) and the image it was fitted to."""
+    from torch_sinr.images import load_image
+
+    path = image_paths(DEFAULT_KODAK, [image_name])[0]
+    model, _ = fit_protocol(path, inr_config(layers, width), PROTOCOL["steps"], PROTOCOL["downscale"], FITS)
+    return model.eval(), load_image(path, PROTOCOL["downscale"])
+
+
 def fit_path(path: Path, config: INRConfig, steps: int, downscale: int, cache_dir: Path) -> Path:
     """Where ``fit_protocol`` caches that fit."""
     return cache_path(cache_dir, fit_key(path, config, steps, PROTOCOL["seed"], PROTOCOL["lr"], downscale))

@@ -129,7 +129,7 @@ class TargetPlan:
 
     matched: list[str]
     excluded: list[str]  # matched exclude_modules
-    kept_dense: list[str]  # input layers (fan-in <= input_fan_in_max)
+    kept_dense: list[str]  # input layers: fan-in <= input_fan_in_max, or the first linear (keep_first_linear)
     unmatched: list[str]  # linears the targets did not name
     already_compressed: list[str] = field(default_factory=list)  # SINR layers from an earlier compress_model
 
