@@ -111,7 +111,28 @@ def block(results: Path = RESULTS) -> str:
               "interpolated and never extrapolated. \"Earlier version\": made with an older baseline version than "
               f"the benchmark's current {BASELINE_VERSION}, shown until it is rerun.", ""]
     lines += [f"- {n}" for n in notes]
-    return "\n".join(lines)
+    return "\n".join(lines + _defaults_lines(results))
+
+
+DEFAULTS_SOURCE = "defaults.json"  # written by python -m benchmarks.defaults
+
+
+def _defaults_lines(results: Path) -> list[str]:
+    """What ``compress_model(model)`` costs with no data, old defaults against new (defaults.json)."""
+    data = json.loads((results / DEFAULTS_SOURCE).read_text()) if (results / DEFAULTS_SOURCE).is_file() else None
+    if data is None:
+        raise SummaryError(f"{results / DEFAULTS_SOURCE} not found: it is written by `python -m benchmarks.defaults`")
+    summary = data["summary"]
+    labels = [label for label in next(iter(summary.values())) if label.startswith(("old default", "new default"))]
+    lines = ["", f"Without data, `compress_model(model)` (no fine-tuning) against 16-bit uniform quantization in the "
+             f"same container, from [`defaults.json`](benchmarks/results/defaults.md): mean PSNR drop, and bytes as a "
+             f"share of 16-bit uniform's.", "", "| SIREN | fits | " + " | ".join(labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
+    for config, row in sorted(summary.items()):
+        fits = sum(1 for f in data["fits"] if f["config"] == config)
+        cells = [f"{row[label]['drop']:.2f} dB, {100 * row[label]['bytes_vs_uniform16']:.0f}%" for label in labels]
+        lines.append(f"| {config} | {fits} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def rewrite(readme: str, new_block: str) -> str:

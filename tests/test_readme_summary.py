@@ -17,7 +17,7 @@ def test_readme_block_matches_the_committed_results(capsys):
 
 
 def test_the_numbers_come_from_the_json(tmp_path):
-    for name in SOURCES:
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE,):
         shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
     c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
     for config, summary in c1["results"]["summary"].items():  # every configuration's best saving is shown
@@ -52,3 +52,17 @@ def test_rewrite_replaces_only_the_block(tmp_path, capsys):
     for broken in ("no markers\n", f"{END}\n{BEGIN}\n", f"{BEGIN}\n{BEGIN}\n{END}\n"):
         with pytest.raises(SummaryError, match="exactly one"):
             rewrite(broken, "table")
+
+
+def test_the_defaults_table_comes_from_defaults_json(tmp_path):
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE,):
+        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    path = tmp_path / readme_summary.DEFAULTS_SOURCE
+    data = json.loads(path.read_text())
+    label = next(label for label in data["summary"]["3x64"] if label.startswith("new default"))
+    data["summary"]["3x64"][label]["drop"] = 9.87
+    path.write_text(json.dumps(data))
+    assert "| 3x64 | 4 | " in block(tmp_path) and "9.87 dB" in block(tmp_path)
+    path.unlink()
+    with pytest.raises(SummaryError, match="benchmarks.defaults"):
+        block(tmp_path)
