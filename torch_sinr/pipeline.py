@@ -52,11 +52,13 @@ NEXT_RUNG_PROBES = 3  # probes on the rung after the first feasible one, below t
 # MaxDrop without a config climbs this ladder until the richest setting of a rung meets the
 # target after a short fine-tune, then searches the bytes within it: the measured winner first,
 # then more value and dense bits, then the paper's settings (which lose under 1 dB untuned).
+# The last number scales the fine-tuning rate: 16-bit grids are 256x finer than 8-bit ones, and
+# near-lossless fits (50 dB) need steps far smaller than 1e-3 to improve at all.
 QUALITY_LADDER = (
-    (PIPELINE_CONFIG, (8,)),
-    (SINRConfig(dict_ratio=4, s_ratio=0.3, value_bits=12, dense_bits=12), (12, 10, 8)),
-    (SINRConfig(dict_ratio=16, value_bits=16, dense_bits=16), (16, 12, 10, 8)),
-    (SINRConfig(value_bits=16, dense_bits=16), (16, 12, 10, 8)),
+    (PIPELINE_CONFIG, (8,), 1.0),
+    (SINRConfig(dict_ratio=4, s_ratio=0.3, value_bits=12, dense_bits=12), (12, 10, 8), 1.0),
+    (SINRConfig(dict_ratio=16, value_bits=16, dense_bits=16), (16, 12, 10, 8), 0.1),
+    (SINRConfig(value_bits=16, dense_bits=16), (16, 12, 10, 8), 0.1),
 )
 
 
@@ -119,9 +121,9 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     bar = tqdm(total=None, desc="compress: search", disable=not progress, unit=" probes")
     try:
         if isinstance(target, MaxDrop):
-            ladder = [(base, tuple(value_bits))] if config is not None else QUALITY_LADDER
-            chosen, cfg, probes, used = _max_drop(model, loss_fn, score, reference, target, ladder, steps, lr,
-                                                  deadline, bar)
+            ladder = [(base, tuple(value_bits), 1.0)] if config is not None else QUALITY_LADDER
+            chosen, cfg, probes, used, lr = _max_drop(model, loss_fn, score, reference, target, ladder, steps, lr,
+                                                      deadline, bar)
         else:
             chosen, cfg, used, probes = copy.deepcopy(model), base, 0, []
             if isinstance(target, ByteBudget):
@@ -226,11 +228,12 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
     probes: list[dict] = []
     codes: dict = {}  # OMP codes per (layer, s, dictionary): computed once for all probes
 
-    def probe(base: SINRConfig, bits: tuple[int, ...], budget: int | None):
+    def probe(base: SINRConfig, bits: tuple[int, ...], scale: float, budget: int | None):
         work = copy.deepcopy(model)
         try:
             if budget is None:  # the richest setting autotune starts from
-                cfg = replace(base, s=None, s_pattern={}, s_ratio=0.45, value_bits=max(bits), value_bits_pattern={})
+                cfg = replace(base, s=None, s_pattern={}, s_ratio=max(0.45, base.s_ratio), value_bits=max(bits),
+                              value_bits_pattern={})
                 compress_model(work, cfg, progress=False)
             else:
                 cfg = _autotune_budget(work, score, budget, base, bits, codes)
@@ -238,21 +241,21 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
             probes.append({"budget": budget, "bytes": None, "score": None, "ok": False})
             return None
         if probe_steps:
-            finetune_codes(work, loss_fn, probe_steps, lr=lr, train_dense=True)
+            finetune_codes(work, loss_fn, probe_steps, lr=lr * scale, train_dense=True)
         value, size = score(work), _file_bytes(work)
         probes.append({"budget": budget, "bytes": size, "score": value, "ok": value >= floor,
                        "value_bits": list(bits), "dense_bits": base.dense_value_bits()})
         bar.update(1)
         bar.set_postfix(bytes=size, score=f"{value:.4g}")
-        return work, cfg, value, size
+        return work, cfg, value, size, scale
 
-    def bisect(base, bits, best, lo: float, probes_left: int):
+    def bisect(base, bits, scale, best, lo: float, probes_left: int):
         hi = float(best[3])  # bytes: lo fails (or is a floor), hi meets the target
         for _ in range(probes_left):
             if time.perf_counter() > deadline or hi - lo < 0.04 * hi:
                 break
             budget = int((lo + hi) / 2)
-            found = probe(base, bits, budget)
+            found = probe(base, bits, scale, budget)
             if found is not None and found[2] >= floor and found[3] < best[3]:
                 best, hi = found, float(found[3])
             else:
@@ -263,24 +266,24 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
     # only below the best file found: more bits per value can buy a smaller file (fewer
     # non-zeros) than the cheapest feasible rung, measured on small fits.
     best, rung = None, None
-    for i, (base, bits) in enumerate(ladder):
+    for i, (base, bits, scale) in enumerate(ladder):
         if time.perf_counter() > deadline:
             break
         if best is None:
-            richest = probe(base, bits, None)
+            richest = probe(base, bits, scale, None)
             if richest is None or richest[2] < floor:
                 continue
-            best, rung = bisect(base, bits, richest, 0.0, MAX_PROBES - 1), i
+            best, rung = bisect(base, bits, scale, richest, 0.0, MAX_PROBES - 1), i
         elif i == rung + 1:
-            best = bisect(base, bits, best, 0.5 * best[3], NEXT_RUNG_PROBES)
+            best = bisect(base, bits, scale, best, 0.5 * best[3], NEXT_RUNG_PROBES)
             break
     if best is None:
         scored = [p["score"] for p in probes if p["score"] is not None]
         got = f" (the best setting tried scores {max(scored):.4g} after fine-tuning)" if scored else ""
         raise SINRError(f"target {target} cannot be met: the floor is {floor:.4g}{got}; give more fine-tuning "
                         f"steps, more value bits, or a larger dictionary")
-    work, cfg, _, _ = best
-    return work, cfg, probes, probe_steps
+    work, cfg, _, _, scale = best
+    return work, cfg, probes, probe_steps, lr * scale
 
 
 def _refresh_report(model: nn.Module, report: CompressionReport) -> CompressionReport:
