@@ -6,8 +6,9 @@ and 8-bit values, with per-layer sparsity chosen by ``autotune``. This module st
 together so a user does not have to:
 
 * ``target=SINRConfig(...)`` (or None: :data:`PIPELINE_CONFIG`): compress, then fine-tune;
-* ``target=ByteBudget(n)``: autotune per-layer s under the budget, fine-tune, and re-tune with a
-  tighter budget if fine-tuning moved the file past it;
+* ``target=ByteBudget(n)``: autotune per-layer s under the budget (on each rung of the quality
+  ladder but the last, keeping the best score), fine-tune, and re-tune with a tighter budget if
+  fine-tuning moved the file past it;
 * ``target=MaxDrop(d)``: bisect the byte budget; each probe is autotune plus a short fine-tune,
   scored after fine-tuning (autotune alone scores before it, which overstates the loss several
   dB at small budgets); the smallest probe within ``d`` then gets the rest of the fine-tuning.
@@ -126,7 +127,9 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
                                                       deadline, bar)
         else:
             chosen, cfg, used, probes = copy.deepcopy(model), base, 0, []
-            if isinstance(target, ByteBudget):
+            if isinstance(target, ByteBudget) and config is None:
+                chosen, cfg, probes, lr, base, value_bits = _budget_rungs(model, score, target.max_bytes, lr, bar)
+            elif isinstance(target, ByteBudget):
                 cfg = _autotune_budget(chosen, score, target.max_bytes, base, value_bits)
             else:
                 compress_model(chosen, cfg, progress=False)
@@ -198,6 +201,29 @@ def _autotune_budget(work: nn.Module, score, budget: int, base: SINRConfig, valu
     result = autotune(work, score, ByteBudget(int(budget)), base, value_bits=value_bits, progress=False,
                       code_cache=code_cache)
     return result.config
+
+
+def _budget_rungs(model, score, budget: int, lr: float, bar):
+    """ByteBudget without a config: autotune under the budget on each rung of the ladder but the
+    paper's (whose 2**16-atom search is slow), and keep the best score. A rung whose richest
+    setting is already under the budget cannot spend it (the 8-bit rung on a large budget)."""
+    best, probes = None, []
+    for base, bits, scale in QUALITY_LADDER[:-1]:
+        work = copy.deepcopy(model)
+        try:
+            cfg = _autotune_budget(work, score, budget, base, bits)
+        except SINRError:
+            probes.append({"budget": budget, "bytes": None, "score": None, "value_bits": list(bits)})
+            continue
+        value = score(work)
+        probes.append({"budget": budget, "bytes": _file_bytes(work), "score": value, "value_bits": list(bits),
+                       "dense_bits": base.dense_value_bits()})
+        bar.update(1)
+        if best is None or value > best[2]:
+            best = (work, cfg, value, lr * scale, base, bits)
+    if best is None:
+        raise SINRError(f"target ByteBudget({budget}) cannot be met: the smallest setting on every rung is larger")
+    return best[0], best[1], probes, best[3], best[4], best[5]
 
 
 def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: ByteBudget, base, value_bits, used,
