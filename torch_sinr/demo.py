@@ -1,6 +1,6 @@
 """The built-in main job: does SINR save bits on a SIREN, against the best uniform quantization?
 
-``torch-sinr demo`` (no arguments, about a minute on 2 CPU cores):
+``torch-sinr demo`` (no arguments, about two minutes on 2 CPU cores):
 
 1. fits a SIREN to a bundled Kodak image;
 2. compresses it with ``torch_sinr.compress`` (autotune + fine-tuning to within ``--max-drop``
@@ -39,12 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--downscale", type=int, default=4, help="box-average factor (default 4: 192x128)")
     parser.add_argument("--hidden", type=int, default=64, help="SIREN width")
     parser.add_argument("--layers", type=int, default=3, help="SIREN hidden layers")
-    parser.add_argument("--steps", type=int, default=1500, help="fitting steps (Adam)")
+    parser.add_argument("--steps", type=int, default=1000, help="fitting steps (Adam)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-drop", type=float, default=1.0, help="PSNR SINR may lose against the fit (dB)")
     parser.add_argument("--finetune-steps", type=int, default=200, help="fine-tuning steps, SINR and baseline alike")
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
+    parser.add_argument("--max-probes", type=int, default=5, help="probes of compress's size search")
     parser.add_argument("--out", default="sinr_demo", help="output directory")
 
 
@@ -58,6 +59,15 @@ def uniform_at_psnr(points: list[dict], target: float) -> float | None:
             return math.exp(math.log(low["bytes"]) + t * (math.log(high["bytes"]) - math.log(low["bytes"])))
     reached = [p["bytes"] for p in points if p["psnr"] >= target]
     return float(min(reached)) if reached else None
+
+
+def _rounded(model, bits: int):
+    """``model`` with every tensor on its own b-bit grid (no fine-tuning)."""
+    from .baselines import uniform_round_trip
+
+    rounded = copy.deepcopy(model)
+    rounded.load_state_dict(uniform_round_trip(model.state_dict(), bits))
+    return rounded.eval()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -85,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
           f"{args.max_drop:g} dB below the fit")
     compressed = copy.deepcopy(model)
     result = compress(compressed, loss, evaluate=evaluate, target=MaxDrop(args.max_drop),
-                      steps=args.finetune_steps, lr=args.finetune_lr)
+                      steps=args.finetune_steps, lr=args.finetune_lr, max_probes=args.max_probes)
     path = out / "siren_sinr.safetensors"
     file_report = save_compressed(compressed, path)
     # Decode from the file into a fresh skeleton: the numbers below are the file's quality.
@@ -97,20 +107,30 @@ def run(args: argparse.Namespace) -> dict:
 
     print(f"3. Baseline: uniform quantization of every tensor, {args.finetune_steps} fine-tuning steps, "
           f"same container and entropy coder, until it reaches {sinr_psnr:.2f} dB")
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     uniform_points, uniform_images = [], {}
-    for bits in UNIFORM_BITS:
+
+    def uniform(bits: int) -> dict:
         tuned, grids = finetune_uniform(copy.deepcopy(model), loss, bits, args.finetune_steps, lr=args.finetune_lr)
         upath = out / "uniform.safetensors"
         size = write_uniform(tuned, upath, bits, grids)
         decoded = Siren(siren_config)
         decoded.load_state_dict(read_baseline(upath, skeleton=Siren(siren_config)))
-        uimage = render(decoded.eval(), height, width)
-        uniform_points.append({"bits": bits, "bytes": size, "psnr": psnr(uimage, image)})
-        uniform_images[bits] = uimage
-        print(f"   {bits:2d}-bit: {size} B, {uniform_points[-1]['psnr']:.2f} dB")
+        uniform_images[bits] = render(decoded.eval(), height, width)
+        point = {"bits": bits, "bytes": size, "psnr": psnr(uniform_images[bits], image)}
+        print(f"   {bits:2d}-bit: {size} B, {point['psnr']:.2f} dB")
+        return point
+
+    # Start two widths below the narrowest plain (not fine-tuned) grid that reaches SINR's PSNR:
+    # fine-tuning gains about a bit's worth, so the bracketing widths are fine-tuned, not all.
+    plain = [b for b in UNIFORM_BITS if psnr(render(_rounded(model, b), height, width), image) >= sinr_psnr]
+    start = UNIFORM_BITS.index(plain[0]) - 2 if plain else 0
+    for bits in UNIFORM_BITS[max(0, start):]:
+        uniform_points.append(uniform(bits))
         if uniform_points[-1]["psnr"] >= sinr_psnr:
             break
+    while uniform_points[0]["psnr"] >= sinr_psnr and uniform_points[0]["bits"] > UNIFORM_BITS[0]:
+        lower = UNIFORM_BITS[UNIFORM_BITS.index(uniform_points[0]["bits"]) - 1]  # bracket from below too
+        uniform_points.insert(0, uniform(lower))
     (out / "uniform.safetensors").unlink(missing_ok=True)
     uniform_bytes = uniform_at_psnr(uniform_points, sinr_psnr)
     shown = next((p for p in uniform_points if p["psnr"] >= sinr_psnr), uniform_points[-1])

@@ -91,7 +91,8 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
              evaluate: Callable[[nn.Module], float] | None = None,
              target: MaxDrop | ByteBudget | SINRConfig | None = None, steps: int = 300, lr: float = 1e-3,
              config: SINRConfig | None = None, value_bits: tuple[int, ...] = AUTOTUNE_VALUE_BITS,
-             time_budget_s: float | None = None, progress: bool = True) -> PipelineResult:
+             time_budget_s: float | None = None, max_probes: int = MAX_PROBES,
+             progress: bool = True) -> PipelineResult:
     """Compress ``model`` in place to a target, fine-tuning the codes on ``loss_fn``.
 
     ``loss_fn(model) -> scalar tensor`` is what the model was trained on (e.g. MSE on the
@@ -99,7 +100,8 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     float`` scores quality, higher is better (e.g. PSNR); ``MaxDrop`` is in its units. Without
     ``evaluate``, the score is ``-loss_fn(model)``. ``config`` holds everything the target does
     not choose (targets, dictionary, dense storage); default :data:`PIPELINE_CONFIG`.
-    ``time_budget_s`` bounds the search and the fine-tuning (the result is then the best found).
+    ``time_budget_s`` bounds the search and the fine-tuning (the result is then the best found);
+    ``max_probes`` bounds the bisection of a ``MaxDrop`` search on its rung.
     """
     started = time.perf_counter()
     deadline = started + time_budget_s if time_budget_s is not None else math.inf
@@ -124,7 +126,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
         if isinstance(target, MaxDrop):
             ladder = [(base, tuple(value_bits), 1.0)] if config is not None else QUALITY_LADDER
             chosen, cfg, probes, used, lr = _max_drop(model, loss_fn, score, reference, target, ladder, steps, lr,
-                                                      deadline, bar)
+                                                      deadline, bar, max_probes)
         else:
             chosen, cfg, used, probes = copy.deepcopy(model), base, 0, []
             if isinstance(target, ByteBudget) and config is None:
@@ -246,7 +248,8 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
     return chosen, cfg, used
 
 
-def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, lr, deadline, bar):
+def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, lr, deadline, bar,
+              max_probes: int = MAX_PROBES):
     """Climb ``ladder`` to the first rung whose richest setting meets the drop after a short
     fine-tune, then bisect the byte budget for the smallest file that still meets it."""
     floor = reference - target.drop
@@ -299,7 +302,7 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
             richest = probe(base, bits, scale, None)
             if richest is None or richest[2] < floor:
                 continue
-            best, rung = bisect(base, bits, scale, richest, 0.0, MAX_PROBES - 1), i
+            best, rung = bisect(base, bits, scale, richest, 0.0, max_probes - 1), i
         elif i == rung + 1:
             best = bisect(base, bits, scale, best, 0.5 * best[3], NEXT_RUNG_PROBES)
             break
