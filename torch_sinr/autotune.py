@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -34,12 +32,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .format.model_io import codes_bytes
+from .format.model_io import codes_bytes, encoded_size
 from .config import SINRConfig
 from .errors import SINRConfigError, SINRError
 from .layer import SINRLinear
 from .report import CompressionReport
-from .serialization import save_compressed
 from .sparsity import max_sparsity
 from .tensor_codes import CodedTensor, encode_tensor
 from .transform import compress_model
@@ -268,9 +265,4 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
 
 
 def _file_bytes(model: nn.Module) -> int:
-    handle, path = tempfile.mkstemp(suffix=".safetensors")
-    os.close(handle)
-    try:
-        return save_compressed(model, path).file_bytes
-    finally:
-        os.unlink(path)
+    return encoded_size(model)[0]  # the bytes save_compressed would write, without writing them

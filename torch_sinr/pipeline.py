@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,7 +38,8 @@ from .config import SINRConfig
 from .errors import SINRConfigError, SINRError
 from .finetune import finetune_codes
 from .report import CompressionReport
-from .transform import compress_model
+from .format.model_io import encoded_size
+from .transform import _fill_file_bytes, compress_model
 
 # The measured winner (Kodak C1, format 2): 4x dictionary, 8-bit values and dense tensors.
 # s = 0.3 k1 is the fixed-setting default when no target is given (25-31% fewer bits than the
@@ -149,7 +148,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     # --- install into the caller's model: same config gives the same modules and grids -------
     report = compress_model(model, cfg, progress=False)
     model.load_state_dict(chosen.state_dict())
-    report = _refresh_report(model, report)
+    _fill_file_bytes(model, report)  # re-measured after fine-tuning; layer errors kept from coding
     final = score(model) if score is not None else None
     return PipelineResult(model=model, report=report, config=cfg, file_bytes=report.file_bytes,
                           reference_score=reference, score=final, seconds=time.perf_counter() - started,
@@ -192,9 +191,7 @@ def _steps_left(steps: int, loss_fn, deadline: float, model: nn.Module) -> int:
 
 
 def _file_bytes(model: nn.Module) -> int:
-    from .format.model_io import encoded_size
-
-    return encoded_size(model)[0]
+    return encoded_size(model)[0]  # the bytes save_compressed would write, without writing them
 
 
 def _autotune_budget(work: nn.Module, score, budget: int, base: SINRConfig, value_bits,
@@ -243,8 +240,9 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
         steps = _steps_left(used, loss_fn, deadline, chosen)
         if steps:
             finetune_codes(chosen, loss_fn, steps, lr=lr, train_dense=True)
-    if _file_bytes(chosen) > target.max_bytes:
-        raise SINRError(f"target {target} cannot be met after fine-tuning (the file has {_file_bytes(chosen)} B)")
+    size = _file_bytes(chosen)
+    if size > target.max_bytes:
+        raise SINRError(f"target {target} cannot be met after fine-tuning (the file has {size} B)")
     return chosen, cfg, used
 
 
@@ -313,23 +311,3 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
                         f"steps, more value bits, or a larger dictionary")
     work, cfg, _, _, scale = best
     return work, cfg, probes, probe_steps, lr * scale
-
-
-def _refresh_report(model: nn.Module, report: CompressionReport) -> CompressionReport:
-    """The report of the fine-tuned model: bytes re-measured, layer errors kept from coding."""
-    from .transform import _fill_file_bytes
-
-    _fill_file_bytes(model, report)
-    return report
-
-
-def file_size(model: nn.Module) -> int:
-    """Bytes of the file ``save_compressed(model, ...)`` writes (written and measured)."""
-    from .format.model_io import save_compressed
-
-    handle, path = tempfile.mkstemp(suffix=".safetensors")
-    os.close(handle)
-    try:
-        return save_compressed(model, path).file_bytes
-    finally:
-        os.unlink(path)
