@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .coders.omp import omp_progress
 from .config import SINRConfig
 from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRInputError
 from .handlers import compressed_handler, handler_for, is_compressed
@@ -193,13 +194,14 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
     chunks = [[i] for i in range(len(coded_targets))] if show else [list(range(len(coded_targets)))]
     for chunk in tqdm(chunks, desc="SINR coding", disable=not show, unit="layer"):
         t0 = time.perf_counter()
-        codes += encode_tensors(
-            [handler_for(coded_targets[i].module).weight(coded_targets[i].module).detach() for i in chunk],
-            names=[names[i] for i in chunk], s=[_s_for(names[i], config) for i in chunk],
-            s_ratio=config.s_ratio, target_error=config.target_error, k2=config.k2,
-            dict_ratio=config.dict_ratio, seed=config.seed, mode=config.mode,
-            flatten_below=config.flatten_below, coder=config.coder,
-            value_bits=[_bits_for(names[i], config) for i in chunk])
+        with omp_progress(progress):
+            codes += encode_tensors(
+                [handler_for(coded_targets[i].module).weight(coded_targets[i].module).detach() for i in chunk],
+                names=[names[i] for i in chunk], s=[_s_for(names[i], config) for i in chunk],
+                s_ratio=config.s_ratio, target_error=config.target_error, k2=config.k2,
+                dict_ratio=config.dict_ratio, seed=config.seed, mode=config.mode,
+                flatten_below=config.flatten_below, coder=config.coder,
+                value_bits=[_bits_for(names[i], config) for i in chunk])
         timings += [(time.perf_counter() - t0) / len(chunk)] * len(chunk)
     _warn_explicit_inputs(model, config, names)
 

@@ -89,6 +89,15 @@ def test_batch_without_gram_and_in_row_chunks_is_the_same(monkeypatch):
     assert (reference.values - other.values).abs().max() < 1e-12
 
 
+def test_chunked_screening_scores_hot_blocks_exactly(monkeypatch, screen_precision):
+    """Dictionaries wider than CHUNK_COLUMNS keep only block maxima; still sklearn's supports."""
+    monkeypatch.setattr(screening, "CHUNK_COLUMNS", 128)
+    monkeypatch.setattr(omp_entry, "_PREPARED", {})
+    a, w = problem(32, 1000, 40, seed=8)  # 1000 atoms: 8 chunks, the last block padded
+    assert omp_entry.prepared(a, torch.device("cpu")).screen.chunks is not None
+    assert_same_as_sklearn(omp(a, w, n_nonzero=15, method="batch"), a, w, 15)
+
+
 def test_full_float64_rescoring_of_rows_with_many_candidates(monkeypatch):
     """With no candidate block allowed, every row takes the full float64 path: still exact."""
     monkeypatch.setattr(screening, "MAX_BLOCKS_PER_ROW", 0)

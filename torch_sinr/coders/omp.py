@@ -16,6 +16,8 @@ equations in float64):
 from __future__ import annotations
 
 import weakref
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,20 @@ METHODS = ("auto", "batch", "screen")
 # Progress bars for problems of at least this many screened multiply-adds (B k1 k2 s): about a
 # second on a 2-core CPU.
 _PROGRESS_WORK = 2e11
+# What ``progress=None`` means inside ``omp_progress(...)``: callers with their own progress
+# switch (compress_model(progress=False)) silence the coder without passing it through the
+# coder registry's call signature.
+_PROGRESS_DEFAULT: ContextVar[bool | None] = ContextVar("omp_progress", default=None)
+
+
+@contextmanager
+def omp_progress(enabled: bool | None):
+    """Within the block, ``omp(progress=None)`` shows a progress bar if ``enabled`` (None: by size)."""
+    token = _PROGRESS_DEFAULT.set(enabled)
+    try:
+        yield
+    finally:
+        _PROGRESS_DEFAULT.reset(token)
 
 
 @dataclass
@@ -140,6 +156,8 @@ def omp(
         support, coef, counts, history = screening_omp(dictionary, w, limit, tol2, track_residual)
     else:
         bar = None
+        if progress is None:
+            progress = _PROGRESS_DEFAULT.get()
         if progress or (progress is None and batch * k1 * k2 * limit >= _PROGRESS_WORK):
             from tqdm.auto import tqdm
 

@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .screening import ScreenDictionary, candidates
+from .screening import BLOCK, ScreenDictionary, candidates_from_blocks, hot_blocks
 
 GRAM_MAX_BYTES = 256 * 2**20
 CHUNK_BYTES = 256 * 2**20
@@ -40,6 +40,14 @@ class PreparedDictionary:
         self.atoms_t = atoms64.t().contiguous()  # (k2, k1): atoms as rows, for gathers and CSR products
         self.atom_sq = (self.atoms_t * self.atoms_t).sum(1)
         self.screen = ScreenDictionary(self.atoms_t, screen_dtype)
+        padded = self.screen.matrix.shape[1]
+        # Atoms in blocks of BLOCK (zero atoms pad the last one), for scoring whole blocks in
+        # float64 when the dictionary is screened in chunks.
+        self.atom_blocks = None
+        if self.screen.chunks is not None:
+            blocks = torch.zeros(padded, self.k1, dtype=torch.float64, device=device)
+            blocks[: self.k2] = self.atoms_t
+            self.atom_blocks = blocks.view(padded // BLOCK, BLOCK, self.k1)
         self.gram = self.atoms_t @ self.atoms_t.t() if 8 * self.k2 * self.k2 <= GRAM_MAX_BYTES else None
 
     def nbytes(self) -> int:
@@ -75,10 +83,19 @@ def _select(prep: PreparedDictionary, r: torch.Tensor, taken: torch.Tensor) -> t
     whether an atom already taken scores at least as high. scikit-learn stops a signal then (its
     residual is numerically zero, and its argmax over all atoms lands on the support)."""
     n = r.shape[0]
-    corr, bound = prep.screen.correlations(r)
-    pair_row, pair_atom, full_rows = candidates(corr, bound, prep.k2, prep.screen.out_rel)
-    del corr
-    raw = (prep.atoms_t[pair_atom] * r[pair_row]).sum(1).abs()
+    corr, blocks, bound = prep.screen.block_maxima(r)
+    if corr is not None:
+        pair_row, pair_atom, full_rows = candidates_from_blocks(corr, blocks, bound, prep.k2, prep.screen.out_rel)
+        del corr
+        raw = (prep.atoms_t[pair_atom] * r[pair_row]).sum(1).abs()
+    else:  # screened in chunks: score every atom of each hot block in float64
+        block_row, block, _, full_rows = hot_blocks(blocks, bound, prep.screen.out_rel)
+        raw = torch.bmm(prep.atom_blocks[block], r[block_row][:, :, None]).squeeze(2).abs()  # (pairs, BLOCK)
+        pair_atom = (block[:, None] * BLOCK + torch.arange(BLOCK, device=r.device)).reshape(-1)
+        pair_row = block_row[:, None].expand(-1, BLOCK).reshape(-1)
+        raw = raw.reshape(-1)
+        real = pair_atom < prep.k2  # the zero atoms padding the last block
+        pair_atom, pair_row, raw = pair_atom[real], pair_row[real], raw[real]
     was_taken = taken[pair_row, pair_atom]
     score = raw.masked_fill(was_taken, -1.0)
     best = torch.full((n,), -2.0, dtype=torch.float64, device=r.device)

@@ -25,7 +25,10 @@ bfloat16 would fail the check, and float32 screening would be used instead).
 
 Candidates are found without a full-size compare-and-nonzero pass (the slowest part when
 measured): the row maxima of 64-atom blocks are reduced first, and only blocks whose maximum
-reaches the threshold are searched.
+reaches the threshold are searched. Dictionaries wider than ``CHUNK_COLUMNS`` are screened in
+column chunks whose product stays in cache, keeping only the block maxima (measured 8.3 vs 27 ms
+a step on 195 x 64 -> 65536); every atom of a block that reaches the threshold is then scored in
+float64 directly.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 _U32 = 2.0**-24
 _BF16_OUT = 2.0**-8  # a bfloat16 output is within 2**-9 of the float32 sum; twice that for slack
 BLOCK = 64
+CHUNK_COLUMNS = 4096
 # Rows with more candidate blocks than this (a residual that is all but zero: every atom is within
 # the error bound) are re-scored in full float64 instead. Measured with bfloat16 screening on
 # 1796 x 256 -> 4096 rows: 1-3 candidate blocks per row, rarely more than 9.
@@ -58,12 +62,31 @@ class ScreenDictionary:
         low = torch.zeros(k1, padded, dtype=dtype, device=atoms64_t.device)
         low[:, :k2] = atoms64_t.t().to(torch.float32).to(dtype)
         self.matrix = low  # (k1, padded k2); padding columns are zero, and never candidates
+        self.chunks = [low[:, j:j + CHUNK_COLUMNS].contiguous() for j in range(0, padded, CHUNK_COLUMNS)] \
+            if padded > CHUNK_COLUMNS else None
         low64 = low[:, :k2].double()
         self.norm_low = float(low64.norm(dim=0).max())
         self.norm_error = float((atoms64_t.t() - low64).norm(dim=0).max())
         n = k1 + 1
         self.gamma = n * _U32 / (1 - n * _U32)
         self.out_rel = _BF16_OUT if dtype == torch.bfloat16 else 0.0
+
+    def block_maxima(self, residual: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Per row, the maximum screened |a_j . r| of every block of ``BLOCK`` atoms (rows, blocks),
+        the error bound (as ``correlations``) and, for a dictionary screened in one piece, the
+        screened correlations themselves (None when screened in chunks)."""
+        if self.chunks is None:
+            corr, bound = self.correlations(residual)
+            return corr, corr.view(corr.shape[0], -1, BLOCK).amax(dim=2), bound
+        low = residual.to(torch.float32).to(self.dtype)
+        rows = residual.shape[0]
+        blocks = torch.empty(rows, self.matrix.shape[1] // BLOCK, dtype=torch.float32, device=residual.device)
+        start = 0
+        for chunk in self.chunks:
+            width = chunk.shape[1] // BLOCK
+            blocks[:, start:start + width] = (low @ chunk).float().abs_().view(rows, width, BLOCK).amax(dim=2)
+            start += width
+        return None, blocks, self._bound(residual, low)
 
     def correlations(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """|A^T r| as float32 (rows, padded k2) and the per-row bound on its error, apart from
@@ -72,12 +95,30 @@ class ScreenDictionary:
         # float32 for the reductions that follow: converting once is faster than reducing
         # bfloat16 on the CPU (measured 5.3 vs 7.4 ms on 1796 x 4096)
         corr = (low @ self.matrix).float().abs_()
+        return corr, self._bound(residual, low)
+
+    def _bound(self, residual: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         low64 = low.double()
-        r_norm = residual.norm(dim=1)
-        bound = (self.norm_error * r_norm
+        bound = (self.norm_error * residual.norm(dim=1)
                  + self.norm_low * (residual - low64).norm(dim=1)
                  + self.gamma * self.norm_low * low64.norm(dim=1))
-        return corr, bound * (1 + 1e-6)
+        return bound * (1 + 1e-6)
+
+
+def hot_blocks(blocks: torch.Tensor, bound: torch.Tensor, out_rel: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (row, block) pairs whose block maximum reaches ``max - 2 bound`` in its row, the
+    per-row threshold, and the rows with too many such blocks to list (rescored in full)."""
+    top = blocks.amax(dim=1)
+    threshold = top - 2 * (bound.float() + out_rel * top)
+    # float32 rounding of the threshold itself: lower it by one more ulp-sized step
+    threshold = threshold - top * 2 * _U32
+    hot = blocks >= threshold[:, None]
+    too_many = hot.sum(dim=1) > MAX_BLOCKS_PER_ROW
+    if too_many.any():
+        hot &= ~too_many[:, None]
+    pair_row, pair_block = hot.nonzero(as_tuple=True)
+    return pair_row, pair_block, threshold, too_many.nonzero().squeeze(1)
 
 
 def candidates(corr: torch.Tensor, bound: torch.Tensor, k2: int, out_rel: float
@@ -89,21 +130,19 @@ def candidates(corr: torch.Tensor, bound: torch.Tensor, k2: int, out_rel: float
     """
     rows = corr.shape[0]
     blocks = corr.view(rows, -1, BLOCK).amax(dim=2)  # (rows, n_blocks)
-    top = blocks.amax(dim=1)
-    threshold = top - 2 * (bound.float() + out_rel * top)
-    # float32 rounding of the threshold itself: lower it by one more ulp-sized step
-    threshold = threshold - top * 2 * _U32
-    hot = blocks >= threshold[:, None]
-    too_many = hot.sum(dim=1) > MAX_BLOCKS_PER_ROW
-    if too_many.any():
-        hot &= ~too_many[:, None]
-    pair_row, pair_block = hot.nonzero(as_tuple=True)
+    return candidates_from_blocks(corr, blocks, bound, k2, out_rel)
+
+
+def candidates_from_blocks(corr, blocks, bound, k2, out_rel):
+    """``candidates`` given the block maxima already reduced."""
+    rows = corr.shape[0]
+    pair_row, pair_block, threshold, full = hot_blocks(blocks, bound, out_rel)
     values = corr.view(rows, -1, BLOCK)[pair_row, pair_block]  # (pairs, BLOCK)
     keep_pair, offset = (values >= threshold[pair_row][:, None]).nonzero(as_tuple=True)
     atom = pair_block[keep_pair] * BLOCK + offset
     row = pair_row[keep_pair]
     valid = atom < k2
-    return row[valid], atom[valid], too_many.nonzero().squeeze(1)
+    return row[valid], atom[valid], full
 
 
 # --- choosing the screening precision ---------------------------------------------------------
