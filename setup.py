@@ -33,7 +33,10 @@ setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
+        "test": ["pytest>=8,<10", "scikit-learn>=1.4,<2", "matplotlib>=3.8,<4", "trimesh>=4,<6",
+                 "scikit-image>=0.22,<1"],
+        # occupancy fields of meshes (torch_sinr.occupancy): mesh loading, marching cubes, renders
+        "occupancy": ["trimesh>=4,<6", "scikit-image>=0.22,<1", "matplotlib>=3.8,<4"],
         "bench": ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
         # nerfstudio 1.1.5 leaves its own dependencies open; the pins below are the ones that keep
         # a fresh install on the capped torch and free of source builds (fpsample >= 1 ships no
