@@ -1,18 +1,30 @@
-"""Core speed targets: batched OMP vs scikit-learn, SINRLinear forward, whole-model compression.
+"""Core speed targets: exact OMP vs scikit-learn, SINRLinear forward, whole-model compression.
 
 Run from the repo root::
 
-    python -m benchmarks.core [--out DIR]
+    python -m benchmarks.core [--out DIR] [--sklearn-python PATH]
 
-Three measurements, in one run, on the same machine:
+Measured side by side in one run, on the same machine:
 
-a. ``torch_sinr.coders.omp`` vs ``sklearn.linear_model.orthogonal_mp`` (the faster of
-   ``precompute=False`` / ``precompute=True``) on one problem: a seeded 256 x 4096 dictionary,
-   256 signals of N(0, 0.05^2), s = 64. Target: >= 10x faster, with identical supports.
+a. ``torch_sinr.coders.omp`` (both exact paths: ``batch`` and the original ``screen``) vs
+   ``sklearn.linear_model.orthogonal_mp`` in both ``precompute`` modes, run by this environment's
+   numpy and by a current numpy/scikit-learn (a separate interpreter, by default the venv
+   ``benchmarks/cache/sklearn-current``, made with
+   ``python -m venv benchmarks/cache/sklearn-current && benchmarks/cache/sklearn-current/bin/pip
+   install "numpy>=2.3" "scipy>=1.16" "scikit-learn>=1.7" threadpoolctl``). The baseline is the
+   fastest scikit-learn configuration measured. Problems: a seeded 256 x 4096 dictionary with 256
+   signals of N(0, 0.05^2) at s = 64 (target: >= 10x, identical supports), and a 64 x 65536
+   dictionary (the paper's 16-bit index budget) with 195 signals at s = 29. numpy, scipy and the
+   BLAS/OpenMP libraries with their kernels (threadpoolctl) are recorded for every interpreter.
+   With a CUDA device, the first problem also runs there.
 b. ``SINRLinear`` forward (cached decoded weight, eval, inference_mode) vs ``nn.Linear`` at
    batch 65536, for 256->256 and 64->64, measured alternately. Target: ratio <= 1.05x.
-c. ``compress_model`` on an 8 x 256 MLP with ``SINRConfig()``: cold (dictionary cache cleared,
-   so it includes dictionary generation) and warm. Target: < 2 s. Also two faster settings.
+c. ``compress_model`` on an 8 x 256 MLP at s = ceil(0.45 k1), k2 = 4096, 16-bit values
+   (target < 2 s) and on a 3 x 64 SIREN at k2 = 65536 (target < 1 s), each with the automatic OMP
+   path and with the screening path forced: cold (dictionary and Gram caches cleared) and warm.
+   The code memo of ``tensor_codes`` is cleared before every repeat, so nothing is served cached.
+d. A 256 x 65536 dictionary (the largest default) with 256 signals at s = 64, run in a child
+   process: wall time and peak memory against the stated bound.
 
 Writes core.json and core.md to ``benchmarks/results/`` (or ``--out``) and prints the tables.
 All timings use ``time.perf_counter`` after warm-up runs; reported values are medians.
@@ -21,86 +33,187 @@ All timings use ``time.perf_counter`` after warm-up runs; reported values are me
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 import torch_sinr
-from torch_sinr.coders import omp
+from torch_sinr import tensor_codes
+from torch_sinr.coders import omp, omp_batch
+from torch_sinr.coders import screening
 from torch_sinr.dictionary import DictionarySpec, clear_dictionary_cache, get_dictionary
+from torch_sinr.inr import INR, INRConfig
 from torch_sinr.tensor_codes import relative_error
 
 from ._common import DEFAULT_OUT, cpu_model, md_table, time_call, time_call_cpu, write_results
 
 NAME = "core"
-DESCRIPTION = ("Core speed targets: batched OMP vs sklearn orthogonal_mp (target >= 10x), SINRLinear "
-               "forward vs nn.Linear at batch 65536 (target <= 1.05x), compress_model on an 8x256 MLP "
-               "(target < 2 s).")
+DESCRIPTION = ("Core speed targets: exact OMP vs scikit-learn orthogonal_mp with a current numpy (target "
+               ">= 10x), SINRLinear forward vs nn.Linear at batch 65536 (target <= 1.05x), compress_model on "
+               "an 8x256 MLP (target < 2 s) and a 3x64 SIREN at k2 = 65536 (target < 1 s).")
 
 OMP_SPEEDUP_TARGET = 10.0
 FORWARD_RATIO_TARGET = 1.05
 COMPRESS_SECONDS_TARGET = 2.0
+SIREN_SECONDS_TARGET = 1.0
+FIXED = {"s_ratio": 0.45, "dict_ratio": 16, "value_bits": 16}  # the issue's fixed settings
+SKLEARN_VENV_PYTHON = Path(__file__).resolve().parent / "cache" / "sklearn-current" / "bin" / "python"
+WORKER = Path(__file__).resolve().parent / "sklearn_worker.py"
+_omp_module = sys.modules["torch_sinr.coders.omp"]
+
+
+def numeric_stack() -> dict:
+    """This interpreter's numpy/scipy/torch and the BLAS/OpenMP libraries loaded, with kernels."""
+    import numpy as np
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(), "threadpools": threadpool_info()}
+
+
+def _blas_line(info: dict) -> str:
+    pools = [p for p in info["threadpools"] if p.get("user_api") == "blas"]
+    return "; ".join(f"{p['internal_api']} {p.get('version')} ({p.get('architecture')}, {p['num_threads']} threads)"
+                     for p in pools) or "no BLAS found"
+
+
+def _reset_caches(cold: bool) -> None:
+    tensor_codes._MEMO.clear()
+    if cold:
+        clear_dictionary_cache()
+        _omp_module._PREPARED.clear()
+
+
+class _ForcedMethod:
+    """Make ``omp(method="auto")`` take one path, for a side-by-side row."""
+
+    def __init__(self, method: str):
+        self.method, self.saved = method, None
+
+    def __enter__(self):
+        self.saved = _omp_module.choose_method
+        if self.method != "auto":
+            _omp_module.choose_method = lambda *args: self.method
+        return self
+
+    def __exit__(self, *exc):
+        _omp_module.choose_method = self.saved
 
 
 # --- a. OMP vs scikit-learn ------------------------------------------------------------------
-def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_repeats: int) -> dict:
+def run_sklearn(python: str, a64, signals, s: int, repeats: int, ours_dense) -> dict:
     import numpy as np
-    from sklearn.linear_model import orthogonal_mp
 
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        np.save(folder / "dictionary.npy", a64)
+        np.save(folder / "signals.npy", np.ascontiguousarray(signals.numpy().T))
+        (folder / "problem.json").write_text(json.dumps({"s": s}))
+        subprocess.run([python, str(WORKER), str(folder), str(repeats)], check=True)
+        info = json.loads((folder / "sklearn.json").read_text())
+        for key, mode in info["modes"].items():
+            if "skipped" in mode:
+                continue
+            coef = np.load(folder / f"coef_{key.replace('=', '_')}.npy", allow_pickle=False)
+            theirs = torch.from_numpy(np.ascontiguousarray(coef.T))
+            same_rows = ((ours_dense != 0) == (theirs != 0)).all(dim=1)
+            mode.update({"median_s": statistics.median(mode["times_s"]),
+                         "rows_with_identical_support": int(same_rows.sum()),
+                         "supports_identical": bool(same_rows.all()),
+                         "max_abs_coef_diff": float((ours_dense - theirs).abs().max())})
+    return info
+
+
+def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_repeats: int,
+              pythons: dict[str, str]) -> dict:
     dictionary = get_dictionary(DictionarySpec(seed=seed, k1=k1, k2=k2), "cpu")  # float32
     gen = torch.Generator().manual_seed(seed)
     signals = torch.randn(batch, k1, generator=gen, dtype=torch.float64) * 0.05
+    auto = _omp_module.choose_method(batch, k1, k2, s)
 
-    omp(dictionary, signals, n_nonzero=s)  # warm-up
-    ours_times, ours_cpu, code = [], [], None
-    for _ in range(repeats):
-        t, c, code = time_call_cpu(lambda: omp(dictionary, signals, n_nonzero=s))
-        ours_times.append(t)
-        ours_cpu.append(c)
-    ours_median = statistics.median(ours_times)
-    ours_dense = code.to_dense(k2)
-
-    a64 = np.ascontiguousarray(dictionary.double().numpy())
-    y = np.ascontiguousarray(signals.numpy().T)  # (k1, B)
-    sk = {}
-    for precompute in (False, True):
-        # Warm-up on a few signals (BLAS thread pools, and the Gram product's code paths).
-        orthogonal_mp(a64, y[:, :4], n_nonzero_coefs=s, precompute=precompute)
-        times, cpu, coef = [], [], None
-        for _ in range(sk_repeats):
-            t, c, coef = time_call_cpu(lambda: orthogonal_mp(a64, y, n_nonzero_coefs=s, precompute=precompute))
+    ours, code = {}, None
+    for method in ("batch", "screen"):
+        omp(dictionary, signals, n_nonzero=s, method=method, progress=False)  # warm-up, Gram included
+        times, cpu = [], []
+        for _ in range(repeats):
+            t, c, result = time_call_cpu(lambda: omp(dictionary, signals, n_nonzero=s, method=method,
+                                                     progress=False))
             times.append(t)
             cpu.append(c)
-        theirs = torch.from_numpy(np.ascontiguousarray(coef.T))  # (B, k2)
-        same_rows = ((ours_dense != 0) == (theirs != 0)).all(dim=1)
-        sk[f"precompute={precompute}"] = {
-            "precompute": precompute,
-            "median_s": statistics.median(times),
-            "times_s": times,
-            "cpu_s": cpu,
-            "rows_with_identical_support": int(same_rows.sum()),
-            "supports_identical": bool(same_rows.all()),
-            "max_abs_coef_diff": float((ours_dense - theirs).abs().max()),
-            "max_abs_coef": float(theirs.abs().max()),
-        }
-    best_key = min(sk, key=lambda k: sk[k]["median_s"])
-    best = sk[best_key]
-    return {
+            if method == auto:
+                code = result
+        ours[method] = {"median_s": statistics.median(times), "times_s": times, "cpu_s": cpu}
+    ours_dense = code.to_dense(k2)
+
+    a64 = dictionary.double().numpy()
+    sk = {label: run_sklearn(python, a64, signals, s, sk_repeats, ours_dense) for label, python in pythons.items()}
+    candidates = [(mode["median_s"], label, key) for label, info in sk.items()
+                  for key, mode in info["modes"].items() if "median_s" in mode]
+    best_s, best_label, best_key = min(candidates)
+    best = sk[best_label]["modes"][best_key]
+    result = {
         "problem": {"seed": seed, "k1": k1, "k2": k2, "signals": batch, "signal_std": 0.05, "s": s},
-        "ours_median_s": ours_median,
-        "ours_min_s": min(ours_times),
-        "ours_times_s": ours_times,
-        "ours_cpu_s": ours_cpu,
+        "auto_method": auto,
+        "screen_dtype": str(screening.screen_dtype(torch.device("cpu"), k1)).replace("torch.", ""),
+        "ours": ours,
+        "ours_median_s": ours[auto]["median_s"],
         "sklearn": sk,
-        "sklearn_baseline": best_key,
-        "sklearn_baseline_s": best["median_s"],
-        "speedup": best["median_s"] / ours_median,
+        "sklearn_baseline": f"{best_label}, {best_key}",
+        "sklearn_baseline_numpy": sk[best_label]["numpy"],
+        "sklearn_baseline_s": best_s,
+        "speedup": best_s / ours[auto]["median_s"],
+        "speedup_screen_path": best_s / ours["screen"]["median_s"],
         "supports_identical": best["supports_identical"],
         "rows_with_identical_support": best["rows_with_identical_support"],
         "max_abs_coef_diff": best["max_abs_coef_diff"],
+        "work": omp_work(batch, k1, k2, s),
+    }
+    if torch.cuda.is_available():
+        result["cuda"] = bench_omp_cuda(dictionary, signals, s, repeats, code)
+    return result
+
+
+def bench_omp_cuda(dictionary, signals, s: int, repeats: int, cpu_code) -> dict:
+    out = {"device": torch.cuda.get_device_name()}
+    a, w = dictionary.cuda(), signals.cuda()
+    for method in ("batch", "screen"):
+        omp(a, w, n_nonzero=s, method=method, progress=False)
+        times = []
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            code = omp(a, w, n_nonzero=s, method=method, progress=False)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        out[method] = {"median_s": statistics.median(times), "times_s": times,
+                       "supports_equal_cpu": bool(torch.equal(code.indices.cpu().sort(1).values,
+                                                              cpu_code.indices.sort(1).values))}
+    return out
+
+
+def omp_work(batch: int, k1: int, k2: int, s: int) -> dict:
+    """Multiply-adds and memory traffic of each OMP path, summed over the s steps: what the
+    timings should be read against (the screening GEMM is compute-bound; the per-row float64
+    state is read from memory every step)."""
+    sum_t = s * (s - 1) / 2
+    sum_t2 = sum(t * t for t in range(s))
+    return {
+        "screen_gemm_madds": batch * k1 * k2 * s,
+        "screen_path_basis_bytes": 2 * 8 * batch * k1 * sum_t,  # Q (B x t x k1 float64), read twice a step
+        "batch_path_triangular_bytes": 2 * 8 * batch * sum_t2,  # L^-1 (B x t x t float64), read twice a step
+        "batch_path_residual_madds": batch * k1 * (sum_t + s),  # r = w - A_I x, CSR
+        "candidate_pass_bytes": 3 * 4 * batch * k2 * s,  # float32 |A^T r|: write, block max, read
     }
 
 
@@ -145,7 +258,7 @@ def bench_forward(seed: int, features: int, batch: int, repeats: int, warmup: in
     }
 
 
-# --- c. compress_model on an 8x256 MLP --------------------------------------------------------
+# --- c. compress_model ------------------------------------------------------------------------
 def build_mlp(seed: int, width: int = 256, hidden_layers: int = 8, d_in: int = 3, d_out: int = 4) -> nn.Sequential:
     torch.manual_seed(seed)
     layers: list[nn.Module] = [nn.Linear(d_in, width)]
@@ -155,13 +268,22 @@ def build_mlp(seed: int, width: int = 256, hidden_layers: int = 8, d_in: int = 3
     return nn.Sequential(*layers)
 
 
-def bench_compress(seed: int, label: str, config_kwargs: dict, repeats: int) -> dict:
-    clear_dictionary_cache()  # before the first repeat only: it is the cold one
+def build_siren(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return INR(INRConfig(hidden_features=64, hidden_layers=3))
+
+
+MODELS = {"8x256 MLP": build_mlp, "3x64 SIREN": build_siren}
+
+
+def bench_compress(seed: int, model_name: str, label: str, config_kwargs: dict, method: str, repeats: int) -> dict:
     times, cpu, reports = [], [], []
-    for _ in range(repeats):
-        model = build_mlp(seed)  # a fresh model each repeat, built outside the timing
+    for i in range(repeats):
+        model = MODELS[model_name](seed)  # a fresh model each repeat, built outside the timing
         config = torch_sinr.SINRConfig(**config_kwargs)
-        t, c, report = time_call_cpu(lambda: torch_sinr.compress_model(model, config, progress=False))
+        _reset_caches(cold=i == 0)
+        with _ForcedMethod(method):
+            t, c, report = time_call_cpu(lambda: torch_sinr.compress_model(model, config, progress=False))
         times.append(t)
         cpu.append(c)
         reports.append(report)
@@ -169,20 +291,54 @@ def bench_compress(seed: int, label: str, config_kwargs: dict, repeats: int) -> 
     errors = [layer.rel_error for layer in report.layers]
     warm = times[1:]
     return {
+        "model": model_name,
         "label": label,
+        "method": method,
         "config": config_kwargs,
         "coded_layers": len(report.layers),
         "layers": [{"name": l.name, "shape": list(l.shape), "mode": l.mode, "s": l.s, "k2": l.k2,
                     "rel_error": l.rel_error} for l in report.layers],
         "cold_s": times[0],
-        "warm_median_s": statistics.median(warm) if warm else None,
-        "warm_min_s": min(warm) if warm else None,
+        "warm_median_s": statistics.median(warm),
         "times_s": times,
         "cpu_s": cpu,
-        "cpu_over_wall": [c / t for c, t in zip(cpu, times)],
         "mean_rel_error": sum(errors) / len(errors),
         "compression_ratio": report.ratio,
     }
+
+
+# --- d. the largest default dictionary, in a child process ------------------------------------
+_CHILD = """
+import json, resource, sys, time, torch
+from torch_sinr.coders import omp
+from torch_sinr.dictionary import DictionarySpec, get_dictionary
+k1, k2, batch, s = map(int, sys.argv[1:5])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+a = get_dictionary(DictionarySpec(seed=0, k1=k1, k2=k2), "cpu")
+w = torch.randn(batch, k1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.05
+after_dictionary = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+code = omp(a, w, n_nonzero=s, progress=False)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "rss_import_mib": base / 1024, "rss_after_dictionary_mib": after_dictionary / 1024,
+                  "rss_peak_mib": peak / 1024, "counts_ok": bool((code.counts == s).all())}))
+"""
+
+
+def bench_large_dictionary(k1: int = 256, k2: int = 65536, batch: int = 256, s: int = 64) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(k1), str(k2), str(batch), str(s)], check=True,
+                         capture_output=True, text=True)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    screen_bytes = 2  # at most: bfloat16 (float32 is 4, counted in the dictionary term below)
+    dictionary_bytes = k1 * k2 * (4 + 8 + 4)  # float32 dictionary, float64 atoms, screening copy
+    gram_bytes = 8 * k2 * k2 if 8 * k2 * k2 <= omp_batch.GRAM_MAX_BYTES else 0
+    bound = dictionary_bytes + gram_bytes + omp_batch.CHUNK_BYTES
+    rows = omp_batch.rows_per_chunk(k1, k2, s, gram_bytes > 0, screen_bytes)
+    return {"problem": {"k1": k1, "k2": k2, "signals": batch, "s": s}, **measured,
+            "bound_mib": bound / 2**20, "rows_per_chunk": rows,
+            "bound_formula": "16 k1 k2 bytes (dictionary float32 + float64 atoms + screening copy) "
+                             "+ 8 k2^2 (Gram, only when <= 256 MiB) + 256 MiB of per-row state"}
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -194,46 +350,74 @@ def _cpu_wall(cpu: list[float], wall: list[float]) -> str:
     return f"{statistics.median(c / t for c, t in zip(cpu, wall)):.2f}"
 
 
-def render(results: dict) -> str:
-    a = results["omp"]
-    p = a["problem"]
-    parts = [f"# Core speed targets\n\nMachine: {cpu_model()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads. 1-minute load average at start / end: "
-             f"{results['load_average']['start'][0]:.2f} / {results['load_average']['end'][0]:.2f} "
-             f"on {os.cpu_count()} CPUs (other processes skew timings).\n"]
+def _problem(p: dict) -> str:
+    return f"{p['signals']} signals, k1={p['k1']}, k2={p['k2']}, s={p['s']}"
 
-    rows = [["OMP speedup vs sklearn orthogonal_mp "
-             f"({p['signals']} signals, k1={p['k1']}, k2={p['k2']}, s={p['s']})",
-             f"{a['speedup']:.1f}x", f">= {OMP_SPEEDUP_TARGET:g}x", _yes(a["speedup"] >= OMP_SPEEDUP_TARGET)],
-            ["OMP supports identical to sklearn",
-             f"{a['rows_with_identical_support']}/{p['signals']} rows", "all rows",
-             _yes(a["supports_identical"])]]
+
+def render(results: dict) -> str:
+    stack = results["stack"]
+    parts = [f"# Core speed targets\n\nMachine: {cpu_model()}, torch {torch.__version__} "
+             f"({stack['this']['torch_cpu_capability']}), {torch.get_num_threads()} threads. "
+             f"1-minute load average at start / end: {results['load_average']['start'][0]:.2f} / "
+             f"{results['load_average']['end'][0]:.2f} on {os.cpu_count()} CPUs (other processes skew timings).\n"]
+    stack_rows = [[label, info["numpy"], info["scipy"], info.get("sklearn", "-"), _blas_line(info)]
+                  for label, info in stack.items()]
+    parts.append("Numeric stacks (threadpoolctl):\n\n" + md_table(
+        ["Interpreter", "numpy", "scipy", "scikit-learn", "BLAS (kernel)"], stack_rows))
+
+    rows = []
+    for a in results["omp"]:
+        rows.append([f"OMP speedup vs the fastest sklearn orthogonal_mp ({_problem(a['problem'])})",
+                     f"{a['speedup']:.1f}x", f">= {OMP_SPEEDUP_TARGET:g}x", _yes(a["speedup"] >= OMP_SPEEDUP_TARGET)])
+        rows.append([f"OMP supports identical to sklearn ({_problem(a['problem'])})",
+                     f"{a['rows_with_identical_support']}/{a['problem']['signals']} rows", "all rows",
+                     _yes(a["supports_identical"])])
     for f in results["forward"]:
         rows.append([f"SINRLinear / nn.Linear forward time, {f['shape']}, batch {f['batch']}",
-                     f"{f['ratio']:.3f}x", f"<= {FORWARD_RATIO_TARGET:g}x",
-                     _yes(f["ratio"] <= FORWARD_RATIO_TARGET)])
-    default = results["compress"][0]
-    rows.append(["compress_model 8x256 MLP, SINRConfig(), warm (median)",
-                 f"{default['warm_median_s']:.2f} s", f"< {COMPRESS_SECONDS_TARGET:g} s",
-                 _yes(default["warm_median_s"] < COMPRESS_SECONDS_TARGET)])
-    rows.append(["compress_model 8x256 MLP, SINRConfig(), cold (incl. dictionary generation)",
-                 f"{default['cold_s']:.2f} s", f"< {COMPRESS_SECONDS_TARGET:g} s",
-                 _yes(default["cold_s"] < COMPRESS_SECONDS_TARGET)])
+                     f"{f['ratio']:.3f}x", f"<= {FORWARD_RATIO_TARGET:g}x", _yes(f["ratio"] <= FORWARD_RATIO_TARGET)])
+    for c in results["compress"]:
+        if c["method"] != "auto":
+            continue
+        target = COMPRESS_SECONDS_TARGET if c["model"] == "8x256 MLP" else SIREN_SECONDS_TARGET
+        for kind in ("warm_median_s", "cold_s"):
+            rows.append([f"compress_model {c['model']}, {c['label']}, {'warm (median)' if kind == 'warm_median_s' else 'cold'}",
+                         f"{c[kind]:.2f} s", f"< {target:g} s", _yes(c[kind] < target)])
     parts.append("## Targets\n\n" + md_table(["Target", "Measured", "Target value", "Met"], rows))
 
-    omp_rows = [["torch_sinr omp (batched)", f"{a['ours_median_s'] * 1e3:.1f}",
-                 f"median of {len(a['ours_times_s'])}", _cpu_wall(a["ours_cpu_s"], a["ours_times_s"]), "-", "-"]]
-    for key, v in a["sklearn"].items():
-        omp_rows.append([f"sklearn orthogonal_mp {key}" + (" (baseline)" if key == a["sklearn_baseline"] else ""),
-                         f"{v['median_s'] * 1e3:.1f}", f"median of {len(v['times_s'])}",
-                         _cpu_wall(v["cpu_s"], v["times_s"]),
-                         f"{v['rows_with_identical_support']}/{p['signals']}", f"{v['max_abs_coef_diff']:.2e}"])
-    parts.append("## a. OMP vs scikit-learn\n\n" + md_table(
-        ["Coder", "Time (ms)", "Repeats", "CPU s / wall s", "Rows with identical support", "Max |coef diff|"],
-        omp_rows)
-        + f"\n\nSpeedup over the faster sklearn mode: {a['speedup']:.1f}x. CPU s / wall s: process CPU time "
-          "over wall time (median over repeats); well below the threads in use means other processes "
-          "competed for the cores.")
+    for a in results["omp"]:
+        p = a["problem"]
+        omp_rows = []
+        for method, v in a["ours"].items():
+            omp_rows.append([f"torch_sinr omp, method={method}" + (" (auto)" if method == a["auto_method"] else ""),
+                             f"{v['median_s'] * 1e3:.1f}", f"median of {len(v['times_s'])}",
+                             _cpu_wall(v["cpu_s"], v["times_s"]), "-", "-"])
+        for label, info in a["sklearn"].items():
+            for key, v in info["modes"].items():
+                name = f"sklearn orthogonal_mp {key}, numpy {info['numpy']} ({label})"
+                if "skipped" in v:
+                    omp_rows.append([name, "skipped: " + v["skipped"], "-", "-", "-", "-"])
+                    continue
+                if f"{label}, {key}" == a["sklearn_baseline"]:
+                    name += " (baseline)"
+                omp_rows.append([name, f"{v['median_s'] * 1e3:.1f}", f"median of {len(v['times_s'])}",
+                                 _cpu_wall(v["cpu_s"], v["times_s"]),
+                                 f"{v['rows_with_identical_support']}/{p['signals']}", f"{v['max_abs_coef_diff']:.2e}"])
+        if "cuda" in a:
+            for method in ("batch", "screen"):
+                v = a["cuda"][method]
+                omp_rows.append([f"torch_sinr omp on {a['cuda']['device']}, method={method}", f"{v['median_s'] * 1e3:.1f}",
+                                 f"median of {len(v['times_s'])}", "-",
+                                 "same as CPU" if v["supports_equal_cpu"] else "DIFFERENT from CPU", "-"])
+        w = a["work"]
+        parts.append(f"## a. OMP vs scikit-learn: {_problem(p)}\n\n" + md_table(
+            ["Coder", "Time (ms)", "Repeats", "CPU s / wall s", "Rows with identical support", "Max |coef diff|"],
+            omp_rows)
+            + f"\n\nScreening precision: {a['screen_dtype']}. Speedup over the fastest scikit-learn: "
+              f"{a['speedup']:.1f}x (the screening path alone: {a['speedup_screen_path']:.1f}x). Work: screening "
+              f"GEMM {w['screen_gemm_madds'] / 1e9:.2f} G multiply-adds; float64 state read per run: "
+              f"{w['screen_path_basis_bytes'] / 2**30:.2f} GiB (screen path's basis) vs "
+              f"{w['batch_path_triangular_bytes'] / 2**30:.2f} GiB (batch path's L^-1); candidate passes over "
+              f"|A^T r|: {w['candidate_pass_bytes'] / 2**30:.2f} GiB.")
 
     fwd_rows = [[f["shape"], f["batch"], f"{f['linear_median_s'] * 1e3:.2f}", f"{f['sinr_median_s'] * 1e3:.2f}",
                  f"{f['ratio']:.3f}", f"{f['paired_ratio_median']:.3f}", f["repeats"], f["s"], f["k2"]]
@@ -242,15 +426,22 @@ def render(results: dict) -> str:
         ["Layer", "Batch", "nn.Linear (ms)", "SINRLinear (ms)", "Ratio of medians", "Median paired ratio",
          "Repeats each", "s", "k2"], fwd_rows))
 
-    comp_rows = [[c["label"], c["coded_layers"], f"{c['cold_s']:.2f}", f"{c['warm_median_s']:.2f}",
+    comp_rows = [[c["model"], c["label"], c["method"], c["coded_layers"], f"{c['cold_s']:.2f}", f"{c['warm_median_s']:.2f}",
                   len(c["times_s"]) - 1, _cpu_wall(c["cpu_s"], c["times_s"]), f"{c['mean_rel_error']:.4f}",
                   f"{c['compression_ratio']:.2f}x"]
                  for c in results["compress"]]
-    parts.append("## c. compress_model on an 8x256 MLP\n\n" + md_table(
-        ["Config", "Coded layers", "Cold (s)", "Warm median (s)", "Warm repeats", "CPU s / wall s",
-         "Mean rel. weight error", "Compression ratio"], comp_rows)
-        + "\n\nCold: dictionary cache cleared first (includes dictionary generation). Warm: later repeats, "
-          "each on a freshly built model.")
+    parts.append("## c. compress_model\n\n" + md_table(
+        ["Model", "Config", "OMP path", "Coded layers", "Cold (s)", "Warm median (s)", "Warm repeats",
+         "CPU s / wall s", "Mean rel. weight error", "Compression ratio"], comp_rows)
+        + "\n\nCold: dictionary, Gram and code caches cleared first (includes dictionary generation). Warm: later "
+          "repeats, each on a freshly built model, code memo cleared. OMP path auto = what the library chooses.")
+
+    big = results["large_dictionary"]
+    parts.append("## d. Largest default dictionary, bounded memory (child process)\n\n" + md_table(
+        ["Problem", "Time (s)", "Peak RSS (MiB)", "RSS after dictionary (MiB)", "Stated bound (MiB)", "Rows per chunk"],
+        [[_problem(big["problem"]), f"{big['seconds']:.2f}", f"{big['rss_peak_mib']:.0f}",
+          f"{big['rss_after_dictionary_mib']:.0f}", f"{big['bound_mib']:.0f}", big["rows_per_chunk"]]])
+        + f"\n\nBound: {big['bound_formula']}, plus torch and the process itself.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -263,40 +454,64 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--forward-repeats", type=int, default=25, help="timed forwards of each module")
     parser.add_argument("--forward-batch", type=int, default=65536)
     parser.add_argument("--compress-repeats", type=int, default=3, help="first is cold, the rest warm")
+    parser.add_argument("--sklearn-python", default=str(SKLEARN_VENV_PYTHON),
+                        help="an interpreter with a current numpy and scikit-learn for the baseline "
+                             "(default: the venv benchmarks/cache/sklearn-current; see the module docstring)")
     args = parser.parse_args(argv)
     if args.omp_repeats < 1 or args.sklearn_repeats < 1 or args.forward_repeats < 1 or args.compress_repeats < 2:
         parser.error("repeats must be >= 1 (--compress-repeats >= 2: one cold, at least one warm)")
+    pythons = {"this environment": sys.executable}
+    if Path(args.sklearn_python).exists():
+        pythons["current numpy"] = args.sklearn_python
+    else:
+        print(f"warning: {args.sklearn_python} not found: the baseline is this environment's scikit-learn only "
+              "(see the module docstring to make the current-numpy venv)", file=sys.stderr)
 
     started = time.perf_counter()
-    results: dict = {}
+    results: dict = {"stack": {"this": numeric_stack()}}
     load = {"start": list(os.getloadavg())}
-    results["omp"] = bench_omp(args.seed, k1=256, k2=4096, batch=256, s=64,
-                               repeats=args.omp_repeats, sk_repeats=args.sklearn_repeats)
+    results["omp"] = [
+        bench_omp(args.seed, k1=256, k2=4096, batch=256, s=64, repeats=args.omp_repeats,
+                  sk_repeats=args.sklearn_repeats, pythons=pythons),
+        bench_omp(args.seed, k1=64, k2=65536, batch=195, s=29, repeats=args.omp_repeats,
+                  sk_repeats=args.sklearn_repeats, pythons=pythons),
+    ]
+    for label, info in results["omp"][0]["sklearn"].items():
+        results["stack"][label] = {k: info[k] for k in ("python", "numpy", "scipy", "sklearn", "threadpools")}
     load["after_omp"] = list(os.getloadavg())
     results["forward"] = [bench_forward(args.seed, f, args.forward_batch, args.forward_repeats) for f in (256, 64)]
     load["after_forward"] = list(os.getloadavg())
+    fixed_label = "s = ceil(0.45 k1), k2 = 16 k1, 16-bit"
+    siren_label = "s = ceil(0.45 k1), k2 = 65536, 16-bit"
+    siren = {"s_ratio": 0.45, "k2": 65536, "value_bits": 16}
     results["compress"] = [
-        bench_compress(args.seed, "SINRConfig()", {}, args.compress_repeats),
-        bench_compress(args.seed, "SINRConfig(dict_ratio=8)", {"dict_ratio": 8}, args.compress_repeats),
-        bench_compress(args.seed, "SINRConfig(dict_ratio=4, s_ratio=0.35)", {"dict_ratio": 4, "s_ratio": 0.35},
-                       args.compress_repeats),
+        bench_compress(args.seed, "8x256 MLP", fixed_label, FIXED, method, args.compress_repeats)
+        for method in ("auto", "screen")
+    ] + [
+        bench_compress(args.seed, "3x64 SIREN", siren_label, siren, method, args.compress_repeats)
+        for method in ("auto", "screen")
     ]
+    load["after_compress"] = list(os.getloadavg())
+    results["large_dictionary"] = bench_large_dictionary()
     load["end"] = list(os.getloadavg())
     results["load_average"] = load
-    default = results["compress"][0]
-    results["targets"] = {
-        "omp_speedup": {"measured": results["omp"]["speedup"], "target": f">= {OMP_SPEEDUP_TARGET}",
-                        "met": results["omp"]["speedup"] >= OMP_SPEEDUP_TARGET},
-        "omp_supports_identical": {"measured": results["omp"]["rows_with_identical_support"],
-                                   "target": "all rows", "met": results["omp"]["supports_identical"]},
-        **{f"forward_ratio_{f['shape']}": {"measured": f["ratio"], "target": f"<= {FORWARD_RATIO_TARGET}",
-                                           "met": f["ratio"] <= FORWARD_RATIO_TARGET}
-           for f in results["forward"]},
-        "compress_mlp_warm_s": {"measured": default["warm_median_s"], "target": f"< {COMPRESS_SECONDS_TARGET}",
-                                "met": default["warm_median_s"] < COMPRESS_SECONDS_TARGET},
-        "compress_mlp_cold_s": {"measured": default["cold_s"], "target": f"< {COMPRESS_SECONDS_TARGET}",
-                                "met": default["cold_s"] < COMPRESS_SECONDS_TARGET},
-    }
+    targets = {}
+    for a in results["omp"]:
+        key = f"{a['problem']['k1']}x{a['problem']['k2']}"
+        targets[f"omp_speedup_{key}"] = {"measured": a["speedup"], "target": f">= {OMP_SPEEDUP_TARGET}",
+                                         "met": a["speedup"] >= OMP_SPEEDUP_TARGET}
+        targets[f"omp_supports_identical_{key}"] = {"measured": a["rows_with_identical_support"],
+                                                    "target": "all rows", "met": a["supports_identical"]}
+    for f in results["forward"]:
+        targets[f"forward_ratio_{f['shape']}"] = {"measured": f["ratio"], "target": f"<= {FORWARD_RATIO_TARGET}",
+                                                  "met": f["ratio"] <= FORWARD_RATIO_TARGET}
+    for c in results["compress"]:
+        if c["method"] == "auto":
+            limit = COMPRESS_SECONDS_TARGET if c["model"] == "8x256 MLP" else SIREN_SECONDS_TARGET
+            for kind in ("warm_median_s", "cold_s"):
+                targets[f"compress_{c['model'].replace(' ', '_')}_{kind}"] = {
+                    "measured": c[kind], "target": f"< {limit}", "met": c[kind] < limit}
+    results["targets"] = targets
     results["settings"] = vars(args)
     results["total_seconds"] = time.perf_counter() - started
     markdown = render(results)
