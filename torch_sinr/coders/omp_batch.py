@@ -25,43 +25,50 @@ import warnings
 
 import torch
 
-from .screening import BLOCK, ScreenDictionary, candidates_from_blocks, hot_blocks
+from .screening import BLOCK, CHUNK_COLUMNS, ScreenDictionary, candidates_from_blocks, hot_blocks
 
 GRAM_MAX_BYTES = 256 * 2**20
 CHUNK_BYTES = 256 * 2**20
+# Hot blocks per row to budget for (measured 1-3 with bfloat16 screening; more are rare, and
+# MAX_BLOCKS_PER_ROW caps them).
+HOT_BLOCKS_PER_ROW = 4
 
 
 class PreparedDictionary:
     """What batch OMP needs of one dictionary, computed once per (dictionary, device, dtype)."""
 
     def __init__(self, dictionary: torch.Tensor, device: torch.device, screen_dtype: torch.dtype):
-        atoms64 = dictionary.to(device=device, dtype=torch.float64)
-        self.k1, self.k2 = atoms64.shape
-        self.atoms_t = atoms64.t().contiguous()  # (k2, k1): atoms as rows, for gathers and CSR products
+        k1, k2 = dictionary.shape
+        self.k1, self.k2 = k1, k2
+        padded = -(-k2 // BLOCK) * BLOCK
+        # (padded k2, k1) float64, zero atoms padding the last block: atoms as rows for gathers and
+        # CSR products (the first k2 rows, a contiguous view), and as (blocks, BLOCK, k1) for
+        # scoring whole blocks in float64 when the dictionary is screened in chunks.
+        rows = torch.zeros(padded, k1, dtype=torch.float64, device=device)
+        rows[:k2] = dictionary.to(device=device, dtype=torch.float64).t()
+        self.atoms_t = rows[:k2]
+        self.atom_blocks = rows.view(padded // BLOCK, BLOCK, k1)
         self.atom_sq = (self.atoms_t * self.atoms_t).sum(1)
         self.screen = ScreenDictionary(self.atoms_t, screen_dtype)
-        padded = self.screen.matrix.shape[1]
-        # Atoms in blocks of BLOCK (zero atoms pad the last one), for scoring whole blocks in
-        # float64 when the dictionary is screened in chunks.
-        self.atom_blocks = None
-        if self.screen.chunks is not None:
-            blocks = torch.zeros(padded, self.k1, dtype=torch.float64, device=device)
-            blocks[: self.k2] = self.atoms_t
-            self.atom_blocks = blocks.view(padded // BLOCK, BLOCK, self.k1)
-        self.gram = self.atoms_t @ self.atoms_t.t() if 8 * self.k2 * self.k2 <= GRAM_MAX_BYTES else None
+        self.gram = self.atoms_t @ self.atoms_t.t() if 8 * k2 * k2 <= GRAM_MAX_BYTES else None
 
     def nbytes(self) -> int:
+        """Bytes held for this dictionary: float64 atoms, the screening copy, the Gram matrix."""
         gram = 0 if self.gram is None else self.gram.numel() * 8
-        return self.atoms_t.numel() * 8 + self.screen.matrix.numel() * self.screen.matrix.element_size() + gram
+        return self.atom_blocks.numel() * 8 + self.screen.nbytes() + gram + self.atom_sq.numel() * 8
 
 
 def rows_per_chunk(k1: int, k2: int, limit: int, has_gram: bool, screen_bytes: int) -> int:
-    """Rows whose state fits ``CHUNK_BYTES`` (at least one)."""
-    padded = -(-k2 // 64) * 64
-    per_row = (8 * limit * limit  # L^-1
-               + 8 * 4 * limit + 8 * 3 * k1  # support, y, x, coefficients; w, r, product
+    """Rows whose state and per-step temporaries fit ``CHUNK_BYTES`` (at least one)."""
+    padded = -(-k2 // BLOCK) * BLOCK
+    chunked = padded > CHUNK_COLUMNS
+    per_row = (16 * limit * limit  # L^-1 as rows and as columns
+               + 8 * 4 * limit + 8 * 3 * k1  # support, coefficients, v, lower; w, r, product
                + k2  # taken mask
-               + padded * (screen_bytes + 4))  # correlations and their block view
+               + 4 * padded // BLOCK  # block maxima
+               + (CHUNK_COLUMNS if chunked else padded) * (screen_bytes + 4))  # screened product, float32 |.|
+    if chunked:
+        per_row += HOT_BLOCKS_PER_ROW * BLOCK * k1 * 8  # hot blocks' atoms gathered for float64 scoring
     if not has_gram:
         per_row += 8 * limit * k1  # the support's atoms
     return max(1, CHUNK_BYTES // per_row)
@@ -126,7 +133,7 @@ def batch_omp(
     after each step (limit,)."""
     batch, k1 = w.shape
     device = w.device
-    chunk = rows_per_chunk(k1, prep.k2, limit, prep.gram is not None, prep.screen.matrix.element_size())
+    chunk = rows_per_chunk(k1, prep.k2, limit, prep.gram is not None, prep.screen.dtype.itemsize)
     support = torch.zeros(batch, limit, dtype=torch.int64, device=device)
     coef = torch.zeros(batch, limit, dtype=torch.float64, device=device)
     counts = torch.zeros(batch, dtype=torch.int64, device=device)
