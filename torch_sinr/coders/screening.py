@@ -55,8 +55,9 @@ class ScreenDictionary:
     """A dictionary prepared for screening: padded to whole blocks, in the screening dtype, with
     the norms the error bound needs."""
 
-    def __init__(self, atoms64_t: torch.Tensor, dtype: torch.dtype):
+    def __init__(self, atoms64_t: torch.Tensor, dtype: torch.dtype, chunk_columns: int | None = None):
         k2, k1 = atoms64_t.shape
+        chunk_columns = CHUNK_COLUMNS if chunk_columns is None else chunk_columns
         self.k1, self.k2, self.dtype = k1, k2, dtype
         padded = -(-k2 // BLOCK) * BLOCK
         low = torch.zeros(k1, padded, dtype=dtype, device=atoms64_t.device)
@@ -68,9 +69,9 @@ class ScreenDictionary:
         del low64
         # One screening copy: the whole (k1, padded k2) matrix, or its column chunks (contiguous,
         # so each chunk's product is one GEMM). Padding columns are zero, and never candidates.
-        if padded > CHUNK_COLUMNS:
-            self.matrix, self.chunks = None, [low[:, j:j + CHUNK_COLUMNS].contiguous()
-                                              for j in range(0, padded, CHUNK_COLUMNS)]
+        if padded > chunk_columns:
+            self.matrix, self.chunks = None, [low[:, j:j + chunk_columns].contiguous()
+                                              for j in range(0, padded, chunk_columns)]
         else:
             self.matrix, self.chunks = low, None
         n = k1 + 1
@@ -209,7 +210,7 @@ def calibrate(trials: int = 4) -> bool:
         residual = torch.randn(64, k1, generator=gen, dtype=torch.float64)
         if trial % 2:
             atoms, residual = atoms.abs(), residual.abs()
-        screen = ScreenDictionary(atoms.float().double(), torch.bfloat16)
+        screen = ScreenDictionary(atoms.float().double(), torch.bfloat16, chunk_columns=atoms.shape[0])
         corr, bound = screen.correlations(residual)
         exact = (residual @ atoms.float().double().t()).abs()
         error = (corr[:, :512].double() - exact).abs()
