@@ -111,9 +111,13 @@ class ScreenDictionary:
 
     def _bound(self, residual: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         low64 = low.double()
-        bound = (self.norm_error * residual.norm(dim=1)
+        r_norm = residual.norm(dim=1)
+        bound = (self.norm_error * r_norm
                  + self.norm_low * (residual - low64).norm(dim=1)
                  + self.gamma * self.norm_low * low64.norm(dim=1))
+        if residual.is_cuda and self.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+            # a user who allowed TF32 gets float32 GEMMs that round both inputs to 10-bit mantissas
+            bound = bound + 2 * 2.0**-11 * self.norm_low * r_norm
         return bound * (1 + 1e-6)
 
 
