@@ -24,7 +24,9 @@ c. ``compress_model`` on an 8 x 256 MLP at s = ceil(0.45 k1), k2 = 4096, 16-bit 
    path and with the screening path forced: cold (dictionary and Gram caches cleared) and warm.
    The code memo of ``tensor_codes`` is cleared before every repeat, so nothing is served cached.
 d. A 256 x 65536 dictionary (the largest default) with 256 signals at s = 64, run in a child
-   process: wall time and peak memory against the stated bound.
+   process: wall time and OMP's own peak memory against the stated bound.
+e. Both OMP paths on a ladder of problem sizes: where batch OMP starts to win, and what
+   ``method="auto"`` picks (``omp.BATCH_MIN_WORK``).
 
 Writes core.json and core.md to ``benchmarks/results/`` (or ``--out``) and prints the tables.
 All timings use ``time.perf_counter`` after warm-up runs; reported values are medians.
@@ -350,6 +352,29 @@ def bench_large_dictionary(k1: int = 256, k2: int = 65536, batch: int = 256, s: 
                              "(Gram, only when <= 256 MiB) + 256 MiB of per-row state (CHUNK_BYTES) + the codes"}
 
 
+# --- e. where batch OMP starts to win ---------------------------------------------------------
+CROSSOVER_PROBLEMS = [(16, 64, 1024, 8), (16, 64, 1024, 29), (64, 64, 1024, 29), (256, 64, 1024, 29),
+                      (512, 64, 1024, 29), (128, 128, 2048, 58), (195, 64, 4096, 29), (256, 128, 2048, 58),
+                      (128, 256, 4096, 116), (64, 64, 65536, 29)]
+
+
+def bench_crossover(repeats: int) -> list[dict]:
+    rows = []
+    for batch, k1, k2, s in CROSSOVER_PROBLEMS:
+        a = get_dictionary(DictionarySpec(seed=0, k1=k1, k2=k2), "cpu")
+        w = torch.randn(batch, k1, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.05
+        medians = {}
+        for method in ("batch", "screen"):
+            omp(a, w, n_nonzero=s, method=method, progress=False)
+            medians[method] = statistics.median(
+                time_call(lambda: omp(a, w, n_nonzero=s, method=method, progress=False))[0] for _ in range(repeats))
+        rows.append({"problem": {"signals": batch, "k1": k1, "k2": k2, "s": s}, "work": batch * k2 * s,
+                     "batch_s": medians["batch"], "screen_s": medians["screen"],
+                     "faster": min(medians, key=medians.get),
+                     "auto": _omp_module.choose_method(batch, k1, k2, s)})
+    return rows
+
+
 # --- report ------------------------------------------------------------------------------------
 def _yes(ok: bool) -> str:
     return "yes" if ok else "no"
@@ -455,6 +480,12 @@ def render(results: dict) -> str:
           _yes(big["omp_peak_increase_mib"] <= big["bound_mib"]), big["rows_per_chunk"]]])
         + f"\n\nBound on OMP's own memory: {big['bound_formula']}. The peak is the kernel's VmHWM, reset "
           "just before OMP starts (the dictionary itself is generated before).")
+    cross = results["crossover"]
+    parts.append("## e. Batch vs screening OMP by problem size (what `method=\"auto\"` picks)\n\n" + md_table(
+        ["Problem", "B k2 s", "batch (ms)", "screen (ms)", "Faster", "auto picks"],
+        [[_problem(c["problem"]), f"{c['work']:.2e}", f"{c['batch_s'] * 1e3:.1f}", f"{c['screen_s'] * 1e3:.1f}",
+          c["faster"], c["auto"]] for c in cross])
+        + f"\n\nauto picks batch from B k2 s >= {_omp_module.BATCH_MIN_WORK:.2e}.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -506,6 +537,7 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     load["after_compress"] = list(os.getloadavg())
     results["large_dictionary"] = bench_large_dictionary()
+    results["crossover"] = bench_crossover(args.omp_repeats)
     load["end"] = list(os.getloadavg())
     results["load_average"] = load
     targets = {}

@@ -158,8 +158,10 @@ def test_residual_history_is_the_error_of_each_prefix(method):
         assert torch.isclose(code.residual_history[s - 1], residual, rtol=1e-9)
 
 
-def test_auto_chooses_batch_for_layers_and_screen_for_tiny_problems():
+def test_auto_chooses_batch_for_layers_and_screen_for_small_problems():
     assert omp_entry.choose_method(256, 256, 4096, 116) == "batch"
+    assert omp_entry.choose_method(195, 64, 65536, 29) == "batch"
+    assert omp_entry.choose_method(16, 64, 1024, 29) == "screen"
     assert omp_entry.choose_method(2, 16, 64, 4) == "screen"
 
 

@@ -84,15 +84,15 @@ def _check_inputs(dictionary: torch.Tensor, signals: torch.Tensor) -> None:
             raise SINRInputError(f"omp {name} contains NaN or Inf")
 
 
-def choose_method(batch: int, k1: int, k2: int, limit: int) -> str:
-    """The faster exact path for a problem of this size.
+# Below this many screened (row, atom, step) triples the screening path is faster: its steps run
+# fewer torch operations. Measured by benchmarks/core.py (section e, "crossover"); on 2 cores both
+# took 64-66 ms at 256 x 64 -> 1024, s = 29 (7.6e6), and batch OMP won every larger size measured.
+BATCH_MIN_WORK = 2**23
 
-    Batch OMP wins whenever the screening GEMM is not tiny: at 16 x 64 x 1024 x 8 both take
-    about a millisecond, and from there on batch OMP is measured faster (benchmarks/core.py,
-    ``method`` rows). The screening path is kept for very small problems, where the Gram set-up
-    of batch OMP is not repaid.
-    """
-    return "batch" if batch * k2 * limit >= 2**17 else "screen"
+
+def choose_method(batch: int, k1: int, k2: int, limit: int) -> str:
+    """The faster exact path for a problem of this size (see ``BATCH_MIN_WORK``)."""
+    return "batch" if batch * k2 * limit >= BATCH_MIN_WORK else "screen"
 
 
 _PREPARED: dict[tuple, tuple[int, PreparedDictionary]] = {}
