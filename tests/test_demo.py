@@ -11,13 +11,7 @@ from torch_sinr.images import DEFAULT_IMAGE, load_image
 from torch_sinr.inr import Siren, SirenConfig, fit_image, psnr, render
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Small models: extra intra-op threads only add overhead (and stall on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_demo_shows_a_saving_against_uniform_at_equal_psnr(tmp_path, capsys):

@@ -4,12 +4,9 @@ The import is measured in a fresh interpreter: this test process has long since 
 (basis pursuit, scikit-learn) and cannot tell what torch_sinr itself pulls in.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import torch_sinr
+
+from .import_probe import run_probe
 
 # Heavy packages only optional paths need: scipy for the basis-pursuit coder, matplotlib for
 # benchmark plots, scikit-learn for the OMP reference in the tests.
@@ -31,11 +28,7 @@ print(json.dumps({{"seconds": seconds, "package": after_package, "cli": loaded()
 
 
 def test_import_loads_no_scipy_or_matplotlib():
-    root = Path(torch_sinr.__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY)], cwd=root, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    probe = run_probe(_PROBE.format(heavy=HEAVY))
     print(f"import torch_sinr: {probe['seconds']:.2f} s (torch included)")
     assert probe["package"] == [], f"import torch_sinr loaded {probe['package']}"
     assert probe["cli"] == [], f"import torch_sinr.cli loaded {probe['cli']}"

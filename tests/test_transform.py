@@ -24,13 +24,7 @@ OUTPUT_REL_ERROR_BOUND = 0.25
 LAYER_REL_ERROR_BOUND = 0.1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Tiny models: intra-op threads only add overhead (and stall when the machine is busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ----------------------------------------------------------------------------- models

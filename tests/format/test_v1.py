@@ -79,14 +79,7 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """These models are tiny: intra-op threads only add overhead (and stall badly when the
-    machine is busy), so run this module single-threaded and restore the setting after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

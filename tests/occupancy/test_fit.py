@@ -16,12 +16,7 @@ from .shapes import inside_ball
 BALL = inside_ball(16, 0.6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny(**changes) -> OccupancyFitConfig:

@@ -1,11 +1,6 @@
 """``import torch_sinr.occupancy`` stays lean: mesh, image and plotting libraries load on use."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-import torch_sinr
+from ..import_probe import run_probe
 
 HEAVY = ("trimesh", "skimage", "matplotlib", "scipy")
 
@@ -21,9 +16,5 @@ print(json.dumps({{"plain": plain, "occupancy_loaded": occupancy_loaded,
 
 
 def test_occupancy_imports_no_mesh_image_or_plot_library():
-    root = Path(torch_sinr.__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY)], cwd=root, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    probe = run_probe(_PROBE.format(heavy=HEAVY))
     assert probe == {"plain": [], "occupancy_loaded": False, "occupancy": []}
