@@ -167,7 +167,7 @@ def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_
     result = {
         "problem": {"seed": seed, "k1": k1, "k2": k2, "signals": batch, "signal_std": 0.05, "s": s},
         "auto_method": auto,
-        "screen_dtype": str(screening.screen_dtype(torch.device("cpu"), k1)).replace("torch.", ""),
+        "screen_dtype": str(screening.screen_dtype(torch.device("cpu"))).replace("torch.", ""),
         "ours": ours,
         "ours_median_s": ours[auto]["median_s"],
         "sklearn": sk,

@@ -28,8 +28,35 @@ def fit_key(image_path: str | Path, config: INRConfig, steps: int, seed: int, lr
             "seed": seed, "lr": lr, "downscale": downscale, "fitter_version": FITTER_VERSION}
 
 
+def key_digest(key: dict) -> str:
+    """A short hash of a cache key (a JSON-able dict), for file names."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_fit(path: Path, key: dict, config: INRConfig) -> tuple[INR, dict] | None:
+    """The fit stored at ``path`` and its record, if the record's key is ``key`` (else None)."""
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        record = json.loads(f.metadata()["record"])
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if record.get("key") != key:
+        return None
+    model = INR(config)
+    model.load_state_dict(state)
+    return model.eval(), record
+
+
+def write_fit(path: Path, model: INR, record: dict) -> None:
+    """Store a fit with its record, atomically (a temporary file renamed): no torn cache files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"record": json.dumps(record)})
+    tmp.replace(path)
+
+
 def cache_path(cache_dir: str | Path, key: dict) -> Path:
-    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    h = key_digest(key)
     c = key["config"]
     return Path(cache_dir) / f"{Path(key['image']).stem}-{c['activation']}-{c['hidden_layers']}x{c['hidden_features']}-{h}.safetensors"
 
@@ -42,14 +69,9 @@ def fit_cached(image_path: str | Path, config: INRConfig, steps: int, *, cache_d
     ``device`` is where a missing fit runs; the model returned is on the CPU either way."""
     key = fit_key(image_path, config, steps, seed, lr, downscale)
     path = cache_path(cache_dir, key)
-    model = INR(config)
-    if path.is_file():
-        with safe_open(str(path), framework="pt") as f:
-            record = json.loads(f.metadata()["record"])
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        if record["key"] == key:
-            model.load_state_dict(state)
-            return model.eval(), record
+    cached = read_fit(path, key, config)
+    if cached is not None:
+        return cached
     image = load_image(image_path, downscale).to(device)
     torch.manual_seed(seed)
     model = INR(config).to(device)  # initialised on the CPU, so the same start on any device
@@ -63,8 +85,5 @@ def fit_cached(image_path: str | Path, config: INRConfig, steps: int, *, cache_d
               "env": {"torch": torch.__version__, "threads": torch.get_num_threads(),
                       "device": str(next(model.parameters()).device)}}
     model = model.cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"record": json.dumps(record)})
-    tmp.replace(path)
+    write_fit(path, model, record)
     return model, record

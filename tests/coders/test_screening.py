@@ -30,8 +30,8 @@ def test_error_bound_holds_for_every_atom(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_candidates_contain_the_float64_argmax_and_are_few(dtype):
     atoms_t, r, screen = setup(256, 4096, 300, dtype, seed=3)
-    corr, bound = screen.correlations(r)
-    rows, atoms, full = screening.candidates(corr, bound, 4096, screen.out_rel)
+    corr, blocks, bound = screen.block_maxima(r)
+    rows, atoms, full = screening.candidates(corr, blocks, bound, 4096, screen.out_rel)
     exact_best = (r @ atoms_t.t()).abs().argmax(1)
     listed = set(zip(rows.tolist(), atoms.tolist()))
     for b in range(300):
@@ -43,8 +43,8 @@ def test_candidates_contain_the_float64_argmax_and_are_few(dtype):
 def test_candidates_flag_rows_whose_residual_is_all_but_zero():
     atoms_t, r, screen = setup(64, 4096, 4, torch.float32)
     r[1] = 0.0  # every correlation 0: every atom within the bound
-    corr, bound = screen.correlations(r)
-    _, _, full = screening.candidates(corr, bound, 4096, screen.out_rel)
+    corr, blocks, bound = screen.block_maxima(r)
+    _, _, full = screening.candidates(corr, blocks, bound, 4096, screen.out_rel)
     assert full.tolist() == [1]
 
 
@@ -64,7 +64,7 @@ def test_calibration_refuses_a_gemm_that_accumulates_in_bfloat16(monkeypatch):
 def test_screen_dtype_honours_the_override(monkeypatch):
     monkeypatch.setattr(screening, "_CHOICE", {})
     monkeypatch.setenv("TORCH_SINR_OMP_SCREEN", "float32")
-    assert screening.screen_dtype(torch.device("cpu"), 64) == torch.float32
+    assert screening.screen_dtype(torch.device("cpu")) == torch.float32
     monkeypatch.setenv("TORCH_SINR_OMP_SCREEN", "float16")
     with pytest.raises(ValueError, match="TORCH_SINR_OMP_SCREEN"):
-        screening.screen_dtype(torch.device("cpu"), 64)
+        screening.screen_dtype(torch.device("cpu"))

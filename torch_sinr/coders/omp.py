@@ -101,7 +101,7 @@ _PREPARED: dict[tuple, tuple[int, PreparedDictionary]] = {}
 def prepared(dictionary: torch.Tensor, device: torch.device) -> PreparedDictionary:
     """Batch OMP's per-dictionary tensors (Gram, screening copy), cached while the dictionary
     tensor lives and is unmodified (its in-place version counter is part of the check)."""
-    dtype = screen_dtype(device, dictionary.shape[0])
+    dtype = screen_dtype(device)
     key = (id(dictionary), str(device), dtype)
     hit = _PREPARED.get(key)
     if hit is not None and hit[0] == dictionary._version:

@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .screening import BLOCK, CHUNK_COLUMNS, ScreenDictionary, candidates_from_blocks, hot_blocks
+from .screening import BLOCK, CHUNK_COLUMNS, ScreenDictionary, candidates, hot_blocks
 
 GRAM_MAX_BYTES = 256 * 2**20
 CHUNK_BYTES = 256 * 2**20
@@ -92,7 +92,7 @@ def _select(prep: PreparedDictionary, r: torch.Tensor, taken: torch.Tensor) -> t
     n = r.shape[0]
     corr, blocks, bound = prep.screen.block_maxima(r)
     if corr is not None:
-        pair_row, pair_atom, full_rows = candidates_from_blocks(corr, blocks, bound, prep.k2, prep.screen.out_rel)
+        pair_row, pair_atom, full_rows = candidates(corr, blocks, bound, prep.k2, prep.screen.out_rel)
         del corr
         raw = (prep.atoms_t[pair_atom] * r[pair_row]).sum(1).abs()
     else:  # screened in chunks: score every atom of each hot block in float64

@@ -38,6 +38,8 @@ import time
 
 import torch
 
+from ..errors import SINRConfigError
+
 _U32 = 2.0**-24
 _BF16_OUT = 2.0**-8  # a bfloat16 output is within 2**-9 of the float32 sum; twice that for slack
 BLOCK = 64
@@ -137,20 +139,13 @@ def hot_blocks(blocks: torch.Tensor, bound: torch.Tensor, out_rel: float
     return pair_row, pair_block, threshold, too_many.nonzero().squeeze(1)
 
 
-def candidates(corr: torch.Tensor, bound: torch.Tensor, k2: int, out_rel: float
+def candidates(corr: torch.Tensor, blocks: torch.Tensor, bound: torch.Tensor, k2: int, out_rel: float
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every (row, atom) whose screened correlation reaches ``max - 2 bound`` in its row.
+    """Every (row, atom) whose screened correlation reaches ``max - 2 bound`` in its row, from
+    ``block_maxima``'s output for a dictionary screened in one piece.
 
-    Returns (pair rows, pair atoms, rows with too many candidates to list). ``corr`` is
-    non-negative float32 (rows, padded k2) with a whole number of blocks.
+    Returns (pair rows, pair atoms, rows with too many candidates to list).
     """
-    rows = corr.shape[0]
-    blocks = corr.view(rows, -1, BLOCK).amax(dim=2)  # (rows, n_blocks)
-    return candidates_from_blocks(corr, blocks, bound, k2, out_rel)
-
-
-def candidates_from_blocks(corr, blocks, bound, k2, out_rel):
-    """``candidates`` given the block maxima already reduced."""
     rows = corr.shape[0]
     pair_row, pair_block, threshold, full = hot_blocks(blocks, bound, out_rel)
     values = corr.view(rows, -1, BLOCK)[pair_row, pair_block]  # (pairs, BLOCK)
@@ -165,13 +160,13 @@ def candidates_from_blocks(corr, blocks, bound, k2, out_rel):
 _CHOICE: dict[tuple, str] = {}
 
 
-def screen_dtype(device: torch.device, k1: int) -> torch.dtype:
+def screen_dtype(device: torch.device) -> torch.dtype:
     """float32, or bfloat16 where it is measured faster on this machine and its GEMM passes
     ``calibrate``. ``TORCH_SINR_OMP_SCREEN=float32|bfloat16`` overrides (bfloat16 still has to
     pass calibration)."""
     forced = os.environ.get(_ENV)
     if forced is not None and forced not in SCREEN_DTYPES:
-        raise ValueError(f"{_ENV} must be one of {SCREEN_DTYPES}, got {forced!r}")
+        raise SINRConfigError(f"{_ENV} must be one of {SCREEN_DTYPES}, got {forced!r}")
     if device.type != "cpu" or forced == "float32":
         # CUDA float32 GEMMs are fast enough, and bfloat16 GEMMs there may reduce in bfloat16.
         return torch.float32

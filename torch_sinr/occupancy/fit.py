@@ -16,8 +16,6 @@ case. ``hidden_layers`` counts hidden x hidden linears, as ``INRConfig`` does ev
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -228,7 +226,9 @@ def fit_key(volume_key: dict, config: OccupancyFitConfig, seed: int) -> dict:
 
 
 def fit_cache_path(cache_dir: str | Path, key: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    from ..fitting import key_digest
+
+    digest = key_digest(key)
     c, v = key["config"], key["volume"]
     stem = Path(v["mesh"]).stem
     shape = f"{c['hidden_layers']}x{c['hidden_features']}"
@@ -239,26 +239,16 @@ def fit_occupancy_cached(volume, config: OccupancyFitConfig = CPU_PROTOCOL, *, c
                          progress: bool = True, device: str | torch.device = "cpu") -> tuple[INR, dict]:
     """``fit_occupancy`` on an ``OccupancyVolume``, stored as .safetensors named by a hash of the
     volume's key (mesh SHA-256, resolution, settings), the fit settings and the seed."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    from ..fitting import read_fit, write_fit  # the image fits' cache format (fitting imports Pillow)
 
     key = fit_key(volume.key, config, seed)
     path = fit_cache_path(cache_dir, key)
-    if path.is_file():
-        with safe_open(str(path), framework="pt") as f:
-            record = json.loads(f.metadata()["record"])
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        if record.get("key") == key:
-            model = INR(config.inr_config())
-            model.load_state_dict(state)
-            return model.eval(), record
+    cached = read_fit(path, key, config.inr_config())
+    if cached is not None:
+        return cached
     model, record = fit_occupancy(volume.occupancy, config, seed=seed, progress=progress, device=device)
     record = {"key": key, **record}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"record": json.dumps(record)})
-    tmp.replace(path)
+    write_fit(path, model, record)
     return model, record
 
 
