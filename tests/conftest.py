@@ -24,3 +24,13 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_payload_cache():
+    """Every test encodes from scratch: a payload cached by an earlier test would make a writer
+    test compare the cache with itself."""
+    from torch_sinr.format import model_io
+
+    model_io.forget_payload()
+    yield

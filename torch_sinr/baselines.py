@@ -130,12 +130,12 @@ class PrunedKind(Kind):
         out.f32(q.hi)
         out.varint(idx.shape[1])
         codes = q.quantize(values.reshape(-1)).numpy()
-        ctx.add_symbols("values", sym.encode_symbols(codes, q.bits, ctx.quality, ctx.symbol_policy), out)
+        ctx.add_symbols("values", ctx.symbols(codes, q.bits, ctx.symbol_policy), out)
         coding, param, raw = encode_indices(idx.numpy(), item.shape[1])
         out.u8(CODINGS.index(coding))
         out.varint(param)
         out.varint(len(raw))
-        segment = sym.brotli_compress(raw, ctx.quality) if raw else b""
+        segment = ctx.brotli(raw) if raw else b""
         out.varint(len(segment))
         ctx.add_segment("indices", segment)
 
@@ -187,7 +187,7 @@ class LowRankKind(Kind):
         out.varint(left.shape[1])
         for factor in (left, right):
             data = factor.contiguous().view(torch.uint8).reshape(-1).numpy().tobytes()
-            segment = sym.brotli_compress(data, ctx.quality)
+            segment = ctx.brotli(data)
             out.varint(len(segment))
             ctx.add_segment("dense", segment)
 

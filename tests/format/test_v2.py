@@ -18,7 +18,7 @@ from benchmarks import fuzz_format
 from tests.model_checks import assert_unchanged, snapshot
 from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
-from torch_sinr.format import container, schema
+from torch_sinr.format import container, kinds, model_io, schema
 from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed, save_compressed
 from torch_sinr.storage import get_storage
 
@@ -81,14 +81,53 @@ def test_round_trip_is_bit_exact_and_load_then_save_gives_the_same_bytes(tmp_pat
     assert torch.equal(_out(loaded), _out(model))
     for key, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
-    # same model, same bytes; and a loaded model re-saves to the same bytes (settings travel in the file)
+    # same model, same bytes; and a loaded model re-saves to the same bytes (settings travel in the
+    # file); each encoded from scratch, not served by the payload cache
+    model_io.forget_payload()
     save_compressed(model, tmp_path / "b.safetensors")
+    model_io.forget_payload()
     save_compressed(loaded, tmp_path / "c.safetensors")
     assert path.read_bytes() == (tmp_path / "b.safetensors").read_bytes() == (tmp_path / "c.safetensors").read_bytes()
     # without torch_sinr layers: a plain state_dict loads into the original architecture
     plain = factory()
     plain.load_state_dict(decode_state_dict(path, skeleton=factory() if name == "bare" else None))
     torch.testing.assert_close(_out(plain), _out(model), rtol=0, atol=1e-5)
+
+
+def test_payload_cache_serves_only_the_state_it_was_encoded_from(tmp_path):
+    model = siren()
+    report = compress_model(model, fast_config())  # measures the file: the payload is cached
+    path = tmp_path / "a.safetensors"
+    assert save_compressed(model, path).file_bytes == report.file_bytes == path.stat().st_size
+    model_io.forget_payload()
+    save_compressed(model, tmp_path / "fresh.safetensors")
+    assert path.read_bytes() == (tmp_path / "fresh.safetensors").read_bytes()
+    # an in-place edit that stays on the storage grid (a permutation) must reach the file
+    hidden = model[2]
+    with torch.no_grad():
+        hidden.bias.copy_(hidden.bias.flip(0))
+    save_compressed(model, tmp_path / "edited.safetensors")
+    loaded = load_compressed(tmp_path / "edited.safetensors", siren())
+    assert torch.equal(loaded[2].bias, hidden.bias)
+    assert not torch.equal(loaded[2].bias, load_compressed(path, siren())[2].bias)
+    # so must other settings (the quality is recorded in the file)
+    save_compressed(model, tmp_path / "q5.safetensors", brotli_quality=5)
+    assert (tmp_path / "q5.safetensors").read_bytes() != (tmp_path / "edited.safetensors").read_bytes()
+
+
+def test_started_compressions_give_the_bytes_of_sequential_encoding(monkeypatch):
+    """prefetch only starts work early (on threads): skipping it must not change one byte."""
+    model = WithBuffers()
+    compress_model(model, fast_config(value_bits=10))
+    items = model_io.model_items(model)
+    settings = model_io.save_settings(model, None, None, None, None)
+    args = dict(names=True, quality=settings["quality"], index_policy="auto", symbol_policy="auto")
+    started, _ = container.encode_payload(items, **args)
+    monkeypatch.setattr(kinds.Kind, "prefetch", lambda self, item, ctx: None)
+    for kind in kinds.KINDS_BY_NAME.values():
+        monkeypatch.setattr(type(kind), "prefetch", lambda self, item, ctx: None)
+    sequential, _ = container.encode_payload(items, **args)
+    assert started == sequential
 
 
 def test_every_parameter_is_quantized_and_buffers_are_exact():

@@ -57,6 +57,8 @@ def encode_payload(items: list[Item], *, names: bool, quality: int, index_policy
     parts = PayloadParts()
     owners: list[tuple[str, int, int]] = []  # per item: name, first segment, first range stream
     for item in items:
+        KINDS_BY_NAME[item.kind].prefetch(item, ctx)
+    for item in items:
         kind = KINDS_BY_NAME[item.kind]
         record.u8(kind.id)
         start = len(record)

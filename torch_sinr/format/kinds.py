@@ -60,6 +60,20 @@ class EncodeContext:
     segment_parts: list[str] = field(default_factory=list)
     range_parts: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # per entry: the coding chosen, for reports
+    jobs: dict[bytes, Any] = field(default_factory=dict)  # Brotli compressions started by prefetch
+
+    def start_brotli(self, data: bytes) -> None:
+        """Start compressing ``data`` on a worker thread (``Kind.prefetch``); ``brotli`` collects it."""
+        if data and data not in self.jobs:
+            self.jobs[data] = sym.brotli_async(data, self.quality)
+
+    def brotli(self, data: bytes) -> bytes:
+        """``data`` Brotli-compressed at this file's quality: the started job's result, or now."""
+        job = self.jobs.pop(data, None)
+        return job.result() if job is not None else sym.brotli_compress(data, self.quality)
+
+    def symbols(self, codes: np.ndarray, bits: int, policy: str) -> sym.EncodedSymbols:
+        return sym.encode_symbols(codes, bits, self.quality, policy, compress=self.brotli)
 
     def add_segment(self, part: str, data: bytes) -> None:
         self.segments.append(data)
@@ -96,6 +110,10 @@ class Decoded:
 class Kind:
     id: int
     name: str
+
+    def prefetch(self, item: Item, ctx: EncodeContext) -> None:
+        """Start this item's slow work (``ctx.start_brotli``) before any record is written, so the
+        items of a file compress in parallel; ``encode`` then writes the same bytes as without."""
 
     def encode(self, item: Item, out: ByteWriter, ctx: EncodeContext) -> None:
         raise NotImplementedError
@@ -164,9 +182,9 @@ def _bytes_coding(reader: ByteReader, what: str) -> int:
     return coding
 
 
-def _encode_bytes(data: bytes, quality: int) -> tuple[int, bytes]:
+def _encode_bytes(data: bytes, ctx: EncodeContext) -> tuple[int, bytes]:
     if data:
-        packed = sym.brotli_compress(data, quality)
+        packed = ctx.brotli(data)
         if len(packed) < len(data):
             return 1, packed
     return 0, data
@@ -195,7 +213,7 @@ class RawKind(Kind):
         out.u8(DTYPE_IDS[stored])
         flat = tensor.detach().to("cpu", stored).contiguous().reshape(-1)
         data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-        coding, segment = _encode_bytes(data, ctx.quality)
+        coding, segment = _encode_bytes(data, ctx)
         out.u8(coding)
         out.varint(len(segment))
         ctx.add_segment(item.part, segment)
@@ -241,8 +259,16 @@ class UniformKind(Kind):
         out.u8(quantizer.bits)
         out.f32(quantizer.lo)
         out.f32(quantizer.hi)
-        codes = quantizer.quantize(tensor.detach().reshape(-1).cpu()).numpy()
-        ctx.add_symbols(item.part, sym.encode_symbols(codes, quantizer.bits, ctx.quality, ctx.symbol_policy), out)
+        ctx.add_symbols(item.part, ctx.symbols(self._codes(item), quantizer.bits, ctx.symbol_policy), out)
+
+    def prefetch(self, item, ctx):
+        for _, data in sym.brotli_inputs(self._codes(item), item.data[1].bits, ctx.symbol_policy):
+            ctx.start_brotli(data)
+
+    @staticmethod
+    def _codes(item) -> np.ndarray:
+        tensor, quantizer = item.data
+        return quantizer.quantize(tensor.detach().reshape(-1).cpu()).numpy()
 
     def parse(self, reader, entry, index, entries):
         _float_entry(entry)
@@ -291,18 +317,31 @@ class SinrKind(Kind):
         if spec.quantizer.bits != 32:
             out.f32(spec.quantizer.lo)
             out.f32(spec.quantizer.hi)
-        q = spec.quantizer.quantize(codes.values.detach().cpu()).numpy().ravel()
-        policy = ctx.symbol_policy if spec.quantizer.bits <= 16 else "brotli"
-        ctx.add_symbols("values", sym.encode_symbols(q, spec.quantizer.bits, ctx.quality, policy), out)
+        q, policy = self._values(codes, ctx)
+        ctx.add_symbols("values", ctx.symbols(q, spec.quantizer.bits, policy), out)
         coding, param, raw = encode_indices(codes.indices.detach().cpu().numpy(), spec.k2, ctx.index_policy)
         ctx.notes[item.name] = coding
         out.u8(CODINGS.index(coding))
         out.varint(param)
-        bytes_coding, segment = _encode_bytes(raw, ctx.quality)
+        bytes_coding, segment = _encode_bytes(raw, ctx)
         out.u8(bytes_coding)
         out.varint(len(raw))
         out.varint(len(segment))
         ctx.add_segment("indices", segment)
+
+    def prefetch(self, item, ctx):
+        codes: CodedTensor = item.data
+        q, policy = self._values(codes, ctx)
+        for _, data in sym.brotli_inputs(q, codes.spec.quantizer.bits, policy):
+            ctx.start_brotli(data)
+        ctx.start_brotli(encode_indices(codes.indices.detach().cpu().numpy(), codes.spec.k2, ctx.index_policy)[2])
+
+    @staticmethod
+    def _values(codes: CodedTensor, ctx: EncodeContext) -> tuple[np.ndarray, str]:
+        """The values' quantization symbols and the symbol policy they are coded under."""
+        bits = codes.spec.quantizer.bits
+        q = codes.spec.quantizer.quantize(codes.values.detach().cpu()).numpy().ravel()
+        return q, ctx.symbol_policy if bits <= 16 else "brotli"
 
     def parse(self, reader, entry, index, entries):
         _float_entry(entry)
