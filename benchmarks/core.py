@@ -27,6 +27,9 @@ d. A 256 x 65536 dictionary (the largest default) with 256 signals at s = 64, ru
    process: wall time and OMP's own peak memory against the stated bound.
 e. Both OMP paths on a ladder of problem sizes: where batch OMP starts to win, and what
    ``method="auto"`` picks (``omp.BATCH_MIN_WORK``).
+c2. One warm ``compress_model`` of the 8 x 256 MLP under the profiler: seconds per phase (named in
+   the library with ``record_function``), each phase's multiply-adds and memory traffic, and what
+   that work takes at this machine's bf16 GEMM rate and memory bandwidth, measured in the run.
 
 Writes core.json and core.md to ``benchmarks/results/`` (or ``--out``) and prints the tables.
 All timings use ``time.perf_counter`` after warm-up runs; reported values are medians.
@@ -53,6 +56,7 @@ from torch_sinr import tensor_codes
 from torch_sinr.coders import omp, omp_batch
 from torch_sinr.coders import screening
 from torch_sinr.dictionary import DictionarySpec, clear_dictionary_cache, get_dictionary
+from torch_sinr.format import model_io
 from torch_sinr.inr import INR, INRConfig
 from torch_sinr.tensor_codes import relative_error
 
@@ -92,6 +96,7 @@ def _blas_line(info: dict) -> str:
 
 def _reset_caches(cold: bool) -> None:
     tensor_codes._MEMO.clear()
+    model_io.forget_payload()  # every repeat encodes its file: a repeat's model has the same bytes
     if cold:
         clear_dictionary_cache()
         _omp_module._PREPARED.clear()
@@ -309,6 +314,72 @@ def bench_compress(seed: int, model_name: str, label: str, config_kwargs: dict, 
     }
 
 
+# --- c2. where the 8x256 MLP's time goes ---------------------------------------------------------
+PHASES = {"sinr_omp.select": "OMP selection: bf16 screening GEMM, |A^T r| passes, float64 re-scoring",
+          "sinr_omp.cholesky": "OMP Cholesky growth: G[I, new], the two L^-1 products",
+          "sinr_omp.residual": "OMP coefficients and residual r = w - A_I x (CSR)",
+          "sinr.measure_file": "measuring the file: Brotli q11 of every stream, range coding"}
+
+
+def machine_rates(k1: int, k2: int, batch: int, repeats: int = 5) -> dict:
+    """What this machine sustains for the two resources OMP is bound by: bfloat16 GEMM at the
+    screening shape, and memory bandwidth (a 256 MiB float64 copy, read + write)."""
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(batch, k1, generator=gen).to(torch.bfloat16)
+    a = torch.randn(k1, k2, generator=gen).to(torch.bfloat16)
+    gemm, _, _ = _median_time(lambda: r @ a, repeats)
+    src = torch.randn(2**25, dtype=torch.float64, generator=gen)
+    dst = torch.empty_like(src)
+    copy, _, _ = _median_time(lambda: dst.copy_(src), repeats)
+    return {"bf16_gemm_madds_per_s": batch * k1 * k2 / gemm, "copy_bytes_per_s": 2 * src.numel() * 8 / copy,
+            "gemm_shape": [batch, k1, k2]}
+
+
+def _median_time(fn, repeats: int) -> tuple[float, list[float], object]:
+    fn()
+    times, out = [], None
+    for _ in range(repeats):
+        t, out = time_call(fn)
+        times.append(t)
+    return statistics.median(times), times, out
+
+
+def bench_breakdown(seed: int) -> dict:
+    """One warm compress_model of the 8x256 MLP under the profiler: seconds per phase (the phases
+    are named with record_function in the library), next to each phase's work and what that work
+    takes at this machine's measured GEMM rate and memory bandwidth."""
+    from torch.profiler import ProfilerActivity, profile
+
+    config = torch_sinr.SINRConfig(**FIXED)
+    torch_sinr.compress_model(build_mlp(seed), config, progress=False)  # warm: dictionary, Gram
+    model = build_mlp(seed)
+    _reset_caches(cold=False)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        report = torch_sinr.compress_model(model, config, progress=False)
+        total = time.perf_counter() - start
+    events = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key in PHASES}
+    big = max(report.layers, key=lambda l: l.shape[0] * l.shape[1])
+    k1, k2, s = big.shape[1], big.k2, big.s
+    batch = sum(l.shape[0] for l in report.layers if l.shape[1] == k1 and l.mode == "row" and l.tied_to is None)
+    work = omp_work(batch, k1, k2, s)
+    work["residual_gather_bytes"] = 8 * work["batch_path_residual_madds"]  # float64 atoms read per multiply-add
+    rates = machine_rates(k1, k2, batch)
+    bw, gemm = rates["copy_bytes_per_s"], rates["bf16_gemm_madds_per_s"]
+    at_rate = {
+        "sinr_omp.select": work["screen_gemm_madds"] / gemm + work["candidate_pass_bytes"] / bw,
+        "sinr_omp.cholesky": work["batch_path_triangular_bytes"] / bw,
+        "sinr_omp.residual": work["residual_gather_bytes"] / bw,
+    }
+    # Save after measuring: served from the payload the measurement encoded (same bytes).
+    with tempfile.TemporaryDirectory() as tmp:
+        save_s, _ = time_call(lambda: torch_sinr.save_compressed(model, Path(tmp) / "m.safetensors"))
+    return {"model": "8x256 MLP", "config": FIXED, "total_s": total, "phases_s": events,
+            "phases_at_machine_rate_s": at_rate, "omp_problem": {"signals": batch, "k1": k1, "k2": k2, "s": s},
+            "work": work, "machine": rates, "file_bytes": report.file_bytes, "save_after_s": save_s,
+            "note": "profiler on: phase times include its overhead (a few %)"}
+
+
 # --- d. the largest default dictionary, in a child process ------------------------------------
 _CHILD = """
 import json, sys, time, torch
@@ -470,6 +541,31 @@ def render(results: dict) -> str:
         + "\n\nCold: dictionary, Gram and code caches cleared first (includes dictionary generation). Warm: later "
           "repeats, each on a freshly built model, code memo cleared. OMP path auto = what the library chooses.")
 
+    br = results["breakdown"]
+    w, p, m = br["work"], br["omp_problem"], br["machine"]
+    work_text = {
+        "sinr_omp.select": f"{w['screen_gemm_madds'] / 1e9:.0f} G bf16 multiply-adds + "
+                           f"{w['candidate_pass_bytes'] / 1e9:.1f} GB of |A^T r| passes",
+        "sinr_omp.cholesky": f"{w['batch_path_triangular_bytes'] / 1e9:.1f} GB of float64 L^-1 read",
+        "sinr_omp.residual": f"{w['batch_path_residual_madds'] / 1e9:.2f} G multiply-adds gathering "
+                             f"{w['residual_gather_bytes'] / 1e9:.1f} GB of float64 atoms",
+        "sinr.measure_file": f"{br['file_bytes']} bytes written",
+    }
+    phase_rows = [[PHASES[k], f"{br['phases_s'].get(k, 0.0):.2f}", work_text[k],
+                   f"{br['phases_at_machine_rate_s'][k]:.2f}" if k in br["phases_at_machine_rate_s"] else "-"]
+                  for k in PHASES]
+    accounted = sum(br["phases_s"].values())
+    phase_rows.append(["everything else (planning, quantizing, reports)", f"{br['total_s'] - accounted:.2f}", "-", "-"])
+    phase_rows.append(["**compress_model total (profiler on)**", f"**{br['total_s']:.2f}**", "-",
+                       f"{sum(br['phases_at_machine_rate_s'].values()):.2f} (OMP only)"])
+    parts.append("## c2. Where the 8x256 MLP's time goes (one warm run under the profiler)\n\n" + md_table(
+        ["Phase", "Measured (s)", "Work", "Work at this machine's rates (s)"], phase_rows)
+        + f"\n\nOMP problem: {_problem(p)}. Machine rates measured in this run: bf16 GEMM "
+          f"{m['bf16_gemm_madds_per_s'] / 1e9:.0f} G multiply-adds/s at {m['gemm_shape'][0]} x {m['gemm_shape'][1]} "
+          f"x {m['gemm_shape'][2]}; memory copy {m['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write). "
+          f"save_compressed right after compress_model: {br['save_after_s'] * 1e3:.0f} ms (it reuses the payload "
+          f"that compress_model measured). {br['note']}.")
+
     big = results["large_dictionary"]
     parts.append("## d. Largest default dictionary, bounded memory (child process)\n\n" + md_table(
         ["Problem", "Time (s)", "RSS before OMP (MiB)", "Peak during OMP (MiB)", "OMP's peak increase (MiB)",
@@ -535,6 +631,7 @@ def main(argv: list[str] | None = None) -> dict:
         bench_compress(args.seed, "3x64 SIREN", siren_label, siren, method, args.compress_repeats)
         for method in ("auto", "screen")
     ]
+    results["breakdown"] = bench_breakdown(args.seed)
     load["after_compress"] = list(os.getloadavg())
     results["large_dictionary"] = bench_large_dictionary()
     results["crossover"] = bench_crossover(args.omp_repeats)

@@ -81,9 +81,11 @@ def measure_fit(layers: int, width: int, image_name: str, workdir: Path) -> dict
 def _cold() -> None:
     """Forget remembered codes and dictionaries: each candidate's time is a first call's."""
     from torch_sinr import dictionary, tensor_codes
+    from torch_sinr.format import model_io
 
     tensor_codes._MEMO.clear()
     dictionary.clear_dictionary_cache()
+    model_io.forget_payload()
 
 
 class PositionalReLU(nn.Module):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+from torch.profiler import record_function
 
 from .screening import BLOCK, CHUNK_COLUMNS, ScreenDictionary, candidates, hot_blocks
 
@@ -167,7 +168,8 @@ def _chunk(prep, w, limit, tol2, support, coef, counts, history, progress) -> No
         if rows.numel() == batch:
             rows = slice(None)  # all rows: index with views instead of copies (the common case)
         r = residual[rows]
-        new, on_support = _select(prep, r, taken[rows])
+        with record_function("sinr_omp.select"):  # phases named for the profiler (benchmarks.core)
+            new, on_support = _select(prep, r, taken[rows])
         if on_support.any():
             active[row_ids[on_support]] = False
             keep = ~on_support
@@ -175,48 +177,50 @@ def _chunk(prep, w, limit, tol2, support, coef, counts, history, progress) -> No
             new = new[keep]
             if rows.numel() == 0:
                 break
-        atom = prep.atoms_t[new]  # (n, k1)
-        if t == 0:
-            lower = v = atom.new_zeros(atom.shape[0], 0)
-        else:
-            if prep.gram is not None:
-                column = prep.gram[new[:, None], support[rows, :t]]  # G[I, new]: within one row of G
+        with record_function("sinr_omp.cholesky"):
+            atom = prep.atoms_t[new]  # (n, k1)
+            if t == 0:
+                lower = v = atom.new_zeros(atom.shape[0], 0)
             else:
-                column = torch.bmm(held[rows, :t], atom[:, :, None]).squeeze(2)
-            lower = torch.bmm(column[:, None, :], upper[rows, :t, :t]).squeeze(1)  # L^-1 A_I^T a
-        diag2 = prep.atom_sq[new] - (lower * lower).sum(1)
-        # A (numerically) dependent atom cannot improve the fit: stop that row, as sklearn does.
-        degenerate = diag2 <= 1e4 * torch.finfo(torch.float64).eps * prep.atom_sq[new]
-        if degenerate.any():
-            active[row_ids[degenerate]] = False
-            keep = ~degenerate
-            rows = row_ids = row_ids[keep]
-            new, atom, lower, diag2 = new[keep], atom[keep], lower[keep], diag2[keep]
-            if rows.numel() == 0:
-                break
-        diag = diag2.sqrt()
-        if t > 0:
-            # v = L^-T L^-1 A_I^T a: the new atom's least-squares coefficients on the support.
-            v = torch.bmm(lower[:, None, :], linv[rows, :t, :t]).squeeze(1)
-            linv[rows, t, :t] = -v / diag[:, None]
-            upper[rows, :t, t] = -v / diag[:, None]
-        linv[rows, t, t] = 1.0 / diag
-        upper[rows, t, t] = 1.0 / diag
-        support[rows, t] = new
-        taken[row_ids, new] = True
-        if held is not None:
-            held[rows, t] = atom
-        counts[rows] = t + 1
-        # The new atom's coefficient is a^T r / d^2 (r is orthogonal to the support), and the old
-        # ones move by -coefficient * v: x = L^-T y grown by one row of L^-1.
-        x = coef[rows, : t + 1]
-        step = (atom * residual[rows]).sum(1) / diag2
-        x[:, :t] -= step[:, None] * v
-        x[:, t] = step
-        coef[rows, : t + 1] = x
-        r = w[rows] - _sparse_rows_times_atoms(support[rows, : t + 1], x, prep.atoms_t)
-        residual[rows] = r
-        active[rows] = (r * r).sum(1) > tol2[rows]
+                if prep.gram is not None:
+                    column = prep.gram[new[:, None], support[rows, :t]]  # G[I, new]: within one row of G
+                else:
+                    column = torch.bmm(held[rows, :t], atom[:, :, None]).squeeze(2)
+                lower = torch.bmm(column[:, None, :], upper[rows, :t, :t]).squeeze(1)  # L^-1 A_I^T a
+            diag2 = prep.atom_sq[new] - (lower * lower).sum(1)
+            # A (numerically) dependent atom cannot improve the fit: stop that row, as sklearn does.
+            degenerate = diag2 <= 1e4 * torch.finfo(torch.float64).eps * prep.atom_sq[new]
+            if degenerate.any():
+                active[row_ids[degenerate]] = False
+                keep = ~degenerate
+                rows = row_ids = row_ids[keep]
+                new, atom, lower, diag2 = new[keep], atom[keep], lower[keep], diag2[keep]
+                if rows.numel() == 0:
+                    break
+            diag = diag2.sqrt()
+            if t > 0:
+                # v = L^-T L^-1 A_I^T a: the new atom's least-squares coefficients on the support.
+                v = torch.bmm(lower[:, None, :], linv[rows, :t, :t]).squeeze(1)
+                linv[rows, t, :t] = -v / diag[:, None]
+                upper[rows, :t, t] = -v / diag[:, None]
+            linv[rows, t, t] = 1.0 / diag
+            upper[rows, t, t] = 1.0 / diag
+            support[rows, t] = new
+            taken[row_ids, new] = True
+            if held is not None:
+                held[rows, t] = atom
+            counts[rows] = t + 1
+        with record_function("sinr_omp.residual"):
+            # The new atom's coefficient is a^T r / d^2 (r is orthogonal to the support), and the old
+            # ones move by -coefficient * v: x = L^-T y grown by one row of L^-1.
+            x = coef[rows, : t + 1]
+            step = (atom * residual[rows]).sum(1) / diag2
+            x[:, :t] -= step[:, None] * v
+            x[:, t] = step
+            coef[rows, : t + 1] = x
+            r = w[rows] - _sparse_rows_times_atoms(support[rows, : t + 1], x, prep.atoms_t)
+            residual[rows] = r
+            active[rows] = (r * r).sum(1) > tol2[rows]
         if history is not None:
             history[t] += (residual * residual).sum()
         if progress is not None:
