@@ -564,7 +564,9 @@ def render(results: dict) -> str:
           f"{m['bf16_gemm_madds_per_s'] / 1e9:.0f} G multiply-adds/s at {m['gemm_shape'][0]} x {m['gemm_shape'][1]} "
           f"x {m['gemm_shape'][2]}; memory copy {m['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write). "
           f"save_compressed right after compress_model: {br['save_after_s'] * 1e3:.0f} ms (it reuses the payload "
-          f"that compress_model measured). {br['note']}.")
+          f"that compress_model measured). {br['note']}. The residual's atoms (k2 x k1 float64) are mostly "
+          "served from cache, so its measured time can undercut its bandwidth figure; the selection and "
+          "Cholesky figures are what this machine needs for that work at least.")
 
     big = results["large_dictionary"]
     parts.append("## d. Largest default dictionary, bounded memory (child process)\n\n" + md_table(
