@@ -2,11 +2,13 @@
 
 Input and output layers, biases and other parameters are stored with a uniform quantizer at a
 chosen width (the default) or at a float dtype (``float32``, ``float16``, ``bfloat16``); float
-buffers (running statistics, scene bounds, constants) are stored exactly, at their own dtype. The
-choice is kept on the module that owns the tensor, in a plain ``sinr_storage`` dict
-({parameter or buffer name: UniformQuantizer | dtype name}): it survives ``deepcopy`` and moving
-the module into another model, ``compress_model`` and ``load_compressed`` set it, the writer
-and fine-tuning read it.
+buffers (running statistics, scene bounds, constants) are stored exactly, at their own dtype. A
+float tensor whose values are integers (hash-grid latents trained with a rate term, SHACIRA-style)
+can be marked ``INTEGER_STORAGE`` before ``compress_model``: it is rounded to integers and the file
+entropy-codes those (format kind ``integers``). The choice is kept on the module that owns the
+tensor, in a plain ``sinr_storage`` dict ({parameter or buffer name: UniformQuantizer | dtype name
+| "integer"}): it survives ``deepcopy`` and moving the module into another model,
+``compress_model`` and ``load_compressed`` set it, the writer and fine-tuning read it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ Storage = Union[UniformQuantizer, str]
 FLOAT_STORAGE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float64": torch.float64}
 DTYPE_STORAGE = {v: k for k, v in FLOAT_STORAGE.items()}
+# A float tensor stored as integers (its own dtype in memory, integer symbols in the file).
+INTEGER_STORAGE = "integer"
 _ATTR = "sinr_storage"
 
 
@@ -48,6 +52,8 @@ def round_to_storage(tensor: torch.Tensor, storage: Storage) -> torch.Tensor:
     """The values ``tensor`` has once stored (same dtype and shape as ``tensor``)."""
     if isinstance(storage, UniformQuantizer):
         return storage.round_trip(tensor.detach().reshape(-1)).reshape(tensor.shape).to(tensor.dtype)
+    if storage == INTEGER_STORAGE:
+        return torch.round(tensor.detach())  # half to even, same dtype
     return tensor.detach().to(FLOAT_STORAGE[storage]).to(tensor.dtype)
 
 
@@ -63,7 +69,8 @@ def is_stored_exactly(tensor: torch.Tensor, storage: Storage) -> bool:
 def requantize_dense_(model: nn.Module) -> nn.Module:
     """After training a compressed model's parameters freely (not through ``finetune_codes``): put
     every uniformly stored parameter back on a grid of the same width, refitted to its current
-    range, so the model in memory is again exactly its file. Float storages round to their dtype."""
+    range, so the model in memory is again exactly its file. Float storages round to their dtype,
+    integer storage to the nearest integer."""
     for module in model.modules():
         for name, storage in list(getattr(module, _ATTR, {}).items()):
             tensor = module._parameters.get(name)

@@ -25,7 +25,7 @@ from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
 from .matching import as_patterns, lookup, matches_any, regex_hint, unused_patterns
 from .report import CompressionReport, LayerReport, TargetPlan
-from .storage import DTYPE_STORAGE, round_to_storage, set_storage
+from .storage import DTYPE_STORAGE, INTEGER_STORAGE, get_storage, round_to_storage, set_storage
 from .tensor_codes import encode_tensors, relative_error
 
 _PROGRESS_MIN_LAYERS = 8
@@ -313,8 +313,12 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
             report.dense_names.append(name)
             report.dense_bytes_other += tensor.numel() * tensor.element_size()
             if tensor.is_floating_point():
-                # learned parameters are quantized; buffers (statistics, bounds, constants) kept exact
-                storage = config.dense_storage(tensor) if is_parameter else DTYPE_STORAGE[tensor.dtype]
+                # learned parameters are quantized; buffers (statistics, bounds, constants) kept exact;
+                # a tensor the user marked as integers (hash-grid latents) stays integer-stored
+                if get_storage(module, leaf) == INTEGER_STORAGE:
+                    storage = INTEGER_STORAGE
+                else:
+                    storage = config.dense_storage(tensor) if is_parameter else DTYPE_STORAGE[tensor.dtype]
                 with torch.no_grad():
                     tensor.data.copy_(round_to_storage(tensor.data, storage))
                 set_storage(module, leaf, storage)

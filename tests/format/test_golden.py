@@ -73,3 +73,45 @@ def test_golden_v2_codings():
     codings = {t["name"]: t.get("value_coding") for t in summary.tensors}
     assert codings["2.weight"] == "range" and codings["0.weight"] == "packed"
     assert {t["kind"] for t in summary.tensors} == {"uniform", "sinr"}
+
+
+# ----------------------------------------------------------------------------- format 2, kind "integers" (id 4)
+V2_INTEGERS_SHA256 = "2289f4514701e9a79118d2520266e2c97a94ea0b0af2361cb9f5d3c212305ac2"
+
+
+def test_golden_v2_integers_file_is_pinned_by_its_hash():
+    import hashlib
+
+    data = (GOLDEN / "format_v2_integers.safetensors").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == V2_INTEGERS_SHA256
+
+
+def test_golden_v2_integers_file_decodes_to_its_recorded_tensors():
+    expected = load_file(str(GOLDEN / "format_v2_integers_expected.safetensors"))
+    decoded = decode_state_dict(GOLDEN / "format_v2_integers.safetensors")
+    assert decoded.keys() == expected.keys()
+    for key in ("latents", "constant", "empty"):  # integers are exact
+        assert torch.equal(decoded[key], expected[key]), key
+    for key in expected:
+        torch.testing.assert_close(decoded[key], expected[key], rtol=0, atol=1e-6)
+    summary = read_v2(GOLDEN / "format_v2_integers.safetensors")
+    kinds = {t["name"]: (t["kind"], t.get("value_coding")) for t in summary.tensors}
+    # both symbol codings the kind can choose occur: range (a Laplace) and packed (one value)
+    assert kinds["latents"] == ("integers", "range") and kinds["constant"] == ("integers", "packed")
+    assert kinds["empty"] == ("integers", "empty")
+
+
+def test_golden_v2_integers_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
+    from tests.format.golden.make_golden import IntegersModel
+    from torch_sinr.serialization import save_compressed
+    from torch_sinr.storage import get_storage
+
+    skeleton = IntegersModel()
+    with torch.no_grad():  # the file, not the generator's seed, must fill it
+        skeleton.latents.zero_()
+        skeleton.constant.zero_()
+    model = load_compressed(GOLDEN / "format_v2_integers.safetensors", skeleton)
+    assert all(get_storage(model, name) == "integer" for name in ("latents", "constant", "empty"))
+    save_compressed(model, tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == (GOLDEN / "format_v2_integers.safetensors").read_bytes()
+

@@ -7,7 +7,8 @@ Core kinds:
 - ``raw`` (0): bytes at a stored dtype (float32/16 storage of a float tensor, integer buffers);
 - ``uniform`` (1): a float tensor on a uniform b-bit grid, symbols coded by ``symbols``;
 - ``sinr`` (2): SINR codes of a 2-D weight: quantized values (``symbols``) and support indices;
-- ``alias`` (3): the same tensor as an earlier entry (tied weights, shared modules).
+- ``alias`` (3): the same tensor as an earlier entry (tied weights, shared modules);
+- ``integers`` (4): a float tensor whose values are integers (hash-grid latents), entropy-coded.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ..codec.quantization import SUPPORTED_BITS, UniformQuantizer
 from ..codec.rangecoder import RangeDecoder, RangeEncoder
 from ..codec.wire import ByteReader, ByteWriter
 from ..dictionary import DictionarySpec
-from ..errors import SINRError, SINRFormatError
+from ..errors import SINRError, SINRFormatError, SINRInputError
+from ..storage import INTEGER_STORAGE
 from ..tensor_codes import MODES, CodedTensor, CodeSpec
 from . import symbols as sym
 from .schema import DTYPE_IDS, DTYPES, FLOAT_DTYPES, Entry, element_size
@@ -43,7 +45,8 @@ class Item:
     dtype: torch.dtype
     shape: tuple[int, ...]
     kind: str
-    data: Any  # raw: (tensor, stored dtype); uniform: (tensor, quantizer); sinr: CodedTensor; alias: index
+    # raw: (tensor, stored dtype); uniform: (tensor, quantizer); sinr: CodedTensor; alias: index; integers: tensor
+    data: Any
 
     @property
     def part(self) -> str:
@@ -100,7 +103,7 @@ class Decoded:
 
     tensor: torch.Tensor | None = None
     codes: CodedTensor | None = None
-    storage: Any = None  # UniformQuantizer or float dtype name (raw float), None otherwise
+    storage: Any = None  # UniformQuantizer, float dtype name (raw float) or "integer"; None otherwise
     alias_of: int | None = None
 
     def dense(self, device=None) -> torch.Tensor:
@@ -427,5 +430,117 @@ class AliasKind(Kind):
         return Decoded(tensor=source.tensor, codes=source.codes, storage=source.storage, alias_of=entry.params)
 
 
-for _kind in (RawKind(), UniformKind(), SinrKind(), AliasKind()):
+# ----------------------------------------------------------------------------- integers
+# Integer-valued latents (SHACIRA-style hash grids) are stored as offsets from their minimum,
+# range-coded under a histogram model that is written into the record, so the file's size is a
+# real rate with its model counted. 16-bit symbols are what the shared range coder takes.
+MAX_INTEGER_BITS = 16
+# Integers a float64 holds exactly; smaller dtypes are checked against their own range on decode.
+MAX_INTEGER = 1 << 53
+
+
+def _zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value >> 1 if value % 2 == 0 else -((value + 1) >> 1)
+
+
+def integer_bits(span: int) -> int:
+    """The symbol width of ``span`` consecutive integers (at least 1: range coding needs one bit)."""
+    return max(1, (span - 1).bit_length())
+
+
+@dataclass
+class _IntegerParams:
+    first: int
+    bits: int  # 0 for an empty tensor: no symbol stream
+    symbols: sym.SymbolParams | None
+
+
+class IntegerKind(Kind):
+    """Record: varint zigzag(first = min value); u8 bits (0 iff the tensor is empty); then, when
+    bits > 0, the symbol stream of ``value - first`` (``symbols.write_params``: coding id, model
+    or segment length). ``bits`` is the smallest width of the span, so a value has one encoding."""
+
+    id, name = 4, "integers"
+
+    @staticmethod
+    def _offsets(item: Item) -> tuple[int, np.ndarray]:
+        """(first, value - first as int64); raises SINRInputError for values that are not storable."""
+        flat = item.data.detach().reshape(-1).cpu()
+        if not flat.numel():
+            return 0, np.zeros(0, dtype=np.int64)
+        if not torch.isfinite(flat).all() or not torch.equal(torch.round(flat), flat):
+            raise SINRInputError(f"cannot store {item.name!r} as integers: it holds non-integer or non-finite values "
+                                 f"(torch_sinr.storage.round_to_storage rounds it)")
+        values = flat.to(torch.float64)
+        lo, hi = float(values.min()), float(values.max())
+        if max(-lo, hi) > MAX_INTEGER:
+            raise SINRInputError(f"cannot store {item.name!r} as integers: values beyond +-2**53")
+        span = int(hi) - int(lo) + 1
+        if span > 1 << MAX_INTEGER_BITS:
+            raise SINRInputError(f"cannot store {item.name!r}: latents span {span} values, at most "
+                                 f"{1 << MAX_INTEGER_BITS} can be stored; train with a rate term or clamp")
+        first = int(lo)
+        return first, values.to(torch.int64).numpy() - first
+
+    def encode(self, item, out, ctx):
+        first, offsets = self._offsets(item)
+        out.varint(_zigzag(first))
+        if not offsets.size:
+            out.u8(0)
+            return
+        bits = integer_bits(int(offsets.max()) + 1)
+        out.u8(bits)
+        ctx.add_symbols(item.part, ctx.symbols(offsets, bits, "range"), out)
+
+    def parse(self, reader, entry, index, entries):
+        _float_entry(entry)
+        first = _unzigzag(reader.varint(0, 2 * MAX_INTEGER, "integers first value"))
+        bits = reader.u8()
+        if entry.numel == 0:
+            if first != 0 or bits != 0:
+                raise SINRFormatError(f"{entry.where}: an empty tensor stores first=0 and width 0, "
+                                      f"not {first} and {bits}")
+            return _IntegerParams(0, 0, None)
+        if not 1 <= bits <= MAX_INTEGER_BITS:
+            raise SINRFormatError(f"{entry.where}: integer width {bits} is not in 1..{MAX_INTEGER_BITS}")
+        params = sym.read_params(reader, bits, entry.numel, entry.where, entry.segment_lengths)
+        if params.coding == sym.RANGE:
+            model = params.model  # the model says where the symbols lie: check them before decoding
+            if model.first != 0 or integer_bits(model.last + 1) != bits:
+                raise SINRFormatError(f"{entry.where}: symbols {model.first}..{model.last} do not start at 0 "
+                                      f"or do not need exactly {bits} bits")
+        return _IntegerParams(first, bits, params)
+
+    def decoded_bytes(self, entry):
+        # the coder's int32 symbols, int64 symbols and values, the result; unpacking a packed
+        # stream expands it to a byte and a uint64 per bit first (codec.bitpack.unpack_uint)
+        p = entry.params
+        unpack = p.bits * 9 if p.symbols is not None and p.symbols.coding == sym.PACKED else 0
+        return entry.numel * (4 + 8 + 8 + element_size(entry.dtype) + unpack)
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        if p.bits == 0:
+            return Decoded(tensor=torch.empty(entry.shape, dtype=entry.dtype), storage=INTEGER_STORAGE)
+        codes = sym.decode_symbols(p.symbols, p.bits, entry.numel, ctx.segments, ctx.ranges, entry.where)
+        low, high = int(codes.min()), int(codes.max())
+        if low != 0 or integer_bits(high + 1) != p.bits:  # packed streams: checked once decoded
+            raise SINRFormatError(f"{entry.where}: symbols {low}..{high} do not start at 0 or do not need "
+                                  f"exactly {p.bits} bits")
+        limit = min(MAX_INTEGER, int(torch.finfo(entry.dtype).max))
+        if max(-p.first, p.first + high) > limit:
+            raise SINRFormatError(f"{entry.where}: integers {p.first}..{p.first + high} do not fit {entry.dtype}")
+        values = torch.from_numpy(codes.astype(np.int64) + p.first)
+        return Decoded(tensor=values.to(entry.dtype).reshape(entry.shape), storage=INTEGER_STORAGE)
+
+    def symbol_streams(self, entry):
+        p = entry.params
+        return [(p.symbols, p.bits, entry.numel)] if p.bits else []
+
+
+for _kind in (RawKind(), UniformKind(), SinrKind(), AliasKind(), IntegerKind()):
     register_kind(_kind)

@@ -23,7 +23,8 @@ from .._version import __version__
 from ..codec.quantization import UniformQuantizer
 from ..errors import SINRError, SINRFormatError, SINRInputError
 from ..layer import SINRLinear
-from ..storage import DTYPE_STORAGE, FLOAT_STORAGE, Storage, is_stored_exactly, round_to_storage, set_storage, storage_by_key
+from ..storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly, round_to_storage,
+                       set_storage, storage_by_key)
 from ..tensor_codes import CodedTensor, CodeSpec
 from . import container, schema
 from .kinds import KINDS_BY_NAME, Decoded, Item
@@ -106,7 +107,13 @@ def model_items(model: nn.Module) -> list[Item]:
                 warnings.warn(f"{key}: values are off their quantization grid; the file stores them requantized, "
                               f"so the loaded model will differ (finetune_codes trains through the grid; "
                               f"torch_sinr.storage.requantize_dense_ snaps a freely trained model)")
-            if isinstance(storage, UniformQuantizer):
+            if storage == INTEGER_STORAGE:
+                # never rounded silently: a latent off the integers means training did not go through them
+                if not is_stored_exactly(tensor, storage):
+                    raise SINRInputError(f"cannot store {key!r} as integers: it holds non-integer values "
+                                         f"(round it, e.g. torch_sinr.storage.requantize_dense_)")
+                items.append(Item(key, tensor.dtype, tuple(tensor.shape), "integers", tensor))
+            elif isinstance(storage, UniformQuantizer):
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "uniform", (tensor, storage)))
             else:
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "raw", (tensor, FLOAT_STORAGE[storage])))
@@ -198,6 +205,8 @@ def _payload_key(items: list[Item], settings: dict) -> bytes | None:
             tensor, storage = data
             h.update(repr(storage).encode())
             _digest_tensor(h, tensor)
+        elif item.kind == "integers":
+            _digest_tensor(h, data)
         elif item.kind == "sinr":
             spec = data.spec
             q = spec.quantizer
@@ -302,6 +311,8 @@ def read_compressed(path: str | os.PathLike, *, skeleton: nn.Module | None = Non
                         index_coding=f"{p.index_coding}({p.index_param})", value_coding=_coding_name(p.values))
         elif entry.kind == "uniform":
             info.update(bits=p.quantizer.bits, value_coding=_coding_name(p.symbols))
+        elif entry.kind == "integers":
+            info.update(first=p.first, bits=p.bits, value_coding=_coding_name(p.symbols) if p.symbols else "empty")
         elif entry.kind == "raw":
             info.update(stored=str(p.stored).replace("torch.", ""))
         elif entry.kind == "alias":

@@ -1,6 +1,7 @@
-"""Writes the golden file of each format version and its expected decoded tensors. Run once per
-format version (``python -m tests.format.golden.make_golden``); files that exist are never
-rewritten: tests/format/test_golden.py checks today's decoder (and writer) against them."""
+"""Writes the golden file of each format version (and of each coding kind added since) and its
+expected decoded tensors. ``python -m tests.format.golden.make_golden`` writes the ones that do not
+exist yet; files that exist are never rewritten: tests/format/test_golden.py checks today's decoder
+(and writer) against them."""
 
 from pathlib import Path
 
@@ -25,6 +26,47 @@ def golden_model() -> nn.Module:
 V2_CONFIG = SINRConfig(value_bits=12, dense_bits=8, dict_ratio=8, s_ratio=0.45)  # s pinned: the default moved to 0.5
 
 
+class IntegersModel(nn.Module):
+    """A coded MLP plus integer-stored tensors: hash-grid-style latents (a discrete Laplace,
+    range-coded), a constant column (one symbol, no coded bits) and an empty tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4321)
+        self.mlp = nn.Sequential(nn.Linear(2, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 3))
+        g = torch.Generator().manual_seed(4321)
+        # a difference of two geometric variables is discrete-Laplace distributed
+        u = torch.rand(2, 400, 2, generator=g, dtype=torch.float64)
+        geometric = torch.floor(torch.log1p(-u) / torch.log(torch.tensor(0.7, dtype=torch.float64)))
+        self.latents = nn.Parameter((geometric[0] - geometric[1]).float())
+        self.constant = nn.Parameter(torch.full((7,), -3.0))
+        self.empty = nn.Parameter(torch.zeros(0, 4))
+
+    def forward(self, x):
+        return self.mlp(x)
+
+
+def integers_model() -> nn.Module:
+    from torch_sinr.storage import INTEGER_STORAGE, set_storage
+
+    model = IntegersModel()
+    for name in ("latents", "constant", "empty"):
+        set_storage(model, name, INTEGER_STORAGE)
+    return model
+
+
+def write_integers() -> None:
+    """Format 2 with the ``integers`` kind (id 4)."""
+    path = HERE / "format_v2_integers.safetensors"
+    if path.exists():
+        raise SystemExit(f"{path} exists: golden files are never rewritten")
+    model = integers_model()
+    compress_model(model, V2_CONFIG)
+    save_compressed(model, path)
+    save_file({k: v.contiguous() for k, v in decode_state_dict(path).items()},
+              str(HERE / "format_v2_integers_expected.safetensors"))
+
+
 def write(version: int) -> None:
     path = HERE / f"format_v{version}.safetensors"
     if path.exists():
@@ -39,5 +81,12 @@ def write(version: int) -> None:
               str(HERE / f"format_v{version}_expected.safetensors"))
 
 
+WRITERS = {"format_v1.safetensors": lambda: write(1), "format_v2.safetensors": lambda: write(2),
+           "format_v2_integers.safetensors": write_integers}
+
+
 if __name__ == "__main__":
-    write(2)
+    for name, writer in WRITERS.items():
+        if not (HERE / name).exists():
+            writer()
+            print(f"wrote {name}")
