@@ -77,3 +77,19 @@ def test_finetune_uniform_never_ends_worse_than_plain_quantization():
     tuned.load_state_dict(state)
     with torch.no_grad():
         assert loss(tuned).item() <= loss(plain).item()
+
+
+def test_finetune_uniform_select_keeps_the_best_scored_iterate():
+    """As finetune_codes: with ``select`` the score picks the iterate (here the start, scored best)."""
+    model, loss = _toy_regression(64)
+    plain = copy.deepcopy(model)
+    plain.load_state_dict(uniform_round_trip(model.state_dict(), 6))
+    calls = []
+
+    def worse_every_time(m):
+        calls.append(1)
+        return -float(len(calls))
+
+    state, _ = finetune_uniform(model, loss, bits=6, steps=20, lr=1e-2, select=worse_every_time, select_every=5)
+    assert len(calls) == 5  # steps 0, 5, 10, 15, 20
+    assert all(torch.equal(state[k], v) for k, v in plain.state_dict().items())

@@ -103,3 +103,36 @@ def test_requantize_dense_puts_freely_trained_parameters_back_on_a_grid(tmp_path
     assert grid.hi > 1.0 and grid.bits == 8
     weight = model[0].weight.detach()
     assert torch.equal(grid.round_trip(weight.reshape(-1)).reshape(weight.shape), weight)
+
+
+def test_select_keeps_the_iterate_with_the_best_score_not_the_lowest_loss(fitted):
+    """With ``select``, the score decides: a score that is best at the start keeps the start,
+    although training lowers the loss; it is asked at step 0, every select_every steps and at the end."""
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    start = [m.values.detach().clone() for m in model.modules() if hasattr(m, "indices")]
+    calls = []
+
+    def worse_every_time(m):
+        assert not m.training and not torch.is_grad_enabled()
+        calls.append(len(calls))
+        return -float(len(calls))
+
+    loss = image_loss(image)
+    losses = finetune_codes(model, loss, steps=30, lr=1e-3, select=worse_every_time, select_every=10)
+    assert len(calls) == 4  # steps 0, 10, 20 and the end (30)
+    assert losses[-1] < losses[0]  # training did lower the loss ...
+    now = [m.values for m in model.modules() if hasattr(m, "indices")]
+    assert all(torch.equal(a, b) for a, b in zip(start, now))  # ... but the start scored best
+    assert model.training  # the mode is restored
+
+
+def test_select_every_must_be_positive(fitted):
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    with pytest.raises(SINRError, match="select_every"):
+        finetune_codes(model, image_loss(image), 2, select=lambda m: 0.0, select_every=0)

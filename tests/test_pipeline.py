@@ -87,6 +87,28 @@ def test_byte_budget_is_met(fitted, tmp_path):
     assert score == pytest.approx(result.score, abs=1e-6)
 
 
+def test_select_by_score_picks_fine_tuning_iterates_by_evaluate(fitted):
+    """select_by_score: evaluate is also asked during fine-tuning (every SELECT_EVERY steps), and
+    the result still equals its file."""
+    image, state = fitted
+    counted = []
+
+    def evaluate(m):
+        counted.append(1)
+        return _psnr(image)(m)
+
+    config = SINRConfig(dict_ratio=4, s_ratio=0.3, value_bits=8)
+    plain = compress(_model(state), image_loss(image), evaluate=evaluate, target=config, steps=100, progress=False)
+    calls_plain = len(counted)
+    counted.clear()
+    chosen = compress(_model(state), image_loss(image), evaluate=evaluate, target=config, steps=100,
+                      select_by_score=True, progress=False)
+    assert calls_plain == 2  # the reference and the result
+    assert len(counted) == calls_plain + 3  # steps 0, 50 and 100 of the one fine-tune
+    # the full-image loss is deterministic, and PSNR falls with it: both pick an iterate as good
+    assert chosen.score >= plain.score - 0.3
+
+
 def test_without_data_it_is_compress_model(fitted):
     _, state = fitted
     result = compress(_model(state), progress=False)

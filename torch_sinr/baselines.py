@@ -32,6 +32,7 @@ from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
 from .codec.quantization import UniformQuantizer
 from .codec.wire import ByteReader, ByteWriter
 from .errors import SINRError, SINRFormatError
+from .finetune import SELECT_EVERY
 from .format import container, schema
 from .format import symbols as sym
 from .format.kinds import Decoded, DecodeContext, EncodeContext, Item, Kind, register_kind
@@ -215,12 +216,16 @@ register_kind(LowRankKind())
 
 
 def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], bits: int, steps: int,
-                     lr: float = 1e-4) -> tuple[dict[str, torch.Tensor], dict[str, UniformQuantizer]]:
+                     lr: float = 1e-4, *, select: Callable[[nn.Module], float] | None = None,
+                     select_every: int = SELECT_EVERY) -> tuple[dict[str, torch.Tensor], dict[str, UniformQuantizer]]:
     """Quantization-aware fine-tuning of every parameter on a fixed per-tensor b-bit grid
-    (straight-through), the same budget SINR's codes get. Returns the quantized state_dict and
-    the grids (pass them to ``write_uniform`` so the file holds exactly these values)."""
+    (straight-through), the same budget SINR's codes get, and the same choice of the best
+    iterate (by the loss, or by ``select`` as in ``finetune_codes``). Returns the quantized
+    state_dict and the grids (pass them to ``write_uniform`` so the file holds exactly these values)."""
     if steps < 0:
         raise SINRError("steps must be >= 0")
+    if select is not None and not (isinstance(select_every, int) and select_every >= 1):
+        raise SINRError(f"select_every must be an int >= 1, got {select_every!r}")
     params = dict(model.named_parameters())
     grids = {name: UniformQuantizer.fit(p, bits) for name, p in params.items()}
     latent = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
@@ -229,11 +234,26 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
     def fake_quantized() -> dict[str, torch.Tensor]:
         return {n: v + (grids[n].round_trip(v).reshape(v.shape) - v).detach() for n, v in latent.items()}
 
+    def selected() -> float:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return float(select(_Functional(model, fake_quantized())))
+        finally:
+            model.train(was_training)
+
     best_loss, best = float("inf"), None  # keep the best iterate, as finetune_codes does
     for step in range(steps + 1):
+        if select is not None and (step % select_every == 0 or step == steps):
+            judged = -selected()
+            if judged < best_loss:
+                best_loss, best = judged, {n: v.detach().clone() for n, v in latent.items()}
+            if step == steps:
+                break
         with torch.set_grad_enabled(step < steps):
             loss = loss_fn(_Functional(model, fake_quantized()))
-        if loss.item() < best_loss:
+        if select is None and loss.item() < best_loss:
             best_loss, best = loss.item(), {n: v.detach().clone() for n, v in latent.items()}
         if step == steps:
             break

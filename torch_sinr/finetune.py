@@ -18,6 +18,10 @@ from .errors import SINRError
 from .layer import SINRLinear
 from .storage import get_storage, round_to_storage, set_storage
 
+# With a selector, how often (in steps) the candidate for "best iterate" is scored: a score can
+# cost a forward pass over a whole image or volume, so not every step.
+SELECT_EVERY = 50
+
 
 def _owned_storage(model: nn.Module) -> dict[int, tuple]:
     """id(parameter) -> (storage, module, name) for parameters with a recorded storage."""
@@ -32,6 +36,7 @@ def _owned_storage(model: nn.Module) -> dict[int, tuple]:
 
 def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], steps: int, lr: float = 1e-4,
                    *, quantize_aware: bool = True, train_biases: bool = True, train_dense: bool = False,
+                   select: Callable[[nn.Module], float] | None = None, select_every: int = SELECT_EVERY,
                    progress: bool = False) -> list[float]:
     """Fine-tune the SINR values of ``model`` for ``steps`` Adam steps on ``loss_fn(model)``.
 
@@ -39,8 +44,14 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
     so the final snap to the grid changes nothing the loss has not seen. Biases (and, with
     ``train_dense``, every parameter SINR does not code, e.g. the input layer) are trained the
     same way through the grid or dtype they are stored at: a float latent copy takes the
-    updates, the model always holds its rounded value. The best iterate is kept. Returns the losses.
+    updates, the model always holds its rounded value. The best iterate is kept: by the loss, or,
+    with ``select(model) -> float`` (higher is better, run in eval mode without gradients), by
+    that score at the start, every ``select_every`` steps and at the end. Use ``select`` when the
+    loss is stochastic (fresh batches each step) or is not the quality that counts (MSE against
+    IoU). Returns the losses.
     """
+    if select is not None and not (isinstance(select_every, int) and select_every >= 1):
+        raise SINRError(f"select_every must be an int >= 1, got {select_every!r}")
     layers = {id(m): m for m in model.modules() if isinstance(m, SINRLinear)}
     if not layers:
         raise SINRError("the model has no SINRLinear layers: run compress_model first")
@@ -81,16 +92,31 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
     def state() -> list[torch.Tensor]:
         return [p.detach().clone() for p in values.values()] + [t.detach().clone() for t in latents.values()]
 
+    def selected() -> float:
+        model.eval()
+        try:
+            with torch.no_grad():
+                return float(select(model))
+        finally:
+            model.train()
+
     # Keep the best iterate (the loss is measured through the quantizer, so it is the file's
     # loss when quantize_aware): fine-tuning then never ends worse than where it started.
+    # ``best_loss`` holds -select(model) when a selector is given: lower is better either way.
     best_loss, best = float("inf"), None
     model.train()
     try:
         for step in tqdm(range(steps + 1), desc="fine-tuning codes", disable=not progress, mininterval=1.0):
             snap_dense()
+            if select is not None and (step % select_every == 0 or step == steps):
+                judged = -selected()
+                if judged < best_loss:
+                    best_loss, best = judged, state()
+            if step == steps and select is not None:
+                break
             with torch.set_grad_enabled(step < steps):
                 loss = loss_fn(model)
-            if loss.item() < best_loss:
+            if select is None and loss.item() < best_loss:
                 best_loss, best = loss.item(), state()
             if step == steps:
                 break

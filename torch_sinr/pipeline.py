@@ -90,7 +90,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
              evaluate: Callable[[nn.Module], float] | None = None,
              target: MaxDrop | ByteBudget | SINRConfig | None = None, steps: int = 300, lr: float = 1e-3,
              config: SINRConfig | None = None, value_bits: tuple[int, ...] = AUTOTUNE_VALUE_BITS,
-             time_budget_s: float | None = None, max_probes: int = MAX_PROBES,
+             time_budget_s: float | None = None, max_probes: int = MAX_PROBES, select_by_score: bool = False,
              progress: bool = True) -> PipelineResult:
     """Compress ``model`` in place to a target, fine-tuning the codes on ``loss_fn``.
 
@@ -100,7 +100,10 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     ``evaluate``, the score is ``-loss_fn(model)``. ``config`` holds everything the target does
     not choose (targets, dictionary, dense storage); default :data:`PIPELINE_CONFIG`.
     ``time_budget_s`` bounds the search and the fine-tuning (the result is then the best found);
-    ``max_probes`` bounds the bisection of a ``MaxDrop`` search on its rung.
+    ``max_probes`` bounds the bisection of a ``MaxDrop`` search on its rung. ``select_by_score``
+    keeps each fine-tune's best iterate by ``evaluate`` (scored every ``finetune.SELECT_EVERY``
+    steps) instead of by the loss: for a loss on fresh random batches, or one that is not the
+    quality that counts (MSE on occupancy against IoU).
     """
     started = time.perf_counter()
     deadline = started + time_budget_s if time_budget_s is not None else math.inf
@@ -119,13 +122,14 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
         raise SINRConfigError(f"target {target} needs data: pass loss_fn (and evaluate for a quality score)")
     score = _scorer(loss_fn, evaluate)
     reference = score(model) if score is not None else None
+    select = score if select_by_score else None
 
     bar = tqdm(total=None, desc="compress: search", disable=not progress, unit=" probes")
     try:
         if isinstance(target, MaxDrop):
             ladder = [(base, tuple(value_bits), 1.0)] if config is not None else QUALITY_LADDER
             chosen, cfg, probes, used, lr = _max_drop(model, loss_fn, score, reference, target, ladder, steps, lr,
-                                                      deadline, bar, max_probes)
+                                                      deadline, bar, max_probes, select)
         else:
             chosen, cfg, used, probes = copy.deepcopy(model), base, 0, []
             if isinstance(target, ByteBudget) and config is None:
@@ -138,11 +142,11 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
         # the rest of the fine-tuning, on the chosen codes
         remaining = _steps_left(steps - used, loss_fn, deadline, chosen)
         if remaining:
-            finetune_codes(chosen, loss_fn, remaining, lr=lr, train_dense=True, progress=progress)
+            finetune_codes(chosen, loss_fn, remaining, lr=lr, train_dense=True, select=select, progress=progress)
             used += remaining
         if isinstance(target, ByteBudget):
             chosen, cfg, used = _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target, base,
-                                                             value_bits, used, lr, deadline)
+                                                             value_bits, used, lr, deadline, select)
     finally:
         bar.close()
     # --- install into the caller's model: same config gives the same modules and grids -------
@@ -226,7 +230,7 @@ def _budget_rungs(model, score, budget: int, lr: float, bar):
 
 
 def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: ByteBudget, base, value_bits, used,
-                                 lr, deadline):
+                                 lr, deadline, select=None):
     """Fine-tuning moves values on their grids, which moves the entropy-coded size a little:
     if the file ended past the budget, re-tune under a budget shrunk by the overshoot."""
     budget = target.max_bytes
@@ -239,7 +243,7 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
         cfg = _autotune_budget(chosen, score, budget, base, value_bits)
         steps = _steps_left(used, loss_fn, deadline, chosen)
         if steps:
-            finetune_codes(chosen, loss_fn, steps, lr=lr, train_dense=True)
+            finetune_codes(chosen, loss_fn, steps, lr=lr, train_dense=True, select=select)
     size = _file_bytes(chosen)
     if size > target.max_bytes:
         raise SINRError(f"target {target} cannot be met after fine-tuning (the file has {size} B)")
@@ -247,7 +251,7 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
 
 
 def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, lr, deadline, bar,
-              max_probes: int = MAX_PROBES):
+              max_probes: int = MAX_PROBES, select=None):
     """Climb ``ladder`` to the first rung whose richest setting meets the drop after a short
     fine-tune, then bisect the byte budget for the smallest file that still meets it."""
     floor = reference - target.drop
@@ -268,7 +272,7 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
             probes.append({"budget": budget, "bytes": None, "score": None, "ok": False})
             return None
         if probe_steps:
-            finetune_codes(work, loss_fn, probe_steps, lr=lr * scale, train_dense=True)
+            finetune_codes(work, loss_fn, probe_steps, lr=lr * scale, train_dense=True, select=select)
         value, size = score(work), _file_bytes(work)
         probes.append({"budget": budget, "bytes": size, "score": value, "ok": value >= floor,
                        "value_bits": list(bits), "dense_bits": base.dense_value_bits()})

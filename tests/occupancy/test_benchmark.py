@@ -27,7 +27,7 @@ def test_benchmark_writes_json_markdown_and_pngs(tmp_path):
     code = bench.main(["--meshes", "ball.ply", "--mesh-dir", str(meshes), "--resolution", "16",
                        "--activations", "siren", "--layers", "1", "--width", "52", "--steps", "300",
                        "--batch-size", "512", "--finetune-steps", "5", "--finetune-points", "256",
-                       "--max-probes", "1", "--search-stride", "1", "--threads", "1", "--no-progress",
+                       "--max-probes", "1", "--threads", "1", "--no-progress",
                        "--cache", str(tmp_path / "cache"), "--out", str(out), "--ply"])
     assert code == 0
     results = json.loads((out / "occupancy.json").read_text())["results"]

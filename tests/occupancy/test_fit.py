@@ -5,7 +5,7 @@ import torch
 from torch_sinr.errors import SINRConfigError, SINRInputError
 from torch_sinr.inr import INR
 from torch_sinr.occupancy.fit import (CPU_PROTOCOL, CPU_PROTOCOL_RESOLUTION, OccupancyFitConfig, VoxelSampler,
-                                      cpu_protocol, fit_occupancy, fit_occupancy_cached, fixed_sample_loss,
+                                      cpu_protocol, fit_occupancy, fit_occupancy_cached, sampled_loss,
                                       surface_band)
 from torch_sinr.occupancy.mesh import Normalization
 from torch_sinr.occupancy.metrics import model_iou
@@ -74,14 +74,16 @@ def test_fits_are_cached_by_settings(tmp_path):
     assert len(list(tmp_path.glob("ball-16-siren-2x32-*.safetensors"))) == 2
 
 
-def test_fixed_sample_loss_is_deterministic_and_falls_with_fitting():
-    loss_fn = fixed_sample_loss(BALL, 2000, seed=1)
+def test_sampled_loss_draws_fresh_seeded_batches_and_falls_with_fitting():
     torch.manual_seed(0)
     config = tiny(activation="siren")
     untrained = INR(config.inr_config())
-    assert loss_fn(untrained).item() == loss_fn(untrained).item()
+    first, second = sampled_loss(BALL, 2000, seed=1), sampled_loss(BALL, 2000, seed=1)
+    a, b = [first(untrained).item() for _ in range(3)], [second(untrained).item() for _ in range(3)]
+    assert a == b  # the same seed, the same sequence of batches
+    assert len(set(a)) == 3  # a fresh batch at every call
     model, _ = fit_occupancy(BALL, config, progress=False)
-    assert loss_fn(model).item() < 0.1 * loss_fn(untrained).item()
+    assert first(model).item() < 0.1 * first(untrained).item()
 
 
 def test_the_cpu_protocol_is_the_paper_network_at_128_with_scales_for_128():

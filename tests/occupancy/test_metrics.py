@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from torch_sinr.errors import SINRInputError
-from torch_sinr.occupancy.metrics import iou, model_iou, predict_volume
+from torch_sinr.occupancy.metrics import BandIoU, iou, model_iou, predict_volume
 
 from .shapes import inside_ball
 
@@ -73,3 +73,31 @@ def test_model_iou_refuses_a_non_cubic_truth():
         model_iou(BallField(0.5), np.zeros((4, 4, 5), bool))
     with pytest.raises(SINRInputError, match="chunk"):
         model_iou(BallField(0.5), np.zeros((4, 4, 4), bool), chunk=0)
+
+
+class Floaters(nn.Module):
+    """A ball plus cubes of false positives far from its surface."""
+
+    def __init__(self, radius: float, centres: list[tuple[float, float, float]], half: float) -> None:
+        super().__init__()
+        self.ball, self.centres, self.half = BallField(radius), torch.tensor(centres), half
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        cubes = ((coords[:, None, :] - self.centres[None]).abs() <= self.half).all(dim=2).any(dim=1, keepdim=True)
+        return torch.maximum(self.ball(coords), cubes.float())
+
+
+def test_band_iou_is_exact_when_errors_lie_near_the_surface_and_estimates_far_ones():
+    truth = inside_ball(32, 0.6)
+    estimate = BandIoU(truth, band=3, stride=4)
+    assert estimate.fraction < 0.5
+    assert estimate(BallField(0.6)) == 1.0
+    # a slightly shrunk ball errs only within the band: the estimate is the full-grid IoU
+    assert estimate(BallField(0.56)) == pytest.approx(model_iou(BallField(0.56), truth), abs=1e-12)
+    # floaters far from the surface are counted through the sample, each standing for its share
+    far = Floaters(0.6, [(-0.9, -0.9, -0.9), (0.9, 0.9, -0.9), (0.9, -0.9, 0.9)], half=0.12)
+    full = model_iou(far, truth)
+    assert full < 0.97
+    assert estimate(far) == pytest.approx(full, abs=0.01)
+    with pytest.raises(SINRInputError, match="bool"):
+        BandIoU(truth.astype(np.uint8))

@@ -15,7 +15,7 @@ imported inside the functions that need them.
 """
 
 from .fit import (CPU_PROTOCOL, CPU_PROTOCOL_RESOLUTION, OccupancyFitConfig, cpu_protocol, fit_occupancy,
-                  fit_occupancy_cached)
+                  fit_occupancy_cached, sampled_loss)
 from .mesh import Normalization, load_mesh, normalize_vertices
 from .metrics import iou, model_iou, predict_volume
 from .store import OccupancyVolume, mesh_volume
@@ -38,4 +38,5 @@ __all__ = [
     "normalize_vertices",
     "occupancy_volume",
     "predict_volume",
+    "sampled_loss",
 ]

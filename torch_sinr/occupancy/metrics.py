@@ -93,3 +93,57 @@ def model_iou(model: nn.Module, truth: np.ndarray, chunk: int = DEFAULT_CHUNK, s
         intersection += int(np.count_nonzero(inside & reference))
         union += int(np.count_nonzero(inside | reference))
     return 1.0 if union == 0 else intersection / union
+
+
+class BandIoU:
+    """A cheap estimate of ``model_iou`` for steering a search or picking a fine-tuning iterate.
+
+    A full-grid IoU at 128^3 is a forward pass over 2.1 M points (about 10-20 s for a 3 x 128
+    Gauss INR on two cores), too slow to ask every 50 fine-tuning steps. Errors of a fitted or
+    compressed field sit almost all at the surface, so the estimate scores every voxel within
+    ``band`` steps of the ground-truth surface exactly, and off the band (where the truth is known,
+    so only the model's *errors* are unknown) every ``stride``-th voxel per axis, each error found
+    standing for its share of the off-band voxels. With no errors off the band it equals the
+    full-grid IoU; floaters far from the surface are estimated without bias. On Lucy at 128^3 it
+    evaluates 4% of the grid.
+    """
+
+    def __init__(self, truth: np.ndarray, band: int = 3, stride: int = 4, chunk: int = DEFAULT_CHUNK) -> None:
+        from .fit import surface_band  # fit imports this module
+
+        truth = np.asarray(truth)
+        if truth.ndim != 3 or len(set(truth.shape)) != 1 or truth.dtype != bool:
+            raise SINRInputError(f"truth must be a bool (N, N, N) volume, got {truth.dtype} {truth.shape}")
+        if not (isinstance(stride, int) and stride >= 1 and isinstance(band, int) and band >= 1):
+            raise SINRInputError(f"band and stride must be positive ints, got {band!r} and {stride!r}")
+        near = surface_band(truth, band)
+        sampled = np.zeros_like(near)
+        sampled[::stride, ::stride, ::stride] = True
+        far = sampled & ~near
+        self.far_weight = float(np.count_nonzero(~near)) / max(1, int(np.count_nonzero(far)))
+        self.far_inside = int(np.count_nonzero(truth & ~near))  # exact: the truth is known everywhere
+        self.n_near = int(np.count_nonzero(near))
+        index = np.concatenate([np.flatnonzero(near), np.flatnonzero(far)])
+        self.truth = truth.reshape(-1)[index]
+        n = truth.shape[0]
+        axis = grid_coordinates(n).astype(np.float32)
+        ix, rest = np.divmod(index, n * n)
+        iy, iz = np.divmod(rest, n)
+        self.coords = torch.from_numpy(np.stack([axis[ix], axis[iy], axis[iz]], axis=1))
+        self.chunk = chunk
+        self.fraction = len(index) / truth.size  # of the grid's voxels evaluated per call
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module) -> float:
+        device = _model_device(model)
+        inside = np.empty(len(self.coords), dtype=bool)
+        for start in range(0, len(self.coords), self.chunk):
+            values = model(self.coords[start:start + self.chunk].to(device)).reshape(-1).float().cpu().numpy()
+            inside[start:start + len(values)] = values > THRESHOLD
+        near_pred, near_truth = inside[:self.n_near], self.truth[:self.n_near]
+        far_pred, far_truth = inside[self.n_near:], self.truth[self.n_near:]
+        missed = self.far_weight * np.count_nonzero(far_truth & ~far_pred)  # false negatives off the band
+        spurious = self.far_weight * np.count_nonzero(far_pred & ~far_truth)  # false positives off the band
+        intersection = np.count_nonzero(near_pred & near_truth) + self.far_inside - missed
+        union = np.count_nonzero(near_pred | near_truth) + self.far_inside + spurious
+        return 1.0 if union <= 0 else float(intersection / union)
