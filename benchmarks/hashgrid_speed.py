@@ -1,0 +1,215 @@
+"""CPU speed of ``torch_sinr.hashgrid.HashGrid`` against nerfstudio's pure-torch ``HashEncoding``.
+
+Run from the repo root::
+
+    python -m benchmarks.hashgrid_speed [--out DIR]
+
+Both encode random points of [0, 1]^3 (nerfstudio's ``HashEncoding`` expects [0, 1] too; it does
+not check) on the nerfacto field configuration: 16 levels, 2**19 rows per hashed level, 2 features
+per row, resolutions 16..2048. Both interpolate trilinearly over 8 corners with the same cells per
+level (``floor(16 * b**l)``), so given the same table values they compute the same features: the
+benchmark checks that first, copying nerfstudio's table into a HashGrid (its coarse levels through
+nerfstudio's hash). The difference in storage: nerfstudio hashes every level into 2**19 rows
+(16 * 2**19 rows in all), HashGrid stores the 5 coarsest levels dense (6,098,925 rows).
+
+Timed, on the CPU with torch's default thread count (``--threads`` overrides it), for N = 2**16
+and 2**18 points: one training step, ``out = encoding(x)`` then ``out.sum().backward()``. "forward"
+is the first part (with autograd recording, as in training), "forward+backward" the whole step. The two implementations alternate
+(and swap order every repeat); medians of 5 repeats after one warm-up step per size. Process CPU
+seconds are recorded next to wall seconds: CPU / wall well below the thread count means other
+processes were competing for the cores. Writes hashgrid_speed.json and hashgrid_speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import itertools
+import os
+import statistics
+import time
+
+import torch
+
+from torch_sinr.hashgrid import HashGrid, HashGridConfig, hash_coords
+
+from ._common import DEFAULT_OUT, cpu_model, md_table, write_results
+
+NAME = "hashgrid_speed"
+DESCRIPTION = ("CPU time of one forward and one forward+backward of torch_sinr.hashgrid.HashGrid and of "
+               "nerfstudio's torch HashEncoding on the nerfacto field configuration (3-D, 16 levels, "
+               "log2 T = 19, 2 features, resolutions 16..2048), for 2**16 and 2**18 random points.")
+
+CONFIG = HashGridConfig(dims=3, levels=16, log2_table=19, latent_dim=2, min_res=16, max_res=2048)
+SIZES = (2**16, 2**18)
+REPEATS = 5
+WARMUP = 1
+AGREEMENT_POINTS = 4096
+
+
+def nerfstudio_encoding() -> tuple[torch.nn.Module | None, str]:
+    """nerfstudio's HashEncoding on CONFIG (torch implementation), or None and why not."""
+    try:
+        from nerfstudio.field_components.encodings import HashEncoding
+    except ImportError as exc:
+        return None, f"nerfstudio not installed ({exc})"
+    try:
+        version = importlib.metadata.version("nerfstudio")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    encoding = HashEncoding(num_levels=CONFIG.levels, min_res=CONFIG.min_res, max_res=CONFIG.max_res,
+                            log2_hashmap_size=CONFIG.log2_table, features_per_level=CONFIG.latent_dim,
+                            implementation="torch")
+    return encoding, version
+
+
+def grid_from_nerfstudio(table: torch.Tensor) -> HashGrid:
+    """A HashGrid holding nerfstudio's features: hashed levels take its level's rows as they are,
+    dense levels take, for every vertex, the row nerfstudio's hash picks for it."""
+    grid = HashGrid(CONFIG)
+    rows_per_level = 2**CONFIG.log2_table
+    with torch.no_grad():
+        for level, (res, dense) in enumerate(zip(CONFIG.resolutions(), CONFIG.dense_levels())):
+            start = level * rows_per_level
+            if dense:
+                v = torch.tensor(list(itertools.product(range(res), repeat=3)), dtype=torch.int64)
+                grid.latents[grid.rows(level, v)] = table[hash_coords(v, CONFIG.log2_table) + start]
+            else:
+                offset = int(grid.offsets[level])
+                grid.latents[offset:offset + rows_per_level] = table[start:start + rows_per_level]
+    return grid
+
+
+def agreement(nerfstudio: torch.nn.Module) -> float:
+    """Largest |HashGrid - nerfstudio| over random points once both hold the same features."""
+    grid = grid_from_nerfstudio(nerfstudio.hash_table.detach())
+    x = torch.rand(AGREEMENT_POINTS, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return float((grid(x) - nerfstudio(x)).abs().max())
+
+
+def training_step(module: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Wall seconds of the forward and of forward+backward of one step, and its process CPU seconds."""
+    module.zero_grad(set_to_none=True)
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = module(x)
+    t1 = time.perf_counter()
+    out.sum().backward()
+    t2, c1 = time.perf_counter(), time.process_time()
+    return {"forward_s": t1 - t0, "step_s": t2 - t0, "cpu_s": c1 - c0}
+
+
+def measure(nerfstudio: torch.nn.Module | None) -> dict:
+    ours = HashGrid(CONFIG)
+    modules = {"hashgrid": ours} if nerfstudio is None else {"hashgrid": ours, "nerfstudio": nerfstudio}
+    runs = {}
+    for n in SIZES:
+        x = torch.rand(n, 3, generator=torch.Generator().manual_seed(n))
+        times = {name: [] for name in modules}
+        for repeat in range(WARMUP + REPEATS):
+            # alternate, and swap who goes first, so drifting load hits both alike
+            order = list(modules) if repeat % 2 == 0 else list(reversed(modules))
+            for name in order:
+                step = training_step(modules[name], x)
+                if repeat >= WARMUP:
+                    times[name].append(step)
+        per_impl = {}
+        for name, steps in times.items():
+            per_impl[name] = {
+                "forward_median_s": statistics.median(s["forward_s"] for s in steps),
+                "step_median_s": statistics.median(s["step_s"] for s in steps),
+                "cpu_over_wall": sum(s["cpu_s"] for s in steps) / sum(s["step_s"] for s in steps),
+                "steps": steps,
+            }
+        run = {"points": n, **per_impl}
+        if "nerfstudio" in per_impl:
+            ns, ours = per_impl["nerfstudio"], per_impl["hashgrid"]
+            run["ratio_forward"] = ns["forward_median_s"] / ours["forward_median_s"]
+            run["ratio_step"] = ns["step_median_s"] / ours["step_median_s"]
+        runs[str(n)] = run
+        print(f"N = {n}: done", flush=True)
+    return runs
+
+
+def render(results: dict) -> str:
+    ns_ok = results["nerfstudio"]["available"]
+    rows = []
+    for run in results["runs"].values():
+        for label, key, ratio in (("forward", "forward_median_s", "ratio_forward"),
+                                  ("forward+backward", "step_median_s", "ratio_step")):
+            ours = run["hashgrid"][key] * 1e3
+            theirs = f"{run['nerfstudio'][key] * 1e3:.0f}" if ns_ok else "n/a"
+            rows.append([f"2^{run['points'].bit_length() - 1}", label, f"{ours:.0f}", theirs,
+                         f"**{run[ratio]:.2f}x**" if ns_ok else "n/a"])
+    m = results["machine_summary"]
+    cpu_ratio = "; ".join(f"2^{run['points'].bit_length() - 1}: " + ", ".join(
+        f"{name} {run[name]['cpu_over_wall']:.2f}" for name in ("hashgrid", "nerfstudio") if name in run)
+        for run in results["runs"].values())
+    lines = [
+        "# Hash-grid encoding speed on CPU: torch_sinr HashGrid vs nerfstudio HashEncoding (torch)",
+        "",
+        f"*Generated by `python -m benchmarks.hashgrid_speed`.* {DESCRIPTION}",
+        "",
+        md_table(["points", "pass", "HashGrid (ms)", "nerfstudio (ms)", "nerfstudio / HashGrid"], rows),
+        "",
+        f"- Machine: {m['cpu_model']}, torch {m['torch_version']}, {m['threads']} threads; median of "
+        f"{REPEATS} repeats after {WARMUP} warm-up step, the two alternating. \"forward\" is timed inside the "
+        "training step (autograd recording).",
+        f"- Process CPU / wall seconds ({m['threads']} threads): {cpu_ratio}; load average at start "
+        f"{m['load_average_at_start']}.",
+    ]
+    if ns_ok:
+        lines += [
+            f"- nerfstudio {results['nerfstudio']['version']}. Same function: with nerfstudio's table copied in, "
+            f"the largest difference over {AGREEMENT_POINTS} random points is "
+            f"{results['nerfstudio']['max_abs_difference']:.2e}.",
+            "- Both interpolate over 8 corners per level. nerfstudio hashes every level (no dense coarse "
+            f"levels): {results['nerfstudio']['rows']:,} table rows against HashGrid's "
+            f"{results['hashgrid']['rows']:,} ({results['hashgrid']['dense_levels']} dense levels).",
+        ]
+    else:
+        lines.append(f"- {results['nerfstudio']['version']}: only HashGrid was timed.")
+    lines.append(f"- Total benchmark time {results['total_seconds']:.0f} s.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hashgrid_speed", description=DESCRIPTION)
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: benchmarks/results)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own default, as the results record)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    load = [round(x, 2) for x in os.getloadavg()]
+    nerfstudio, version = nerfstudio_encoding()
+    ns_info = {"available": nerfstudio is not None, "version": version}
+    if nerfstudio is not None:
+        ns_info["rows"] = int(nerfstudio.hash_table.shape[0])
+        ns_info["max_abs_difference"] = agreement(nerfstudio)
+    results = {
+        "config": CONFIG.to_dict(),
+        "sizes": list(SIZES),
+        "repeats": REPEATS,
+        "warmup": WARMUP,
+        "machine_summary": {"cpu_model": cpu_model(), "torch_version": torch.__version__,
+                            "threads": torch.get_num_threads(), "load_average_at_start": load},
+        "hashgrid": {"rows": sum(CONFIG.level_sizes()), "dense_levels": sum(CONFIG.dense_levels())},
+        "nerfstudio": ns_info,
+    }
+    results["runs"] = measure(nerfstudio)
+    results["total_seconds"] = time.perf_counter() - started
+    markdown = render(results)
+    paths = write_results(args.out, NAME, DESCRIPTION, results, markdown)
+    print(markdown)
+    print(f"wrote {paths['json']} and {paths['markdown']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
