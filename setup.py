@@ -12,10 +12,13 @@ setup(
     long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["torch_sinr", "torch_sinr.*"])
-    + find_packages("integrations/nerfstudio", include=["torch_sinr_nerfstudio", "torch_sinr_nerfstudio.*"]),
-    # The nerfstudio plugin lives with its README under integrations/; it is importable only with
-    # the [nerfstudio] extra installed (its modules import nerfstudio).
-    package_dir={"torch_sinr_nerfstudio": "integrations/nerfstudio/torch_sinr_nerfstudio"},
+    + find_packages("integrations/nerfstudio", include=["torch_sinr_nerfstudio", "torch_sinr_nerfstudio.*"])
+    + find_packages("integrations/shacira", include=["torch_sinr_shacira", "torch_sinr_shacira.*"]),
+    # The integrations live with their READMEs under integrations/. The nerfstudio plugin is
+    # importable only with the [nerfstudio] extra installed (its modules import nerfstudio); the
+    # SHACIRA-style image codec needs nothing beyond torch_sinr.
+    package_dir={"torch_sinr_nerfstudio": "integrations/nerfstudio/torch_sinr_nerfstudio",
+                 "torch_sinr_shacira": "integrations/shacira/torch_sinr_shacira"},
     package_data={"torch_sinr": ["assets/*.png"]},
     python_requires=">=3.10",
     # torch is capped at the release this project is built and tested with; the file format

@@ -43,7 +43,8 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
     ``quantize_aware`` trains through each layer's fixed quantization grid (straight-through),
     so the final snap to the grid changes nothing the loss has not seen. Biases (and, with
     ``train_dense``, every parameter SINR does not code, e.g. the input layer) are trained the
-    same way through the grid or dtype they are stored at: a float latent copy takes the
+    same way through the grid or dtype they are stored at (parameters with ``requires_grad``
+    False are left frozen): a float latent copy takes the
     updates, the model always holds its rounded value. The best iterate is kept: by the loss, or,
     with ``select(model) -> float`` (higher is better, run in eval mode without gradients), by
     that score at the start, every ``select_every`` steps and at the end. Use ``select`` when the
@@ -65,7 +66,9 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
             dense[id(layer.bias)] = layer.bias
     if train_dense:
         for p in model.parameters():
-            if id(p) not in coded and p.is_floating_point():
+            # a parameter the caller froze (requires_grad False) stays as it is: e.g. a hash
+            # grid's integer latents while its decoders' codes are fine-tuned
+            if id(p) not in coded and p.is_floating_point() and p.requires_grad:
                 dense.setdefault(id(p), p)
     # the grid (or dtype) each trained dense parameter is stored at
     grids = {}

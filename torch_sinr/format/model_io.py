@@ -61,11 +61,12 @@ def _default_storage(config, tensor: torch.Tensor) -> Storage:
     return UniformQuantizer.fit(tensor.detach(), 16)
 
 
-def model_items(model: nn.Module) -> list[Item]:
+def model_items(model: nn.Module, require_codes: bool = True) -> list[Item]:
     """The entries ``model`` is written as, with every check a writer must make."""
     layers = _sinr_prefixes(model)
-    if not layers:
-        raise SINRError("the model has no SINRLinear layers: run compress_model first")
+    if not layers and require_codes:
+        raise SINRError("the model has no SINRLinear layers: run compress_model first (or pass require_codes=False "
+                        "to write a model whose tensors carry storages without SINR codes, e.g. a baseline)")
     config = getattr(model, "sinr_config", None)
     storages = storage_by_key(model)
     parameter_keys = {name for name, _ in model.named_parameters(remove_duplicate=False)}
@@ -228,7 +229,8 @@ def _check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
 def save_compressed(model: nn.Module, path: str | os.PathLike, *, names: bool | None = None,
                     index_coding: str | None = None, symbol_coding: str | None = None,
                     brotli_quality: int | None = None, metadata: dict[str, str] | None = None,
-                    format_version: int = schema.VERSION, dense_dtype: str | None = None) -> FileReport:
+                    format_version: int = schema.VERSION, dense_dtype: str | None = None,
+                    require_codes: bool = True) -> FileReport:
     """Write ``model`` (after ``compress_model``) to one .safetensors file; returns its byte report.
 
     Every tensor is written as it is in memory (values on their quantization grids), so the
@@ -237,6 +239,8 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, names: bool | 
     model given). Settings left ``None`` come from the model (``compress_model``'s config, or the
     file it was loaded from). ``metadata`` adds str -> str entries that the decoder never reads.
     ``format_version=1`` writes the previous format, for readers that know only it.
+    ``require_codes=False`` also writes a model without SINR layers (every tensor then goes by
+    its storage record, or the default storage), e.g. the uncoded baseline of a comparison.
     """
     extra = _check_metadata(metadata)
     if format_version == 1:
@@ -250,7 +254,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, names: bool | 
     if dense_dtype is not None:
         raise SINRError("dense_dtype is a format-1 option; in format 2 set SINRConfig(dense_dtype=...) before compressing")
     settings = save_settings(model, names, index_coding, symbol_coding, brotli_quality)
-    items = model_items(model)
+    items = model_items(model, require_codes)
     payload, parts = encode_items(items, settings)
     file_bytes = container.write_file(path, payload, extra)
     return FileReport.from_parts(str(path), file_bytes, parts, items)
