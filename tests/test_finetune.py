@@ -136,3 +136,22 @@ def test_select_every_must_be_positive(fitted):
     compress_model(model, fast_config(value_bits=10))
     with pytest.raises(SINRError, match="select_every"):
         finetune_codes(model, image_loss(image), 2, select=lambda m: 0.0, select_every=0)
+
+
+def test_train_dense_leaves_frozen_parameters_alone(fitted):
+    """A parameter the caller froze (requires_grad False) is not trained by train_dense and keeps
+    its flag; the same parameter left trainable (a copy of the model) is trained."""
+    import copy
+
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    control = copy.deepcopy(model)
+    frozen = dict(model.named_parameters())["net.0.weight"]  # the dense input layer
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    finetune_codes(model, image_loss(image), steps=30, lr=1e-3, train_dense=True)
+    assert torch.equal(frozen, before) and not frozen.requires_grad
+    finetune_codes(control, image_loss(image), steps=30, lr=1e-3, train_dense=True)
+    assert not torch.equal(dict(control.named_parameters())["net.0.weight"], before)
