@@ -112,3 +112,25 @@ def write_results(out_dir: Path | str, name: str, description: str, results: dic
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     md_path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return {"json": str(json_path), "markdown": str(md_path)}
+
+
+def publish(out_dir: Path | str, name: str, description: str, results: dict, markdown: str) -> dict:
+    """``write_results``, then print the markdown and where it went (what every benchmark ends with)."""
+    paths = write_results(out_dir, name, description, results, markdown)
+    print(markdown)
+    print(f"wrote {paths['json']} and {paths['markdown']}")
+    return paths
+
+
+def exit_code(run: Callable[[object], object], args) -> int:
+    """Run a benchmark's ``run(args)``: 0, or 1 with the one-line message of a SINRError."""
+    import sys
+
+    from torch_sinr.errors import SINRError
+
+    try:
+        run(args)
+    except SINRError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

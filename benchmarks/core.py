@@ -60,7 +60,7 @@ from torch_sinr.format import model_io
 from torch_sinr.inr import INR, INRConfig
 from torch_sinr.tensor_codes import relative_error
 
-from ._common import DEFAULT_OUT, cpu_model, md_table, time_call, time_call_cpu, write_results
+from ._common import DEFAULT_OUT, cpu_model, md_table, publish, time_call, time_call_cpu
 
 NAME = "core"
 DESCRIPTION = ("Core speed targets: exact OMP vs scikit-learn orthogonal_mp with a current numpy (target "
@@ -659,9 +659,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["settings"] = vars(args)
     results["total_seconds"] = time.perf_counter() - started
     markdown = render(results)
-    paths = write_results(args.out, NAME, DESCRIPTION, results, markdown)
-    print(markdown)
-    print(f"wrote {paths['json']} and {paths['markdown']}")
+    publish(args.out, NAME, DESCRIPTION, results, markdown)
     return results
 
 

@@ -33,7 +33,7 @@ import torch
 
 from torch_sinr.hashgrid import HashGrid, HashGridConfig, hash_coords
 
-from ._common import DEFAULT_OUT, cpu_model, md_table, write_results
+from ._common import DEFAULT_OUT, cpu_model, md_table, publish
 
 NAME = "hashgrid_speed"
 DESCRIPTION = ("CPU time of one forward and one forward+backward of torch_sinr.hashgrid.HashGrid and of "
@@ -205,9 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["runs"] = measure(nerfstudio)
     results["total_seconds"] = time.perf_counter() - started
     markdown = render(results)
-    paths = write_results(args.out, NAME, DESCRIPTION, results, markdown)
-    print(markdown)
-    print(f"wrote {paths['json']} and {paths['markdown']}")
+    publish(args.out, NAME, DESCRIPTION, results, markdown)
     return results
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks._common import md_table, write_results
+from benchmarks._common import exit_code, md_table, write_results
 from torch_sinr.errors import SINRError
 from torch_sinr.fitting import key_digest
 
@@ -264,13 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RUNS)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except SINRError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Checks that a failed operation left a model exactly as it was."""
+"""Checks shared by the tests: a failed operation left a model exactly as it was; a model and
+its loaded copy write the same bytes."""
 
 import torch
 from torch import nn
@@ -26,3 +27,18 @@ def assert_unchanged(model: nn.Module, taken) -> None:
     assert now.keys() == state.keys()
     for key, value in state.items():
         assert same(now[key], value), key
+
+
+def assert_same_bytes(model: nn.Module, loaded: nn.Module, path, tmp_path) -> None:
+    """Same model, same bytes; and a loaded model re-saves to them (settings travel in the file).
+    Each save encodes from scratch, not from the payload cache."""
+    from torch_sinr.format import model_io
+    from torch_sinr.serialization import save_compressed
+
+    model_io.forget_payload()
+    save_compressed(model, tmp_path / "again.safetensors")
+    model_io.forget_payload()
+    save_compressed(loaded, tmp_path / "reloaded.safetensors")
+    expected = path.read_bytes()
+    assert (tmp_path / "again.safetensors").read_bytes() == expected
+    assert (tmp_path / "reloaded.safetensors").read_bytes() == expected

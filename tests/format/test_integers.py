@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from benchmarks import fuzz_format
+from tests.model_checks import assert_same_bytes
 from tests.tiny_models import fast_config
 from torch_sinr import SINRError, SINRFormatError, compress_model
 from torch_sinr.codec.wire import ByteWriter
@@ -100,12 +101,7 @@ def test_round_trip_is_bit_exact_and_storage_comes_back(saved, tmp_path):
     assert get_storage(loaded, "latents") == INTEGER_STORAGE
     for key, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
-    # same model, same bytes (each encoded from scratch); a loaded model re-saves to them too
-    model_io.forget_payload()
-    save_compressed(model, tmp_path / "b.safetensors")
-    model_io.forget_payload()
-    save_compressed(loaded, tmp_path / "c.safetensors")
-    assert path.read_bytes() == (tmp_path / "b.safetensors").read_bytes() == (tmp_path / "c.safetensors").read_bytes()
+    assert_same_bytes(model, loaded, path, tmp_path)
 
 
 def test_entry_is_arithmetic_coded_at_the_entropy(saved):

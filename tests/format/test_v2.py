@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from benchmarks import fuzz_format
-from tests.model_checks import assert_unchanged, snapshot
+from tests.model_checks import assert_same_bytes, assert_unchanged, snapshot
 from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
 from torch_sinr.format import container, kinds, model_io, schema
@@ -81,13 +81,7 @@ def test_round_trip_is_bit_exact_and_load_then_save_gives_the_same_bytes(tmp_pat
     assert torch.equal(_out(loaded), _out(model))
     for key, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
-    # same model, same bytes; and a loaded model re-saves to the same bytes (settings travel in the
-    # file); each encoded from scratch, not served by the payload cache
-    model_io.forget_payload()
-    save_compressed(model, tmp_path / "b.safetensors")
-    model_io.forget_payload()
-    save_compressed(loaded, tmp_path / "c.safetensors")
-    assert path.read_bytes() == (tmp_path / "b.safetensors").read_bytes() == (tmp_path / "c.safetensors").read_bytes()
+    assert_same_bytes(model, loaded, path, tmp_path)
     # without torch_sinr layers: a plain state_dict loads into the original architecture
     plain = factory()
     plain.load_state_dict(decode_state_dict(path, skeleton=factory() if name == "bare" else None))
