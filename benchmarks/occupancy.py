@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import md_table, write_results
+from benchmarks._common import exit_code, md_table, write_results
 from torch_sinr import MaxDrop, SINRConfig, compress, compress_model
 from torch_sinr.baselines import finetune_uniform, read_baseline, write_cast, write_uniform
 from torch_sinr.errors import SINRError
@@ -355,13 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--ply", action="store_true", help="also write marching-cubes meshes of the INR and SINR")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except SINRError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
