@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> dict:
     files = {}
     with MemoryWatch() as watch:
         started = time.perf_counter()
-        baseline_path = out / f"shacira_{name}_baseline.safetensors"
+        baseline_path = cache / "files" / f"shacira_{name}_baseline.safetensors"  # the files: 1 MB each, not results
+        baseline_path.parent.mkdir(parents=True, exist_ok=True)
         write_baseline(model, baseline_path)
         decoded = decode_image(baseline_path, ImageModel(model_config), source, cache / f"{name}-baseline.npy",
                                tile=args.tile)
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
         coded = copy.deepcopy(model)
         result = compress_decoders(coded, source, drop_db=args.drop, steps=args.finetune_steps,
                                    progress=args.progress)
-        sinr_path = out / f"shacira_{name}_sinr.safetensors"
+        sinr_path = cache / "files" / f"shacira_{name}_sinr.safetensors"
         from torch_sinr.serialization import save_compressed
 
         save_compressed(coded, sinr_path)

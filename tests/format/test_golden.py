@@ -76,7 +76,7 @@ def test_golden_v2_codings():
 
 
 # ----------------------------------------------------------------------------- format 2, kind "integers" (id 4)
-V2_INTEGERS_SHA256 = "2289f4514701e9a79118d2520266e2c97a94ea0b0af2361cb9f5d3c212305ac2"
+V2_INTEGERS_SHA256 = "5736ff1c1696fc6ee5d9c90a603b0c7ece5a7b2ad7f82a76572ebf017869231c"
 
 
 def test_golden_v2_integers_file_is_pinned_by_its_hash():

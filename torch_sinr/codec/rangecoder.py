@@ -120,7 +120,10 @@ def best_model(symbols: np.ndarray) -> tuple[HistogramModel, float]:
         cost = model.ideal_bits(symbols) / 8 + model_bytes(model)
         if cost < best_cost:
             best, best_cost = model, cost
-        if len(model.counts) < n_bins:  # every symbol has its own bin already
+        # Stop once every symbol has its own bin. (Fewer bins than asked for is not that: a
+        # rounded-up width drops empty bins at the end, e.g. 4 bins asked over 9 symbols give 3 of
+        # width 3; stopping there missed the exact 9-bin model, 2.7x the bytes on peaked latents.)
+        if model.bin_width == 1:
             break
     return best, best_cost
 
