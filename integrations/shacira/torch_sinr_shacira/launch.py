@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 import torch.distributed as dist
@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         source = PixelSource.open(args.image)
         model_config = ImageModelConfig.for_image(source.height, source.width, levels=args.levels,
                                                   log2_table=args.log2_table, hidden=args.hidden)
-        from dataclasses import replace
-
         train_config = replace(CPU_TRAINING, steps=args.steps, batch=args.batch)
         worker(args.image, args.out, model_config, train_config, checkpoint=args.checkpoint, progress=True)
     finally:

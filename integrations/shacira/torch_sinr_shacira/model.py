@@ -14,7 +14,7 @@ and a small ReLU MLP to RGB.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
