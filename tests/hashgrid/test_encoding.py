@@ -320,3 +320,55 @@ def test_a_transform_of_the_gathered_rows_equals_transforming_the_table():
     assert torch.allclose(out, rounded(coords), atol=1e-6)
     grid(coords, transform=lambda r: r * r).sum().backward()
     assert grid.latents.grad is not None and grid.latents.grad.abs().sum() > 0
+
+
+def _reference_hashed_levels(table, positions, scalings, log2_table):
+    """nerfstudio's torch HashEncoding written out corner by corner, in float64."""
+    from torch_sinr.hashgrid.encoding import HASH_PRIMES
+
+    rows, dims = 2**log2_table, positions.shape[1]
+    out = []
+    for level, scaling in enumerate(scalings.tolist()):
+        pos = positions.double() * scaling
+        low = pos.floor()
+        frac = pos - low
+        feature = 0.0
+        for corner in itertools.product((0, 1), repeat=dims):
+            vertex = low.long() + torch.tensor(corner)
+            h = vertex[:, 0] * HASH_PRIMES[0]
+            for axis in range(1, dims):
+                h = h ^ (vertex[:, axis] * HASH_PRIMES[axis])
+            weight = torch.ones(len(positions), dtype=torch.float64)
+            for axis, bit in enumerate(corner):
+                weight = weight * (frac[:, axis] if bit else 1 - frac[:, axis])
+            feature = feature + weight[:, None] * table.double()[level * rows + (h % rows)]
+        out.append(feature)
+    return torch.cat(out, dim=1)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_interpolate_hashed_levels_matches_the_corner_by_corner_reference(dims):
+    from torch_sinr.hashgrid import interpolate_hashed_levels
+
+    torch.manual_seed(0)
+    scalings = torch.tensor([4.0, 9.0, 37.0])
+    table = torch.randn(3 * 2**6, 2, dtype=torch.float64, requires_grad=True)
+    positions = torch.rand(500, dims, dtype=torch.float64)
+    positions[0] = 0.0
+    positions[1] = 1.0
+    out = interpolate_hashed_levels(table, positions, scalings, 6)
+    torch.testing.assert_close(out, _reference_hashed_levels(table.detach(), positions, scalings, 6))
+    x = torch.rand(4, dims, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, p: interpolate_hashed_levels(t, p, scalings, 6), (table, x))
+
+
+def test_interpolate_hashed_levels_validates_its_inputs():
+    from torch_sinr.hashgrid import interpolate_hashed_levels
+
+    table = torch.zeros(2 * 16, 2)
+    with pytest.raises(SINRInputError, match="positions"):
+        interpolate_hashed_levels(table, torch.zeros(5, 4), torch.ones(2), 4)
+    with pytest.raises(SINRInputError, match="floating"):
+        interpolate_hashed_levels(table, torch.zeros(5, 3, dtype=torch.int64), torch.ones(2), 4)
+    with pytest.raises(SINRInputError, match="table must have shape"):
+        interpolate_hashed_levels(table, torch.zeros(5, 3), torch.ones(3), 4)

@@ -3,6 +3,6 @@
 Not imported by ``import torch_sinr``: ``import torch_sinr.hashgrid`` when needed.
 """
 
-from .encoding import HashGrid, HashGridConfig, hash_coords
+from .encoding import HashGrid, HashGridConfig, hash_coords, interpolate_hashed_levels
 
-__all__ = ["HashGrid", "HashGridConfig", "hash_coords"]
+__all__ = ["HashGrid", "HashGridConfig", "hash_coords", "interpolate_hashed_levels"]

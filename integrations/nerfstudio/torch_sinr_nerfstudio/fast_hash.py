@@ -1,0 +1,52 @@
+"""nerfstudio's torch ``HashEncoding`` on torch_sinr's fused hash-grid gather: same parameters,
+same function, about twice the training speed on a CPU.
+
+nerfstudio's pure-torch encoding gathers the 8 corners of every level one by one and lets
+autograd scatter each corner's gradient separately; ``interpolate_hashed_levels`` builds all
+indices at once and scatters the table's gradient in one fused step. The table, its layout and
+the hash are nerfstudio's, so checkpoints and compressed files are interchangeable with
+unpatched runs. tcnn encodings are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from typing import Iterator
+
+from torch import Tensor, nn
+
+from torch_sinr.hashgrid import interpolate_hashed_levels
+
+
+def fast_forward(encoding, in_tensor: Tensor) -> Tensor:
+    """``HashEncoding.pytorch_fwd`` through ``interpolate_hashed_levels`` (any leading shape)."""
+    flat = in_tensor.reshape(-1, in_tensor.shape[-1])
+    out = interpolate_hashed_levels(encoding.hash_table, flat, encoding.scalings, encoding.log2_hashmap_size)
+    return out.view(*in_tensor.shape[:-1], out.shape[-1])
+
+
+def use_fast_hash_encoding(model: nn.Module) -> int:
+    """Route every torch ``HashEncoding`` inside ``model`` through ``fast_forward``; returns how many."""
+    from nerfstudio.field_components.encodings import HashEncoding
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, HashEncoding) and module.tcnn_encoding is None:
+            module.pytorch_fwd = types.MethodType(fast_forward, module)
+            count += 1
+    return count
+
+
+@contextlib.contextmanager
+def fast_hash_encoding() -> Iterator[None]:
+    """While active, every torch ``HashEncoding`` (also ones built inside nerfstudio's trainer)
+    uses ``fast_forward``; the class is restored afterwards."""
+    from nerfstudio.field_components.encodings import HashEncoding
+
+    original = HashEncoding.pytorch_fwd
+    HashEncoding.pytorch_fwd = fast_forward
+    try:
+        yield
+    finally:
+        HashEncoding.pytorch_fwd = original
