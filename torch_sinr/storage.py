@@ -5,9 +5,11 @@ chosen width (the default) or at a float dtype (``float32``, ``float16``, ``bflo
 buffers (running statistics, scene bounds, constants) are stored exactly, at their own dtype. A
 float tensor whose values are integers (hash-grid latents trained with a rate term, SHACIRA-style)
 can be marked ``INTEGER_STORAGE`` before ``compress_model``: it is rounded to integers and the file
-entropy-codes those (format kind ``integers``). The choice is kept on the module that owns the
-tensor, in a plain ``sinr_storage`` dict ({parameter or buffer name: UniformQuantizer | dtype name
-| "integer"}): it survives ``deepcopy`` and moving the module into another model,
+entropy-codes those (format kind ``integers``). A float tensor can likewise carry a
+``StepQuantizer`` (integers times a step per group of rows, e.g. per hash-table level; format kind
+``stepped``), which ``compress_model`` keeps. The choice is kept on the module that owns the
+tensor, in a plain ``sinr_storage`` dict ({parameter or buffer name: UniformQuantizer | StepQuantizer |
+dtype name | "integer"}): it survives ``deepcopy`` and moving the module into another model,
 ``compress_model`` and ``load_compressed`` set it, the writer and fine-tuning read it.
 """
 
@@ -18,9 +20,9 @@ from typing import Union
 import torch
 from torch import nn
 
-from .codec.quantization import UniformQuantizer
+from .codec.quantization import StepQuantizer, UniformQuantizer
 
-Storage = Union[UniformQuantizer, str]
+Storage = Union[UniformQuantizer, StepQuantizer, str]
 FLOAT_STORAGE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float64": torch.float64}
 DTYPE_STORAGE = {v: k for k, v in FLOAT_STORAGE.items()}
@@ -52,6 +54,8 @@ def round_to_storage(tensor: torch.Tensor, storage: Storage) -> torch.Tensor:
     """The values ``tensor`` has once stored (same dtype and shape as ``tensor``)."""
     if isinstance(storage, UniformQuantizer):
         return storage.round_trip(tensor.detach().reshape(-1)).reshape(tensor.shape).to(tensor.dtype)
+    if isinstance(storage, StepQuantizer):
+        return storage.round_trip(tensor.detach()).to(tensor.dtype)
     if storage == INTEGER_STORAGE:
         return torch.round(tensor.detach())  # half to even, same dtype
     return tensor.detach().to(FLOAT_STORAGE[storage]).to(tensor.dtype)

@@ -25,6 +25,7 @@ from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
 from .matching import as_patterns, lookup, matches_any, regex_hint, unused_patterns
 from .report import CompressionReport, LayerReport, TargetPlan
+from .codec.quantization import StepQuantizer
 from .storage import DTYPE_STORAGE, INTEGER_STORAGE, get_storage, round_to_storage, set_storage
 from .tensor_codes import encode_tensors, relative_error
 
@@ -315,8 +316,9 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
             if tensor.is_floating_point():
                 # learned parameters are quantized; buffers (statistics, bounds, constants) kept exact;
                 # a tensor the user marked as integers (hash-grid latents) stays integer-stored
-                if get_storage(module, leaf) == INTEGER_STORAGE:
-                    storage = INTEGER_STORAGE
+                marked = get_storage(module, leaf)
+                if marked == INTEGER_STORAGE or isinstance(marked, StepQuantizer):
+                    storage = marked
                 else:
                     storage = config.dense_storage(tensor) if is_parameter else DTYPE_STORAGE[tensor.dtype]
                 with torch.no_grad():

@@ -115,3 +115,42 @@ def test_golden_v2_integers_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
     save_compressed(model, tmp_path / "again.safetensors")
     assert (tmp_path / "again.safetensors").read_bytes() == (GOLDEN / "format_v2_integers.safetensors").read_bytes()
 
+
+
+# ----------------------------------------------------------------------------- format 2, kind "stepped" (id 5)
+V2_STEPPED_SHA256 = "03dcb797b753c765866079275f89e17de5ad999deff5b89ec71dc1d936b891bf"
+
+
+def test_golden_v2_stepped_file_is_pinned_by_its_hash():
+    import hashlib
+
+    data = (GOLDEN / "format_v2_stepped.safetensors").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == V2_STEPPED_SHA256
+
+
+def test_golden_v2_stepped_file_decodes_to_its_recorded_tensors():
+    from tests.format.golden.make_golden import STEPPED_ROWS
+
+    expected = load_file(str(GOLDEN / "format_v2_stepped_expected.safetensors"))
+    decoded = decode_state_dict(GOLDEN / "format_v2_stepped.safetensors")
+    assert decoded.keys() == expected.keys()
+    assert torch.equal(decoded["table"], expected["table"])  # integers times float32 steps: exact
+    for key in expected:
+        torch.testing.assert_close(decoded[key], expected[key], rtol=0, atol=1e-6)
+    table = {t["name"]: t for t in read_v2(GOLDEN / "format_v2_stepped.safetensors").tensors}["table"]
+    assert table["kind"] == "stepped" and table["groups"] == len(STEPPED_ROWS) and table["value_coding"] == ["range"]
+
+
+def test_golden_v2_stepped_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
+    from tests.format.golden.make_golden import STEPPED_ROWS, STEPPED_STEPS, SteppedModel
+    from torch_sinr.codec.quantization import StepQuantizer
+    from torch_sinr.serialization import save_compressed
+    from torch_sinr.storage import get_storage
+
+    skeleton = SteppedModel()
+    with torch.no_grad():
+        skeleton.table.zero_()
+    model = load_compressed(GOLDEN / "format_v2_stepped.safetensors", skeleton)
+    assert get_storage(model, "table") == StepQuantizer.per_group(STEPPED_ROWS, STEPPED_STEPS)
+    save_compressed(model, tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == (GOLDEN / "format_v2_stepped.safetensors").read_bytes()

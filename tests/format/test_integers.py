@@ -156,7 +156,7 @@ def test_a_span_over_65536_is_refused_at_save(tmp_path):
     model = compressed()
     with torch.no_grad():
         model.latents[0, 0] = model.latents.min() + 65536  # span 65537
-    with pytest.raises(SINRError, match="latents span 65537 values, at most 65536"):
+    with pytest.raises(SINRError, match="integers span 65537 values, at most 65536"):
         save_compressed(model, tmp_path / "s.safetensors")
     with torch.no_grad():
         model.latents[0, 0] = model.latents[1:].min() + 65535  # span exactly 65536: stored

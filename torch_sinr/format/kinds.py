@@ -8,7 +8,9 @@ Core kinds:
 - ``uniform`` (1): a float tensor on a uniform b-bit grid, symbols coded by ``symbols``;
 - ``sinr`` (2): SINR codes of a 2-D weight: quantized values (``symbols``) and support indices;
 - ``alias`` (3): the same tensor as an earlier entry (tied weights, shared modules);
-- ``integers`` (4): a float tensor whose values are integers (hash-grid latents), entropy-coded.
+- ``integers`` (4): a float tensor whose values are integers (hash-grid latents), entropy-coded;
+- ``stepped`` (5): a float tensor of integers times a step per group of rows (hash tables
+  quantized level by level), each group's integers entropy-coded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from ..codec.indices import CODINGS, decode_indices, encode_indices, index_width
 from ..codec.bitpack import packed_size
-from ..codec.quantization import SUPPORTED_BITS, UniformQuantizer
+from ..codec.quantization import SUPPORTED_BITS, StepQuantizer, UniformQuantizer
 from ..codec.rangecoder import RangeDecoder, RangeEncoder
 from ..codec.wire import ByteReader, ByteWriter
 from ..dictionary import DictionarySpec
@@ -459,6 +461,74 @@ class _IntegerParams:
     symbols: sym.SymbolParams | None
 
 
+def _integer_offsets(values: torch.Tensor, name: str) -> tuple[int, np.ndarray]:
+    """(first, value - first as int64) of integer-valued ``values``; raises SINRInputError for
+    values that are not storable."""
+    flat = values.detach().reshape(-1).cpu()
+    if not flat.numel():
+        return 0, np.zeros(0, dtype=np.int64)
+    if not torch.isfinite(flat).all() or not torch.equal(torch.round(flat), flat):
+        raise SINRInputError(f"cannot store {name!r} as integers: it holds non-integer or non-finite values "
+                             f"(torch_sinr.storage.round_to_storage rounds it)")
+    values = flat.to(torch.float64)
+    lo, hi = float(values.min()), float(values.max())
+    if max(-lo, hi) > MAX_INTEGER:
+        raise SINRInputError(f"cannot store {name!r} as integers: values beyond +-2**53")
+    span = int(hi) - int(lo) + 1
+    if span > 1 << MAX_INTEGER_BITS:
+        raise SINRInputError(f"cannot store {name!r}: its integers span {span} values, at most "
+                             f"{1 << MAX_INTEGER_BITS} can be stored; train with a rate term, clamp or use a "
+                             f"coarser step")
+    first = int(lo)
+    return first, values.to(torch.int64).numpy() - first
+
+
+def _write_integer_stream(first: int, offsets: np.ndarray, out: ByteWriter, ctx: EncodeContext, part: str) -> None:
+    """varint zigzag(first); u8 bits (0 iff empty); the range-coded stream of the offsets."""
+    out.varint(_zigzag(first))
+    if not offsets.size:
+        out.u8(0)
+        return
+    bits = integer_bits(int(offsets.max()) + 1)
+    out.u8(bits)
+    ctx.add_symbols(part, ctx.symbols(offsets, bits, "range"), out)
+
+
+def _read_integer_stream(reader: ByteReader, entry: Entry, count: int, where: str) -> _IntegerParams:
+    first = _unzigzag(reader.varint(0, 2 * MAX_INTEGER, "integers first value"))
+    bits = reader.u8()
+    if count == 0:
+        if first != 0 or bits != 0:
+            raise SINRFormatError(f"{where}: an empty tensor stores first=0 and width 0, not {first} and {bits}")
+        return _IntegerParams(0, 0, None)
+    if not 1 <= bits <= MAX_INTEGER_BITS:
+        raise SINRFormatError(f"{where}: integer width {bits} is not in 1..{MAX_INTEGER_BITS}")
+    params = sym.read_params(reader, bits, count, where, entry.segment_lengths)
+    if params.coding == sym.RANGE:
+        model = params.model  # the model says where the symbols lie: check them before decoding
+        if model.first != 0 or integer_bits(model.last + 1) != bits:
+            raise SINRFormatError(f"{where}: symbols {model.first}..{model.last} do not start at 0 "
+                                  f"or do not need exactly {bits} bits")
+    return _IntegerParams(first, bits, params)
+
+
+def _integer_stream_bytes(p: _IntegerParams, count: int, element: int) -> int:
+    # the coder's int32 symbols, int64 symbols and values, the result; unpacking a packed
+    # stream expands it to a byte and a uint64 per bit first (codec.bitpack.unpack_uint)
+    unpack = p.bits * 9 if p.symbols is not None and p.symbols.coding == sym.PACKED else 0
+    return count * (4 + 8 + 8 + element + unpack)
+
+
+def _decode_integer_stream(p: _IntegerParams, count: int, ctx: DecodeContext, where: str) -> tuple[np.ndarray, int]:
+    """The integers (int64) and the largest offset."""
+    codes = sym.decode_symbols(p.symbols, p.bits, count, ctx.segments, ctx.ranges, where)
+    low, high = int(codes.min()), int(codes.max())
+    if low != 0 or integer_bits(high + 1) != p.bits:  # packed streams: checked once decoded
+        raise SINRFormatError(f"{where}: symbols {low}..{high} do not start at 0 or do not need "
+                              f"exactly {p.bits} bits")
+    return codes.astype(np.int64) + p.first, high
+
+
 class IntegerKind(Kind):
     """Record: varint zigzag(first = min value); u8 bits (0 iff the tensor is empty); then, when
     bits > 0, the symbol stream of ``value - first`` (``symbols.write_params``: coding id, model
@@ -466,75 +536,25 @@ class IntegerKind(Kind):
 
     id, name = 4, "integers"
 
-    @staticmethod
-    def _offsets(item: Item) -> tuple[int, np.ndarray]:
-        """(first, value - first as int64); raises SINRInputError for values that are not storable."""
-        flat = item.data.detach().reshape(-1).cpu()
-        if not flat.numel():
-            return 0, np.zeros(0, dtype=np.int64)
-        if not torch.isfinite(flat).all() or not torch.equal(torch.round(flat), flat):
-            raise SINRInputError(f"cannot store {item.name!r} as integers: it holds non-integer or non-finite values "
-                                 f"(torch_sinr.storage.round_to_storage rounds it)")
-        values = flat.to(torch.float64)
-        lo, hi = float(values.min()), float(values.max())
-        if max(-lo, hi) > MAX_INTEGER:
-            raise SINRInputError(f"cannot store {item.name!r} as integers: values beyond +-2**53")
-        span = int(hi) - int(lo) + 1
-        if span > 1 << MAX_INTEGER_BITS:
-            raise SINRInputError(f"cannot store {item.name!r}: latents span {span} values, at most "
-                                 f"{1 << MAX_INTEGER_BITS} can be stored; train with a rate term or clamp")
-        first = int(lo)
-        return first, values.to(torch.int64).numpy() - first
-
     def encode(self, item, out, ctx):
-        first, offsets = self._offsets(item)
-        out.varint(_zigzag(first))
-        if not offsets.size:
-            out.u8(0)
-            return
-        bits = integer_bits(int(offsets.max()) + 1)
-        out.u8(bits)
-        ctx.add_symbols(item.part, ctx.symbols(offsets, bits, "range"), out)
+        _write_integer_stream(*_integer_offsets(item.data, item.name), out, ctx, item.part)
 
     def parse(self, reader, entry, index, entries):
         _float_entry(entry)
-        first = _unzigzag(reader.varint(0, 2 * MAX_INTEGER, "integers first value"))
-        bits = reader.u8()
-        if entry.numel == 0:
-            if first != 0 or bits != 0:
-                raise SINRFormatError(f"{entry.where}: an empty tensor stores first=0 and width 0, "
-                                      f"not {first} and {bits}")
-            return _IntegerParams(0, 0, None)
-        if not 1 <= bits <= MAX_INTEGER_BITS:
-            raise SINRFormatError(f"{entry.where}: integer width {bits} is not in 1..{MAX_INTEGER_BITS}")
-        params = sym.read_params(reader, bits, entry.numel, entry.where, entry.segment_lengths)
-        if params.coding == sym.RANGE:
-            model = params.model  # the model says where the symbols lie: check them before decoding
-            if model.first != 0 or integer_bits(model.last + 1) != bits:
-                raise SINRFormatError(f"{entry.where}: symbols {model.first}..{model.last} do not start at 0 "
-                                      f"or do not need exactly {bits} bits")
-        return _IntegerParams(first, bits, params)
+        return _read_integer_stream(reader, entry, entry.numel, entry.where)
 
     def decoded_bytes(self, entry):
-        # the coder's int32 symbols, int64 symbols and values, the result; unpacking a packed
-        # stream expands it to a byte and a uint64 per bit first (codec.bitpack.unpack_uint)
-        p = entry.params
-        unpack = p.bits * 9 if p.symbols is not None and p.symbols.coding == sym.PACKED else 0
-        return entry.numel * (4 + 8 + 8 + element_size(entry.dtype) + unpack)
+        return _integer_stream_bytes(entry.params, entry.numel, element_size(entry.dtype))
 
     def decode(self, entry, ctx):
         p = entry.params
         if p.bits == 0:
             return Decoded(tensor=torch.empty(entry.shape, dtype=entry.dtype), storage=INTEGER_STORAGE)
-        codes = sym.decode_symbols(p.symbols, p.bits, entry.numel, ctx.segments, ctx.ranges, entry.where)
-        low, high = int(codes.min()), int(codes.max())
-        if low != 0 or integer_bits(high + 1) != p.bits:  # packed streams: checked once decoded
-            raise SINRFormatError(f"{entry.where}: symbols {low}..{high} do not start at 0 or do not need "
-                                  f"exactly {p.bits} bits")
+        integers, high = _decode_integer_stream(p, entry.numel, ctx, entry.where)
         limit = min(MAX_INTEGER, int(torch.finfo(entry.dtype).max))
         if max(-p.first, p.first + high) > limit:
             raise SINRFormatError(f"{entry.where}: integers {p.first}..{p.first + high} do not fit {entry.dtype}")
-        values = torch.from_numpy(codes.astype(np.int64) + p.first)
+        values = torch.from_numpy(integers)
         return Decoded(tensor=values.to(entry.dtype).reshape(entry.shape), storage=INTEGER_STORAGE)
 
     def symbol_streams(self, entry):
@@ -542,5 +562,96 @@ class IntegerKind(Kind):
         return [(p.symbols, p.bits, entry.numel)] if p.bits else []
 
 
-for _kind in (RawKind(), UniformKind(), SinrKind(), AliasKind(), IntegerKind()):
+# ----------------------------------------------------------------------------- stepped
+@dataclass
+class _SteppedParams:
+    quantizer: StepQuantizer
+    groups: list[_IntegerParams]
+
+
+class SteppedKind(Kind):
+    """A float tensor whose rows (dim 0) fall in contiguous groups, group ``g`` holding integers
+    times its step (``codec.quantization.StepQuantizer``: e.g. one step per hash-table level).
+
+    Record: varint G (1..rows); then per group: varint rows (>= 1; the groups cover dim 0
+    exactly), f32 step (finite, > 0), and that group's integers as in kind ``integers`` (first,
+    width, symbol stream of ``q - first``). Values are ``q * step`` in float64, rounded once to
+    float32, then to the entry's dtype.
+    """
+
+    id, name = 5, "stepped"
+
+    @staticmethod
+    def _groups(item: Item) -> list[tuple[int, np.ndarray]]:
+        tensor, quantizer = item.data
+        if tensor.dim() == 0 or tensor.numel() == 0:
+            raise SINRInputError(f"cannot store {item.name!r} with a StepQuantizer: it needs a non-empty tensor "
+                                 f"with at least one dimension, got shape {tuple(tensor.shape)}")
+        try:
+            q = quantizer.quantize(tensor.detach().cpu())
+        except SINRError as exc:
+            raise SINRInputError(f"cannot store {item.name!r}: {exc}") from None
+        return [_integer_offsets(part, item.name) for part in q.split(list(quantizer.rows))]
+
+    def encode(self, item, out, ctx):
+        _, quantizer = item.data
+        groups = self._groups(item)
+        out.varint(len(groups))
+        for rows, step, (first, offsets) in zip(quantizer.rows, quantizer.steps, groups):
+            out.varint(rows)
+            out.f32(step)
+            _write_integer_stream(first, offsets, out, ctx, item.part)
+
+    def parse(self, reader, entry, index, entries):
+        _float_entry(entry)
+        if not entry.shape or entry.numel == 0:
+            raise SINRFormatError(f"{entry.where}: stepped integers need a non-empty tensor with at least one "
+                                  f"dimension, not shape {list(entry.shape)}")
+        total = entry.shape[0]
+        per_row = entry.numel // total
+        count = reader.varint(1, total, "group count")
+        rows, steps, groups = [], [], []
+        for g in range(count):
+            left = total - sum(rows)
+            n = reader.varint(1, max(1, left - (count - g - 1)), "group rows")
+            if n > left:
+                raise SINRFormatError(f"{entry.where}: groups cover more than {total} rows")
+            step = reader.f32()
+            if not (math.isfinite(step) and step > 0):
+                raise SINRFormatError(f"{entry.where}: group {g} step {step} is not a finite number > 0")
+            rows.append(n)
+            steps.append(step)
+            groups.append(_read_integer_stream(reader, entry, n * per_row, f"{entry.where} group {g}"))
+        if sum(rows) != total:
+            raise SINRFormatError(f"{entry.where}: groups cover {sum(rows)} of {total} rows")
+        return _SteppedParams(StepQuantizer(tuple(rows), tuple(steps)), groups)
+
+    def decoded_bytes(self, entry):
+        p = entry.params
+        per_row = entry.numel // entry.shape[0]
+        return sum(_integer_stream_bytes(g, n * per_row, 8) for g, n in zip(p.groups, p.quantizer.rows)) \
+            + entry.numel * (8 + 4 + element_size(entry.dtype))
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        per_row = entry.numel // entry.shape[0]
+        limit = torch.finfo(entry.dtype).max
+        parts = []
+        for g, (params, n, step) in enumerate(zip(p.groups, p.quantizer.rows, p.quantizer.steps)):
+            where = f"{entry.where} group {g}"
+            integers, high = _decode_integer_stream(params, n * per_row, ctx, where)
+            largest = max(abs(params.first), abs(params.first + high)) * step
+            if largest > min(limit, float(torch.finfo(torch.float32).max)):
+                raise SINRFormatError(f"{where}: values up to {largest:.3g} do not fit {entry.dtype}")
+            parts.append(torch.from_numpy(integers))
+        codes = torch.cat(parts).reshape(entry.shape)
+        values = p.quantizer.dequantize(codes).to(entry.dtype)
+        return Decoded(tensor=values, storage=p.quantizer)
+
+    def symbol_streams(self, entry):
+        per_row = entry.numel // entry.shape[0]
+        return [(g.symbols, g.bits, n * per_row) for g, n in zip(entry.params.groups, entry.params.quantizer.rows)]
+
+
+for _kind in (RawKind(), UniformKind(), SinrKind(), AliasKind(), IntegerKind(), SteppedKind()):
     register_kind(_kind)

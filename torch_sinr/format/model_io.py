@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..codec.quantization import UniformQuantizer
+from ..codec.quantization import StepQuantizer, UniformQuantizer
 from ..errors import SINRError, SINRFormatError, SINRInputError
 from ..layer import SINRLinear
 from ..storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly, round_to_storage,
@@ -114,6 +114,12 @@ def model_items(model: nn.Module, require_codes: bool = True) -> list[Item]:
                     raise SINRInputError(f"cannot store {key!r} as integers: it holds non-integer values "
                                          f"(round it, e.g. torch_sinr.storage.requantize_dense_)")
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "integers", tensor))
+            elif isinstance(storage, StepQuantizer):
+                # as for integers: a value off its steps means training did not go through them
+                if not is_stored_exactly(tensor, storage):
+                    raise SINRInputError(f"cannot store {key!r}: it holds values off its StepQuantizer grid "
+                                         f"(torch_sinr.storage.requantize_dense_ snaps them)")
+                items.append(Item(key, tensor.dtype, tuple(tensor.shape), "stepped", (tensor, storage)))
             elif isinstance(storage, UniformQuantizer):
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "uniform", (tensor, storage)))
             else:
@@ -202,7 +208,7 @@ def _payload_key(items: list[Item], settings: dict) -> bytes | None:
         data = item.data
         if item.kind == "alias":
             h.update(repr(data).encode())
-        elif item.kind in ("raw", "uniform"):
+        elif item.kind in ("raw", "uniform", "stepped"):
             tensor, storage = data
             h.update(repr(storage).encode())
             _digest_tensor(h, tensor)
@@ -317,6 +323,10 @@ def read_compressed(path: str | os.PathLike, *, skeleton: nn.Module | None = Non
             info.update(bits=p.quantizer.bits, value_coding=_coding_name(p.symbols))
         elif entry.kind == "integers":
             info.update(first=p.first, bits=p.bits, value_coding=_coding_name(p.symbols) if p.symbols else "empty")
+        elif entry.kind == "stepped":
+            info.update(groups=len(p.groups), steps=list(p.quantizer.steps),
+                        bits=[g.bits for g in p.groups],
+                        value_coding=sorted({_coding_name(g.symbols) for g in p.groups if g.symbols} or {"empty"}))
         elif entry.kind == "raw":
             info.update(stored=str(p.stored).replace("torch.", ""))
         elif entry.kind == "alias":

@@ -67,6 +67,50 @@ def write_integers() -> None:
               str(HERE / "format_v2_integers_expected.safetensors"))
 
 
+class SteppedModel(nn.Module):
+    """A coded MLP plus a hash-table-like tensor stored ``stepped``: three groups of rows (levels)
+    with their own steps; the first group mostly zeros (rows a renderer never reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2468)
+        self.mlp = nn.Sequential(nn.Linear(2, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 3))
+        g = torch.Generator().manual_seed(2468)
+        table = torch.randn(260, 2, generator=g) * torch.tensor([0.02, 0.1])
+        table[:60] *= (torch.rand(60, 1, generator=g) < 0.1).float()
+        self.table = nn.Parameter(table)
+
+    def forward(self, x):
+        return self.mlp(x)
+
+
+STEPPED_ROWS, STEPPED_STEPS = (100, 120, 40), (0.004, 0.01, 0.0025)
+
+
+def stepped_model() -> nn.Module:
+    from torch_sinr.codec.quantization import StepQuantizer
+    from torch_sinr.storage import round_to_storage, set_storage
+
+    model = SteppedModel()
+    quantizer = StepQuantizer.per_group(STEPPED_ROWS, STEPPED_STEPS)
+    with torch.no_grad():
+        model.table.copy_(round_to_storage(model.table, quantizer))
+    set_storage(model, "table", quantizer)
+    return model
+
+
+def write_stepped() -> None:
+    """Format 2 with the ``stepped`` kind (id 5)."""
+    path = HERE / "format_v2_stepped.safetensors"
+    if path.exists():
+        raise SystemExit(f"{path} exists: golden files are never rewritten")
+    model = stepped_model()
+    compress_model(model, V2_CONFIG)
+    save_compressed(model, path)
+    save_file({k: v.contiguous() for k, v in decode_state_dict(path).items()},
+              str(HERE / "format_v2_stepped_expected.safetensors"))
+
+
 def write(version: int) -> None:
     path = HERE / f"format_v{version}.safetensors"
     if path.exists():
@@ -82,7 +126,7 @@ def write(version: int) -> None:
 
 
 WRITERS = {"format_v1.safetensors": lambda: write(1), "format_v2.safetensors": lambda: write(2),
-           "format_v2_integers.safetensors": write_integers}
+           "format_v2_integers.safetensors": write_integers, "format_v2_stepped.safetensors": write_stepped}
 
 
 if __name__ == "__main__":
