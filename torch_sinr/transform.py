@@ -175,11 +175,14 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_run: bool = False,
-                   progress: bool | None = None) -> CompressionReport | TargetPlan:
+                   progress: bool | None = None, measure_file: bool = True) -> CompressionReport | TargetPlan:
     """Replace the targeted ``nn.Linear`` modules of ``model`` by ``SINRLinear``, in place.
 
     Returns a :class:`CompressionReport` (or, with ``dry_run``, the :class:`TargetPlan` and no
     change). Every check and all coding happen before the first module is replaced.
+    ``measure_file=False`` skips encoding the file to report its bytes (the report's file bytes
+    stay 0): for callers that change other tensors' storage before they save, where measuring
+    now would encode, e.g., 67 MB of float32 hash tables with Brotli for nothing.
     """
     config = (config or SINRConfig()).validate()
     if dry_run:
@@ -229,8 +232,9 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
             _set_module(model, name, new_modules[id(target.module)])
     _round_dense_state(model, config, report)
     model.sinr_config = config
-    with record_function("sinr.measure_file"):  # named for the profiler (benchmarks.core)
-        _fill_file_bytes(model, report)
+    if measure_file:
+        with record_function("sinr.measure_file"):  # named for the profiler (benchmarks.core)
+            _fill_file_bytes(model, report)
     report.seconds = time.perf_counter() - started
     return report
 

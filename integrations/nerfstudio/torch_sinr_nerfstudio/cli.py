@@ -17,10 +17,13 @@ from torch_sinr import SINRConfig, SINRError
 from .compat import require_nerfstudio
 from .compress import NERF_DICT_RATIO, NERF_S_RATIO
 
+PART_LABELS = {"hash_grid": "hash tables", "mlp": "MLPs", "proposal_networks": "proposal networks", "other": "other"}
+
 
 @dataclass
 class CompressCommand:
-    """Compress the field MLPs of a trained nerfstudio run with SINR; evaluate before and after."""
+    """Compress a trained nerfstudio run: field MLPs with SINR, hash tables level by level to a
+    target; evaluate before and after."""
 
     load_config: Path
     """config.yml of the ns-train run (its latest checkpoint is loaded)."""
@@ -46,6 +49,21 @@ class CompressCommand:
     """Brotli quality of the file's streams (0..11)."""
     skip_eval: bool = False
     """Do not evaluate (no PSNR/SSIM in the report)."""
+    tables: bool = True
+    """Quantize and entropy-code the hash tables (else they stay dense at dense-dtype)."""
+    target_psnr_drop: Optional[float] = None
+    """Hash tables: the smallest file within this PSNR drop (dB, on training rays); default 0.3 when
+    no target-bytes is given."""
+    target_bytes: Optional[int] = None
+    """Hash tables: the best scene whose whole file fits this many bytes."""
+    finetune_steps: int = 0
+    """Then train the coded scene this many steps (tables through their steps, a rate term)."""
+    finetune_rays: int = 1024
+    """Rays per fine-tuning step."""
+    rate_lambda: float = 2e-5
+    """Weight of the tables' estimated bits per entry in the fine-tuning loss."""
+    score_rays: int = 1 << 14
+    """Training pixels the PSNR target is measured on (a fixed random sample)."""
 
     def sinr_config(self) -> SINRConfig:
         return SINRConfig(s=self.s, s_ratio=self.s_ratio, target_error=self.target_error, value_bits=self.value_bits,
@@ -55,12 +73,29 @@ class CompressCommand:
     def main(self) -> dict:
         from .compress import compress_run
 
-        result = compress_run(self.load_config, self.output_dir, self.sinr_config(), evaluate=not self.skip_eval)
+        from .scene_codec import FinetuneOptions, SceneTarget
+
+        target = None
+        if self.target_psnr_drop is not None or self.target_bytes is not None:
+            target = SceneTarget(psnr_drop=self.target_psnr_drop, bytes=self.target_bytes)
+        finetune = FinetuneOptions(steps=self.finetune_steps, rays=self.finetune_rays, rate_lambda=self.rate_lambda)
+        result = compress_run(self.load_config, self.output_dir, self.sinr_config(), evaluate=not self.skip_eval,
+                              target=target, tables=self.tables, finetune=finetune, score_rays=self.score_rays)
         report = result.report
         mlp = report["mlp"]
         print(f"{report['method']}: model {report['original']['bytes']} B -> file {report['compressed']['file_bytes']} B "
               f"({report['ratio']:.2f}x); field MLPs {mlp['original_bytes']} B -> {mlp['compressed_bytes']} B "
               f"({100 * mlp['reduction']:.1f}% smaller, {100 * mlp['share_of_original_model']:.1f}% of the model)")
+        before, after = report["original"]["bytes_by_part"], report["compressed"]["bytes_by_part"]
+        print("bytes by part: " + ", ".join(f"{PART_LABELS[p]} {before[p]} -> {after[p]}" for p in PART_LABELS)
+              + f", container {after['container']}")
+        if report["tables"]:
+            t = report["tables"]
+            print(f"hash tables: step {t['step']:.3g}, target {t['target']} "
+                  f"{'met' if t['target_met'] else 'NOT met'}; training-ray PSNR {t['score_before']:.3f} -> "
+                  f"{t['score_after']:.3f} dB" + (f", {t['finetune']['score_after']:.3f} dB after "
+                                                  f"{t['finetune']['steps']} fine-tuning steps"
+                                                  if t["finetune"] and t["finetune"].get("steps") else ""))
         if report["metrics"]:
             m = report["metrics"]
             print(f"PSNR {m['psnr_before']:.3f} -> {m['psnr_after']:.3f} dB, SSIM {m['ssim_before']:.4f} -> "

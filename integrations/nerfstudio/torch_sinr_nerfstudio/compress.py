@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,11 +26,18 @@ from .compat import check_not_tcnn
 from .pipeline_io import load_trained_pipeline
 from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
 
+if TYPE_CHECKING:
+    from .scene_codec import FinetuneOptions, SceneTarget
+
 COMPRESSED_NAME = "scene.sinr.safetensors"
 # The plugin's coding settings, measured on lego (benchmarks/results/nerf_lego.md): a 16x dictionary
 # and s = 0.45 k1 (the library's data-free defaults are larger; scenes are fine-tuned by the hook).
 NERF_S_RATIO = 0.45
 NERF_DICT_RATIO = DEFAULT_DICT_RATIO
+
+# ns-sinr-compress's default target for hash tables: the PSNR drop (dB, on training rays) the
+# issue's post-training target allows.
+DEFAULT_PSNR_DROP = 0.3
 
 # Keys of our provenance entries in the file's metadata (beside torch_sinr's own).
 META_METHOD = "nerfstudio_method"
@@ -48,7 +56,8 @@ def field_targets(view: nn.Module) -> str:
         raise SINRConfigError("the model has no nerfstudio Field: nothing to compress")
     return "re:(?:" + "|".join(re.escape(r) for r in roots) + r")\..+"
 
-def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, method_name: str = "<method>"):
+def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, method_name: str = "<method>",
+                    measure_file: bool = True):
     """Compress every nn.Linear of ``model``'s fields and proposal networks, in place.
 
     Metric modules (LPIPS, ...) are never touched. Returns ``(view, report)``: ``view`` is the
@@ -65,7 +74,7 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     plan = compress_model(view, config, dry_run=True)
     if not plan.matched:
         raise SINRConfigError(f"no field linear to compress in {method_name}: {plan}")
-    report = compress_model(view, config)
+    report = compress_model(view, config, measure_file=measure_file)
     sync_children(view, model)
     model.sinr_config = view.sinr_config
     return view, report
@@ -77,6 +86,16 @@ def save_scene(view: nn.Module, path: Path, *, method_name: str, step: int) -> F
                 META_CONFIG: json.dumps(config.to_dict() if config else None)}
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_compressed(view, path, metadata=metadata)
+
+def scene_file_bytes(method_name: str, step: int):
+    """A function ``view -> bytes`` of the file ``save_scene`` writes (metadata included)."""
+    import tempfile
+
+    def measure(view: nn.Module) -> int:
+        with tempfile.TemporaryDirectory() as scratch:
+            return save_scene(view, Path(scratch) / COMPRESSED_NAME, method_name=method_name, step=step).file_bytes
+
+    return measure
 
 def check_file_equals_memory(view: nn.Module, path: Path) -> None:
     """The file decodes to exactly the model in memory (so every 'after' figure is the file's)."""
@@ -97,12 +116,22 @@ class CompressResult:
     report: dict
 
 def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None = None, *,
-                 evaluate: bool = True, comparison_view: int = 0) -> CompressResult:
-    """Load an ns-train run, evaluate, compress its field MLPs, save, evaluate again, report.
+                 evaluate: bool = True, comparison_view: int = 0, target: SceneTarget | None = None,
+                 tables: bool = True, finetune: FinetuneOptions | None = None, score_rays: int = 1 << 14,
+                 progress: bool = True) -> CompressResult:
+    """Load an ns-train run, evaluate, compress it, save, evaluate again, report.
 
-    Writes into ``output_dir``: ``scene.sinr.safetensors``, ``report.json`` and (when
-    evaluating) ``comparison.png`` (ground truth | before | after for one eval view).
+    The field MLPs are coded with SINR; with ``tables`` (the default) every torch hash table is
+    quantized level by level for ``target`` (default: within ``DEFAULT_PSNR_DROP`` dB on a fixed
+    sample of ``score_rays`` training rays) and entropy-coded; ``finetune`` then trains the coded
+    scene a few hundred steps with a rate term (``scene_codec``). Writes into ``output_dir``:
+    ``scene.sinr.safetensors``, ``report.json`` and (when evaluating) ``comparison.png``
+    (ground truth | before | after for one eval view).
     """
+    from .hash_tables import scene_tables
+    from .rays import TrainRays
+    from .scene_codec import SceneTarget, code_tables, finetune_scene, settle
+
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +144,9 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     original = state_bytes_by_part(view)
     original_dtypes = sorted({str(t.dtype).replace("torch.", "") for t in view.state_dict().values()})
     excluded = metric_keys(model)
+    scene = scene_tables(view) if tables else []
+    if scene and target is None:
+        target = SceneTarget(psnr_drop=DEFAULT_PSNR_DROP)
 
     timings = {}
     before = after = None
@@ -125,9 +157,29 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
         before = ns_metrics.evaluate(pipeline, before_dir)
         timings["eval_before"] = time.perf_counter() - t0
 
+    score = score_before = rays = None
+    if scene:
+        rays = TrainRays(pipeline.datamanager.train_dataset, device=pipeline.device)
+        model_score = rays.scorer(score_rays)
+        score = lambda _view: model_score(model)  # noqa: E731 (the view shares the model's modules)
+        score_before = model_score(model)
     t0 = time.perf_counter()
-    view, sinr_report = compress_fields(model, config, method_name=method)
+    # with tables to code, the file is measured once they are (see compress_model's measure_file)
+    view, sinr_report = compress_fields(model, config, method_name=method, measure_file=not scene)
     timings["compress"] = time.perf_counter() - t0
+    table_coding = finetune_log = None
+    if scene:
+        t0 = time.perf_counter()
+        measure = scene_file_bytes(method, step)
+        table_coding = code_tables(view, scene, target, score, score_before, measure=measure)
+        timings["tables"] = time.perf_counter() - t0
+        if finetune is not None and finetune.steps:
+            t0 = time.perf_counter()
+            finetune_log = finetune_scene(model, view, scene, rays, finetune, score=score, progress=progress)
+            finetune_log["score_before_settle"] = finetune_log.pop("score_after", None)
+            settle(view, scene, table_coding, target, score, measure=measure)  # the fine-tuned scene meets the target or says not
+            finetune_log["score_after"] = table_coding.score_after
+            timings["finetune"] = time.perf_counter() - t0
     compressed_path = output_dir / COMPRESSED_NAME
     file_report = save_scene(view, compressed_path, method_name=method, step=step)
     check_file_equals_memory(view, compressed_path)
@@ -144,8 +196,9 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     original_total = sum(original.values())
     report = {
         "name": "torch_sinr nerfstudio compression",
-        "description": "field MLPs coded with SINR, every other scene tensor dense; bytes are those of "
-                       "the in-memory state (original) and of the file written (compressed)",
+        "description": "field MLPs coded with SINR, hash tables quantized level by level and entropy-coded "
+                       "(unless disabled), every other scene tensor dense; bytes are those of the in-memory "
+                       "state (original) and of the file written (compressed)",
         "method": method,
         "load_config": str(load_config),
         "checkpoint": str(checkpoint),
@@ -165,6 +218,10 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
             "share_of_compressed_file": compressed["mlp"] / file_report.file_bytes,
         },
         "hash_grid_share_of_original_model": original["hash_grid"] / max(1, original_total),
+        "tables": None if table_coding is None else {
+            **table_coding.to_dict(), "finetune": finetune_log,
+            "original_bytes": original["hash_grid"] + original["proposal_networks"],
+            "scoring": f"PSNR on {score_rays} fixed random pixels of the training images"},
         "metrics": None,
         "layers": [asdict(layer) for layer in sinr_report.layers],
         # linears left dense (input layers under torch_sinr's fan-in rule)

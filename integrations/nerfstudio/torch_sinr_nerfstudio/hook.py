@@ -6,8 +6,11 @@ adds to a nerfstudio model two training callbacks:
 - after iteration ``sinr_compress_step``: code every field linear with SINR (support and
   quantization grid fixed from then on), make the codes' values trainable, and hand the new
   parameters to the existing optimizers (their schedulers and the state of untouched
-  parameters carry on). The remaining iterations train the values through the quantizer
-  (straight-through), together with the rest of the scene (hash grids, biases, ...);
+  parameters carry on). A scene with torch hash tables (nerfacto) gets them coded too: a step
+  for all levels chosen on training rays (``scene_codec.code_tables``), and from then on a rate
+  term in the loss (their bits under a learned prior, ``sinr_rate_lambda``). The remaining
+  iterations train values and tables through their grids (straight-through), together with
+  the rest of the scene (biases, embeddings, ...);
 - after training: snap the values to their grid and write the compressed scene. nerfstudio runs
   ``AFTER_TRAIN`` callbacks after it saved its final checkpoint, so the hook writes its own file.
 
@@ -23,12 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+import torch
 from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear
 from torch_sinr.storage import requantize_dense_
 
 from .compress import COMPRESSED_NAME, NERF_DICT_RATIO, NERF_S_RATIO, compress_fields, save_scene
+from .fast_hash import use_fast_hash_encoding
+from .hash_tables import scene_tables
+from .rays import TrainRays
+from .scene_codec import SceneTarget, TableRate, code_tables
 from .state import file_bytes_by_part, scene_view, state_bytes_by_part
 
 
@@ -54,6 +62,16 @@ class SINRHookOptions:
     """Brotli quality of the file's streams (0..11)."""
     sinr_output: Optional[Path] = None
     """Compressed file written after training (None: <run dir>/sinr/scene.sinr.safetensors)."""
+    sinr_tables: bool = True
+    """Code the torch hash tables too (nerfacto): quantized level by level at the compression step,
+    then trained through their steps with a rate term."""
+    sinr_table_psnr_drop: float = 0.3
+    """The table step chosen at the compression step: the largest within this PSNR drop (dB, on
+    training rays); the remaining iterations win it back."""
+    sinr_rate_lambda: float = 2e-5
+    """Weight of the tables' estimated bits per entry in the loss after the compression step."""
+    sinr_score_rays: int = 4096
+    """Training pixels the table step is chosen on."""
 
     def sinr_config(self) -> SINRConfig:
         return SINRConfig(s=self.sinr_s, s_ratio=self.sinr_s_ratio, value_bits=self.sinr_value_bits,
@@ -92,6 +110,9 @@ class SINRTrainingHook:
         self.view: nn.Module | None = None
         self.report = None
         self.original_bytes = None
+        self.tables: list = []
+        self.table_coding = None
+        self.rate: TableRate | None = None
 
     @property
     def trainer_config(self):
@@ -122,6 +143,8 @@ class SINRTrainingHook:
         return [
             TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.compress,
                              iters=(self.compress_step(),)),
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.step_rate,
+                             update_every_num_iters=1),
             TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], self.save),
         ]
 
@@ -131,15 +154,49 @@ class SINRTrainingHook:
     def compress(self, step: int) -> None:
         from nerfstudio.utils.rich_utils import CONSOLE
 
+        options = self.model.config
         self.original_bytes = state_bytes_by_part(scene_view(self.model))
-        self.view, self.report = compress_fields(self.model, self.model.config.sinr_config(),
-                                                 method_name=self.method_name())
+        tables = scene_tables(scene_view(self.model)) if options.sinr_tables else []
+        score = score_before = None
+        if tables:
+            if self.attributes.pipeline is None:
+                raise SINRConfigError("coding hash tables in training needs the pipeline (its training images)")
+            rays = TrainRays(self.attributes.pipeline.datamanager.train_dataset, device=self.model.device)
+            model_score = rays.scorer(options.sinr_score_rays)
+            score = lambda _view: model_score(self.model)  # noqa: E731
+            score_before = model_score(self.model)
+        self.view, self.report = compress_fields(self.model, options.sinr_config(), method_name=self.method_name(),
+                                                 measure_file=not tables)
         for layer in _sinr_layers(self.model):
             layer.quantize_aware = True  # train through the grid the file will use
+        message = f"compressed {len(self.report.layers)} field linears"
+        if tables:
+            self.tables = tables
+            self.table_coding = code_tables(self.view, tables, SceneTarget(psnr_drop=options.sinr_table_psnr_drop),
+                                            score, score_before)
+            use_fast_hash_encoding(self.model)  # the forward that reads the tables through their steps
+            for t in tables:
+                t.encoding.sinr_quantize_aware = True
+            self.rate = TableRate(tables).to(self.model.device)
+            self.rate_optimizer = torch.optim.Adam(self.rate.parameters(), lr=1e-2)
+            self.rate_generator = torch.Generator().manual_seed(step)
+            message += (f" and {len(tables)} hash tables (step {self.table_coding.step:.3g}; training-ray PSNR "
+                        f"{score_before:.2f} -> {self.table_coding.score_after:.2f} dB)")
         if self.attributes.optimizers is not None:
             rebind_optimizers(self.attributes.optimizers, self.attributes.pipeline)
-        CONSOLE.print(f"[bold green]SINR: compressed {len(self.report.layers)} field linears after step {step}; "
-                      f"training their values from here on")
+        CONSOLE.print(f"[bold green]SINR: {message} after step {step}; training them as coded from here on")
+
+    def rate_loss(self) -> torch.Tensor | None:
+        """The tables' rate term (after the compression step, while training), else None."""
+        if self.rate is None or not self.model.training:
+            return None
+        return self.model.config.sinr_rate_lambda * self.rate.bits_per_entry(4096, self.rate_generator)
+
+    def step_rate(self, step: int) -> None:
+        """Fit the rate's prior to the tables (its gradient came with the scene's backward)."""
+        if self.rate is not None:
+            self.rate_optimizer.step()
+            self.rate_optimizer.zero_grad(set_to_none=True)
 
     def output_path(self) -> Path:
         if self.model.config.sinr_output is not None:
@@ -156,7 +213,9 @@ class SINRTrainingHook:
         for layer in _sinr_layers(self.model):
             layer.quantize_aware = False
             layer.snap_to_grid_()
-        requantize_dense_(self.view)  # parameters trained freely since compression: back on a grid
+        for t in self.tables:
+            t.encoding.sinr_quantize_aware = False
+        requantize_dense_(self.view)  # parameters trained freely since compression (tables too): back on a grid
         path = self.output_path()
         file_report = save_scene(self.view, path, method_name=self.method_name(), step=step)
         summary = {
@@ -165,6 +224,7 @@ class SINRTrainingHook:
             "original_bytes_by_part": self.original_bytes,
             "file_bytes_by_part": file_bytes_by_part(path, self.view),
             "sinr_config": self.view.sinr_config.to_dict(),
+            "tables": self.table_coding.to_dict() if self.table_coding is not None else None,
         }
         (path.parent / "hook_report.json").write_text(json.dumps(summary, indent=2))
         CONSOLE.print(f"[bold green]SINR: wrote {path} ({file_report.file_bytes} bytes)")
@@ -175,7 +235,16 @@ def _sinr_layers(model: nn.Module) -> list[SINRLinear]:
 
 
 class SINRHookMixin:
-    """Mixed into a nerfstudio Model: adds the SINR training hook to its callbacks."""
+    """Mixed into a nerfstudio Model: adds the SINR training hook to its callbacks, and its rate
+    term to the loss."""
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None):
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        hook = getattr(self, "_sinr_hook", None)
+        rate = hook.rate_loss() if hook is not None else None
+        if rate is not None:
+            loss_dict["sinr_rate"] = rate
+        return loss_dict
 
     def get_training_callbacks(self, training_callback_attributes):
         callbacks = super().get_training_callbacks(training_callback_attributes)

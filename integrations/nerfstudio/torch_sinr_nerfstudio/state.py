@@ -16,7 +16,11 @@ from torch import nn
 
 from torch_sinr import SINRLinear
 
-PARTS = ("mlp", "hash_grid", "other")
+# Parts of a scene's bytes: the field's MLP layers (coded or kept dense), its hash tables, the
+# proposal networks (tables and MLPs: they only guide sampling), and everything else
+# (appearance embeddings, pose corrections, ...).
+PARTS = ("mlp", "hash_grid", "proposal_networks", "other")
+PROPOSAL_PREFIX = "proposal_networks."
 
 
 def _is_metric(module: nn.Module) -> bool:
@@ -62,8 +66,7 @@ def field_linear_names(view: nn.Module) -> list[str]:
 
 
 def part_of(view: nn.Module) -> dict[str, str]:
-    """Map every state key of ``view`` to its part: the MLP layers (coded or kept dense), the
-    hash grids, or everything else (embeddings, pose corrections, ...)."""
+    """Map every state key of ``view`` to its part (``PARTS``)."""
     from nerfstudio.field_components.encodings import HashEncoding
 
     owner_kind: dict[str, str] = {}
@@ -75,7 +78,7 @@ def part_of(view: nn.Module) -> dict[str, str]:
     parts = {}
     for key in view.state_dict():
         owner = key.rpartition(".")[0]
-        parts[key] = owner_kind.get(owner, "other")
+        parts[key] = "proposal_networks" if key.startswith(PROPOSAL_PREFIX) else owner_kind.get(owner, "other")
     return parts
 
 

@@ -153,6 +153,16 @@ def test_training_hook_compresses_then_trains_the_codes(tiny_scene, offline_torc
     _, pipeline = load_compressed_pipeline(config.get_base_dir() / "config.yml", written)
     loaded = {n: m for n, m in pipeline.model.named_modules() if isinstance(m, SINRLinear)}
     assert all(torch.equal(loaded[n].values, layers[n].values.detach()) for n in layers)  # file == memory
+    if method == "sinr-nerfacto":  # the hash tables were coded too, and trained with the rate term since
+        from torch_sinr_nerfstudio.hash_tables import scene_tables
+        from torch_sinr_nerfstudio.state import scene_view
+
+        assert hook_report["tables"]["step"] > 0
+        assert {t["kind"] for t in read_compressed(written).tensors if t["name"].endswith("hash_table")} \
+            == {"stepped", "alias"}
+        memory = {t.name: t.table for t in scene_tables(scene_view(model))}
+        assert all(torch.equal(t.table, memory[t.name]) for t in scene_tables(scene_view(pipeline.model)))
+        assert trainer.pipeline.model._sinr_hook.rate is not None
 
     # nerfstudio's final checkpoint holds the codes: resuming from it is refused, not half-loaded.
     resumed = tiny_config(method, tiny_scene, tmp_path / "resume")
