@@ -96,6 +96,29 @@ class Buffers(nn.Module):
         return self.out(torch.relu(self.mid(torch.relu(self.bn(self.inp(x))))))
 
 
+class Tables(nn.Module):
+    """Hash-grid-style tensors: integer latents (kind ``integers``) and a table quantized level
+    by level (kind ``stepped``, three groups of rows, the first mostly zero)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        from torch_sinr.codec.quantization import StepQuantizer
+        from torch_sinr.storage import INTEGER_STORAGE, round_to_storage, set_storage
+
+        torch.manual_seed(seed)
+        self.inp, self.mid, self.out = nn.Linear(2, 32), nn.Linear(32, 32), nn.Linear(32, 3)
+        self.latents = nn.Parameter(torch.round(torch.randn(600, 1) * 2))
+        table = torch.randn(300, 2) * 0.05
+        table[:100] *= (torch.rand(100, 1) < 0.1).float()
+        quantizer = StepQuantizer.per_group((100, 150, 50), (0.01, 0.005, 0.02))
+        self.table = nn.Parameter(round_to_storage(table, quantizer))
+        set_storage(self, "latents", INTEGER_STORAGE)
+        set_storage(self, "table", quantizer)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(torch.tanh(self.inp(x))))) + self.latents[0] + self.table[0, 0]
+
+
 @dataclass
 class Subject:
     name: str
@@ -112,6 +135,7 @@ def subjects() -> list[Subject]:
         Subject("siren-2x32-8bit-range", lambda: siren(32, 2), SINRConfig(value_bits=8, symbol_coding="range")),
         Subject("linked-bare", Linked, SINRConfig(value_bits=10, index_coding="fixed"), names=False),
         Subject("buffers-fp16-dense", Buffers, SINRConfig(dense_dtype="float16", value_bits=12)),
+        Subject("tables-integers-stepped", Tables, SINRConfig(value_bits=12)),
     ]
 
 

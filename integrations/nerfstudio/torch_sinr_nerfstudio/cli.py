@@ -60,7 +60,7 @@ class CompressCommand:
     """Then train the coded scene this many steps (tables through their steps, a rate term)."""
     finetune_rays: int = 1024
     """Rays per fine-tuning step."""
-    rate_lambda: float = 2e-5
+    rate_lambda: float = 1e-4
     """Weight of the tables' estimated bits per entry in the fine-tuning loss."""
     score_rays: int = 1 << 14
     """Training pixels the PSNR target is measured on (a fixed random sample)."""

@@ -2,8 +2,10 @@
 
 - nerfstudio is an optional dependency: importing this package without it says how to install it.
 - tiny-cuda-nn ("tcnn") fuses a field's MLP into one CUDA kernel with no ``nn.Linear`` inside,
-  so there is nothing for SINR to code: refuse, and tell the user to train with the torch
-  implementation, rather than silently compress nothing.
+  and its hash grid places vertices differently from nerfstudio's torch ``HashEncoding`` (a
+  +0.5 offset, ``base * b**l - 1`` scales, dense coarse levels), so a tcnn checkpoint cannot be
+  converted to the torch layout exactly: refuse, say why, and tell the user to train with the
+  torch implementation, rather than silently compress nothing or a different scene.
 - torch >= 2.6 loads checkpoints with ``weights_only=True``; nerfstudio's checkpoints hold numpy
   scalars (optimizer and scheduler state), which that unpickler refuses. We allow exactly those
   numpy types, only while a checkpoint is being loaded, and never turn ``weights_only`` off.
@@ -30,8 +32,11 @@ def require_nerfstudio() -> None:
 
 
 TCNN_MESSAGE = (
-    "{what} uses the tiny-cuda-nn ('tcnn') implementation, whose fused networks contain no nn.Linear, "
-    "so SINR would compress nothing. Train the scene with the torch implementation instead: "
+    "{what} uses the tiny-cuda-nn ('tcnn') implementation, which cannot be converted exactly: its fused "
+    "MLPs contain no nn.Linear, and its hash grids are another function than nerfstudio's torch "
+    "HashEncoding (vertices at x * (base * b**l - 1) + 0.5 with dense coarse levels, against x * "
+    "floor(min_res * b**l) hashed everywhere), so no reordering of the fused 'params' tensor gives the "
+    "torch layout the same scene. Train the scene with the torch implementation instead: "
     "ns-train {method} --pipeline.model.implementation torch ... (then compress that run)."
 )
 

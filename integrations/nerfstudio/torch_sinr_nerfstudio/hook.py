@@ -68,7 +68,7 @@ class SINRHookOptions:
     sinr_table_psnr_drop: float = 0.3
     """The table step chosen at the compression step: the largest within this PSNR drop (dB, on
     training rays); the remaining iterations win it back."""
-    sinr_rate_lambda: float = 2e-5
+    sinr_rate_lambda: float = 1e-4
     """Weight of the tables' estimated bits per entry in the loss after the compression step."""
     sinr_score_rays: int = 4096
     """Training pixels the table step is chosen on."""
