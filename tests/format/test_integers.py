@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from benchmarks import fuzz_format
+from tests.format.records import decode_bytes, integer_stream
 from tests.model_checks import assert_same_bytes
 from tests.tiny_models import fast_config
 from torch_sinr import SINRError, SINRFormatError, compress_model
@@ -254,19 +255,11 @@ F32 = schema.DTYPE_IDS[torch.float32]
 def _integers_entry(first: int, bits: int, coding: int | None = None, *params: int, zigzag: bool = True) -> bytes:
     w = ByteWriter()
     w.u8(4)
-    w.varint((2 * first if first >= 0 else -2 * first - 1) if zigzag else first)
-    w.u8(bits)
-    if coding is not None:
-        w.u8(coding)
-        for p in params:
-            w.varint(p)
+    integer_stream(w, first, bits, coding, params, zigzagged=zigzag)
     return w.getvalue()
 
 
-def _decode(tmp_path, data: bytes, **options):
-    path = tmp_path / "h.safetensors"
-    path.write_bytes(data)
-    return decode_state_dict(path, **options)
+_decode = decode_bytes
 
 
 def test_hand_built_integer_entries_decode(tmp_path):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from benchmarks import fuzz_format
+from tests.format.records import decode_bytes, integer_stream
 from tests.tiny_models import fast_config
 from torch_sinr import SINRConfigError, SINRFormatError, SINRInputError, compress_model
 from torch_sinr.codec.quantization import StepQuantizer
@@ -183,19 +184,11 @@ def _stepped_entry(groups: list[tuple[int, float, int, int, int | None, tuple[in
     for rows, step, first, bits, coding, params in groups:
         w.varint(rows)
         w.raw(struct.pack("<f", step))  # any float32 bits, NaN included
-        w.varint(2 * first if first >= 0 else -2 * first - 1)
-        w.u8(bits)
-        if coding is not None:
-            w.u8(coding)
-            for p in params:
-                w.varint(p)
+        integer_stream(w, first, bits, coding, params)
     return w.getvalue()
 
 
-def _decode(tmp_path, data: bytes, **options):
-    path = tmp_path / "h.safetensors"
-    path.write_bytes(data)
-    return decode_state_dict(path, **options)
+_decode = decode_bytes
 
 
 def test_hand_built_stepped_entries_decode(tmp_path):

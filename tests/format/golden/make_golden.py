@@ -55,16 +55,16 @@ def integers_model() -> nn.Module:
     return model
 
 
-def write_integers() -> None:
-    """Format 2 with the ``integers`` kind (id 4)."""
-    path = HERE / "format_v2_integers.safetensors"
+def write_kind(name: str, factory) -> None:
+    """Format 2 with a kind added since: ``name``.safetensors from ``factory()``, and its
+    expected decoded tensors."""
+    path = HERE / f"{name}.safetensors"
     if path.exists():
         raise SystemExit(f"{path} exists: golden files are never rewritten")
-    model = integers_model()
+    model = factory()
     compress_model(model, V2_CONFIG)
     save_compressed(model, path)
-    save_file({k: v.contiguous() for k, v in decode_state_dict(path).items()},
-              str(HERE / "format_v2_integers_expected.safetensors"))
+    save_file({k: v.contiguous() for k, v in decode_state_dict(path).items()}, str(HERE / f"{name}_expected.safetensors"))
 
 
 class SteppedModel(nn.Module):
@@ -99,18 +99,6 @@ def stepped_model() -> nn.Module:
     return model
 
 
-def write_stepped() -> None:
-    """Format 2 with the ``stepped`` kind (id 5)."""
-    path = HERE / "format_v2_stepped.safetensors"
-    if path.exists():
-        raise SystemExit(f"{path} exists: golden files are never rewritten")
-    model = stepped_model()
-    compress_model(model, V2_CONFIG)
-    save_compressed(model, path)
-    save_file({k: v.contiguous() for k, v in decode_state_dict(path).items()},
-              str(HERE / "format_v2_stepped_expected.safetensors"))
-
-
 def write(version: int) -> None:
     path = HERE / f"format_v{version}.safetensors"
     if path.exists():
@@ -126,7 +114,8 @@ def write(version: int) -> None:
 
 
 WRITERS = {"format_v1.safetensors": lambda: write(1), "format_v2.safetensors": lambda: write(2),
-           "format_v2_integers.safetensors": write_integers, "format_v2_stepped.safetensors": write_stepped}
+           "format_v2_integers.safetensors": lambda: write_kind("format_v2_integers", integers_model),  # kind 4
+           "format_v2_stepped.safetensors": lambda: write_kind("format_v2_stepped", stepped_model)}  # kind 5
 
 
 if __name__ == "__main__":

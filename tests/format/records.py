@@ -1,0 +1,27 @@
+"""Hand-written pieces of format-2 records, for the tests of hostile and hand-built files."""
+
+from __future__ import annotations
+
+from torch_sinr.codec.wire import ByteWriter
+from torch_sinr.serialization import decode_state_dict
+
+
+def zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def integer_stream(w: ByteWriter, first: int, bits: int, coding: int | None, params, zigzagged: bool = True) -> None:
+    """An integer stream's fields (kinds ``integers`` and ``stepped``): first, width, coding, params."""
+    w.varint(zigzag(first) if zigzagged else first)
+    w.u8(bits)
+    if coding is not None:
+        w.u8(coding)
+        for p in params:
+            w.varint(p)
+
+
+def decode_bytes(tmp_path, data: bytes, **options):
+    """``decode_state_dict`` of a file holding ``data``."""
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(data)
+    return decode_state_dict(path, **options)
