@@ -27,7 +27,7 @@ from .sparsity import DEFAULT_S_RATIO, auto_sparsity, max_sparsity, sparsity_for
 
 MODES = ("row", "flat")
 CODERS = CODER_NAMES  # a live view of the coder registry (torch_sinr.coders.register_coder)
-DEFAULT_DICT_RATIO = 16  # the nerfstudio plugin's ratio; the library default is dictionary.default_k2
+DEFAULT_DICT_RATIO = 16  # the paper's k2 = 16 k1; the library default is dictionary.default_k2
 DEFAULT_FLATTEN_BELOW = 50
 
 

@@ -37,8 +37,8 @@ class CompressCommand:
     """Smallest s reaching this relative weight error, per layer."""
     value_bits: int = 16
     """Bits per non-zero value (2..16, or 32 for raw float32)."""
-    dict_ratio: int = NERF_DICT_RATIO
-    """Dictionary atoms per weight-vector length."""
+    dict_ratio: Optional[int] = NERF_DICT_RATIO
+    """Dictionary atoms per weight-vector length (None: the library's default dictionary)."""
     seed: int = 0
     """Seed of the random dictionary."""
     dense_dtype: Literal["float32", "float16", "bfloat16"] = "float32"

@@ -52,8 +52,8 @@ class SINRHookOptions:
     """s = ceil(ratio * k1) when sinr-s is not given."""
     sinr_value_bits: int = 16
     """Bits per non-zero value."""
-    sinr_dict_ratio: int = NERF_DICT_RATIO
-    """Dictionary atoms per weight-vector length (k2 = ratio * k1)."""
+    sinr_dict_ratio: Optional[int] = NERF_DICT_RATIO
+    """Dictionary atoms per weight-vector length (None: the library's default dictionary)."""
     sinr_seed: int = 0
     """Seed of the random dictionary."""
     sinr_dense_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
