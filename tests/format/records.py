@@ -25,3 +25,31 @@ def decode_bytes(tmp_path, data: bytes, **options):
     path = tmp_path / "h.safetensors"
     path.write_bytes(data)
     return decode_state_dict(path, **options)
+
+
+def assert_refused(tmp_path, signature, entry: bytes, segments: list[bytes]) -> None:
+    """A file of one hand-written entry is refused with SINRFormatError naming it (or the payload)."""
+    import pytest
+
+    from benchmarks import fuzz_format
+    from torch_sinr import SINRFormatError
+
+    with pytest.raises(SINRFormatError, match="'w'|payload|range-coded|integrity"):
+        decode_bytes(tmp_path, fuzz_format.build(signature, [entry], segments))
+
+
+def assert_budget_refuses_fast(tmp_path, data: bytes) -> None:
+    """A file declaring far more values than it holds is refused by the decode budget, in under
+    2 s and 64 MiB."""
+    import time
+
+    import pytest
+
+    from benchmarks import fuzz_format
+    from torch_sinr import SINRFormatError
+
+    started = time.perf_counter()
+    with fuzz_format.PeakMemory() as memory:
+        with pytest.raises(SINRFormatError, match="budget"):
+            decode_bytes(tmp_path, data)
+    assert time.perf_counter() - started < 2.0 and memory.increase < 64 << 20
