@@ -53,3 +53,27 @@ def assert_budget_refuses_fast(tmp_path, data: bytes) -> None:
         with pytest.raises(SINRFormatError, match="budget"):
             decode_bytes(tmp_path, data)
     assert time.perf_counter() - started < 2.0 and memory.increase < 64 << 20
+
+
+def payload_bounds(data: bytes) -> tuple[int, int]:
+    """(start, end) of a file's payload: after the safetensors header, to the end."""
+    import struct
+
+    return 8 + struct.unpack("<Q", data[:8])[0], len(data)
+
+
+def assert_every_flipped_payload_byte_refused(path, tmp_path) -> None:
+    """Flipping any one payload byte of the file at ``path`` (CRC left as it was) is refused."""
+    import pytest
+
+    from torch_sinr import SINRFormatError
+
+    data = path.read_bytes()
+    start, end = payload_bounds(data)
+    mutant = tmp_path / "m.safetensors"
+    for position in range(start, end):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x01 if position % 2 else 0x80
+        mutant.write_bytes(flipped)
+        with pytest.raises(SINRFormatError):
+            decode_state_dict(mutant)

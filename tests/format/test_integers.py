@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from benchmarks import fuzz_format
-from tests.format.records import assert_budget_refuses_fast, assert_refused, decode_bytes, integer_stream
+from tests.format.records import (assert_budget_refuses_fast, assert_every_flipped_payload_byte_refused, assert_refused,
+                                 decode_bytes, integer_stream, payload_bounds)
 from tests.model_checks import assert_same_bytes
 from tests.tiny_models import fast_config
 from torch_sinr import SINRError, SINRFormatError, compress_model
@@ -176,10 +177,6 @@ def test_finetune_trains_integer_latents_through_their_rounding():
 
 
 # ----------------------------------------------------------------------------- corrupt and hostile files
-def _payload_bounds(data: bytes) -> tuple[int, int]:
-    return 8 + struct.unpack("<Q", data[:8])[0], len(data)
-
-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     model = compressed(n=300, hidden=24)
@@ -189,16 +186,7 @@ def small(tmp_path_factory):
 
 
 def test_every_flipped_payload_byte_is_refused(small, tmp_path):
-    _, path = small
-    data = path.read_bytes()
-    start, end = _payload_bounds(data)
-    mutant = tmp_path / "m.safetensors"
-    for position in range(start, end):
-        flipped = bytearray(data)
-        flipped[position] ^= 0x01 if position % 2 else 0x80
-        mutant.write_bytes(flipped)
-        with pytest.raises(SINRFormatError):
-            decode_state_dict(mutant)
+    assert_every_flipped_payload_byte_refused(small[1], tmp_path)
 
 
 def _integers_record_and_ranges(model: nn.Module, data: bytes) -> range:
@@ -206,7 +194,7 @@ def _integers_record_and_ranges(model: nn.Module, data: bytes) -> range:
     range-coded segment (latents come first in it: the head codes them)."""
     from torch_sinr.format import container
 
-    start, end = _payload_bounds(data)
+    start, end = payload_bounds(data)
     parsed = container.parse_payload(data[start:], None)
     assert parsed.entries[0].name == "latents" and parsed.entries[0].kind == "integers"
     prefix = ByteWriter()  # version, flags, entry count, settings and the signature precede the first entry
@@ -225,7 +213,7 @@ def test_resealed_edits_are_refused_or_decode_to_valid_tensors(small, tmp_path):
     declared shapes (a valid file with other content); never another error."""
     model, path = small
     data = path.read_bytes()
-    start, end = _payload_bounds(data)
+    start, end = payload_bounds(data)
     mutant = tmp_path / "m.safetensors"
     refused = {"record": 0, "ranges": 0}
     record, ranges = _integers_record_and_ranges(model, data)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from benchmarks import fuzz_format
-from tests.format.records import assert_budget_refuses_fast, assert_refused, decode_bytes, integer_stream
+from tests.format.records import (assert_budget_refuses_fast, assert_every_flipped_payload_byte_refused, assert_refused,
+                                 decode_bytes, integer_stream, payload_bounds)
 from tests.tiny_models import fast_config
 from torch_sinr import SINRConfigError, SINRFormatError, SINRInputError, compress_model
 from torch_sinr.codec.quantization import StepQuantizer
@@ -139,16 +140,7 @@ def small(tmp_path_factory):
 
 
 def test_every_flipped_payload_byte_is_refused(small, tmp_path):
-    _, path = small
-    data = path.read_bytes()
-    start = 8 + struct.unpack("<Q", data[:8])[0]
-    mutant = tmp_path / "m.safetensors"
-    for position in range(start, len(data)):
-        flipped = bytearray(data)
-        flipped[position] ^= 0x01 if position % 2 else 0x80
-        mutant.write_bytes(flipped)
-        with pytest.raises(SINRFormatError):
-            decode_state_dict(mutant)
+    assert_every_flipped_payload_byte_refused(small[1], tmp_path)
 
 
 def test_resealed_edits_are_refused_or_decode_to_valid_tensors(small, tmp_path):
@@ -156,7 +148,7 @@ def test_resealed_edits_are_refused_or_decode_to_valid_tensors(small, tmp_path):
     SINRFormatError or decodes to finite tensors of the declared shapes; never another error."""
     model, path = small
     data = path.read_bytes()
-    start, end = 8 + struct.unpack("<Q", data[:8])[0], len(data)
+    start, end = payload_bounds(data)
     mutant = tmp_path / "m.safetensors"
     outcomes = {"refused": 0, "valid": 0}
     for position in range(start, end - 4, 3):

@@ -130,7 +130,7 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     (ground truth | before | after for one eval view).
     """
     from .hash_tables import scene_tables
-    from .rays import TrainRays
+    from .rays import scene_scorer
     from .scene_codec import SceneTarget, code_tables, finetune_scene, settle
 
     started = time.perf_counter()
@@ -160,10 +160,7 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
 
     score = score_before = rays = None
     if scene:
-        rays = TrainRays(pipeline.datamanager.train_dataset, device=pipeline.device)
-        model_score = rays.scorer(score_rays)
-        score = lambda _view: model_score(model)  # noqa: E731 (the view shares the model's modules)
-        score_before = model_score(model)
+        rays, score, score_before = scene_scorer(model, pipeline.datamanager.train_dataset, score_rays, pipeline.device)
     t0 = time.perf_counter()
     # with tables to code, the file is measured once they are (see compress_model's measure_file)
     view, sinr_report = compress_fields(model, config, method_name=method, measure_file=not scene)

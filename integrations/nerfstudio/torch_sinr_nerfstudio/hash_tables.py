@@ -2,7 +2,7 @@
 
 nerfacto keeps 99.9% of its bytes in the float32 tables of its torch ``HashEncoding``s (the
 field's and the proposal networks'). Here every table is quantized level by level
-(``StepQuantizer``: level ``l``'s entries are integers times ``step * weights[l]``) and the
+(``StepQuantizer``: level ``l``'s entries are integers times its step) and the
 file range-codes each level's integers with a stored histogram (format kind ``stepped``).
 
 - ``scene_tables``: the torch hash encodings of a scene, each once (nerfacto registers each
@@ -21,14 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from torch_sinr import SINRConfigError
 from torch_sinr.codec.quantization import StepQuantizer
-from torch_sinr.hashgrid.encoding import HASH_PRIMES
-from torch_sinr.storage import get_storage, round_to_storage, set_storage
+from torch_sinr.hashgrid import hash_coords
+from torch_sinr.storage import round_to_storage, set_storage
 
 # Levels with at most this many vertices per table row are enumerated to find the rows they
 # read; finer levels read practically every row (a row is missed with probability e**-16).
@@ -68,13 +67,6 @@ def scene_tables(view: nn.Module) -> list[SceneTable]:
     return out
 
 
-def _hash(vertices: torch.Tensor, rows: int) -> torch.Tensor:
-    h = vertices[:, 0] * HASH_PRIMES[0]
-    for axis in range(1, vertices.shape[1]):
-        h = h ^ (vertices[:, axis] * HASH_PRIMES[axis])
-    return h % rows
-
-
 def reachable_rows(table: SceneTable) -> torch.Tensor:
     """Bool mask over the table's rows: True where some position in [0, 1]^3 reads the row.
 
@@ -82,6 +74,7 @@ def reachable_rows(table: SceneTable) -> torch.Tensor:
     ``ceil`` of each axis, so its vertices are ``0..s`` per axis; their hashes are its rows.
     """
     rows = table.rows_per_level
+    log2_rows = int(table.encoding.log2_hashmap_size)
     mask = torch.zeros(table.levels, rows, dtype=torch.bool)
     for level, scaling in enumerate(table.encoding.scalings.tolist()):
         side = int(math.ceil(scaling)) + 1
@@ -91,7 +84,7 @@ def reachable_rows(table: SceneTable) -> torch.Tensor:
         grid = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(-1, 2)
         for z in range(side):
             vertices = torch.cat([grid, torch.full((grid.shape[0], 1), z)], dim=1)
-            mask[level, _hash(vertices, rows)] = True
+            mask[level, hash_coords(vertices, log2_rows)] = True
     return mask.reshape(-1)
 
 
@@ -106,21 +99,19 @@ def zero_unreachable_(tables: list[SceneTable]) -> dict[str, float]:
     return shares
 
 
-def level_quantizer(table: SceneTable, step: float, weights: list[float] | None = None) -> StepQuantizer:
-    weights = weights if weights is not None else [1.0] * table.levels
-    if len(weights) != table.levels:
-        raise SINRConfigError(f"{table.name}: {len(weights)} level weights for {table.levels} levels")
+def level_quantizer(table: SceneTable, step: float) -> StepQuantizer:
+    """``step`` for every level of ``table``."""
     if not (math.isfinite(step) and step > 0):
         raise SINRConfigError(f"the table step must be a finite number > 0, got {step!r}")
-    return StepQuantizer.per_group([table.rows_per_level] * table.levels, [step * w for w in weights])
+    return StepQuantizer.per_group([table.rows_per_level] * table.levels, [step] * table.levels)
 
 
 @torch.no_grad()
-def quantize_tables_(tables: list[SceneTable], step: float, weights: dict[str, list[float]] | None = None) -> None:
+def quantize_tables_(tables: list[SceneTable], step: float) -> None:
     """Round every table to its level steps, in place, and mark its storage (``compress_model``
     and ``save_compressed`` keep it)."""
     for t in tables:
-        quantizer = level_quantizer(t, step, (weights or {}).get(t.name))
+        quantizer = level_quantizer(t, step)
         t.table.copy_(round_to_storage(t.table, quantizer))
         set_storage(t.encoding, "hash_table", quantizer)
 
@@ -132,22 +123,16 @@ def _entropy_bytes(codes: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def tables_bytes(tables: list[SceneTable], step: float, weights: dict[str, list[float]] | None = None,
-                 originals: dict[str, torch.Tensor] | None = None) -> float:
+def tables_bytes(tables: list[SceneTable], step: float, originals: dict[str, torch.Tensor] | None = None) -> float:
     """The tables' coded bytes at ``step``: each level's empirical entropy (plus a histogram
     allowance), from ``originals`` (the unquantized tables) when given."""
     total = 0.0
     for t in tables:
         table = originals[t.name] if originals is not None else t.table
-        quantizer = level_quantizer(t, step, (weights or {}).get(t.name))
-        codes = quantizer.quantize(table.detach().cpu())
+        codes = level_quantizer(t, step).quantize(table.detach().cpu())
         for level in codes.split(t.rows_per_level):
             total += _entropy_bytes(level) + 64  # the stored model: a few dozen bytes per level
     return total
-
-
-def table_storages(tables: list[SceneTable]) -> dict[str, StepQuantizer | None]:
-    return {t.name: get_storage(t.encoding, "hash_table") for t in tables}
 
 
 def snapshot(tables: list[SceneTable]) -> dict[str, torch.Tensor]:
@@ -159,14 +144,3 @@ def snapshot(tables: list[SceneTable]) -> dict[str, torch.Tensor]:
 def restore_(tables: list[SceneTable], originals: dict[str, torch.Tensor]) -> None:
     for t in tables:
         t.table.copy_(originals[t.name])
-
-
-def level_stats(tables: list[SceneTable]) -> list[dict]:
-    """Per table and level: the spread of its entries (for reports)."""
-    out = []
-    for t in tables:
-        for level, rows in enumerate(t.table.detach().split(t.rows_per_level)):
-            values = rows.reshape(-1).cpu().numpy()
-            out.append({"table": t.name, "level": level, "rms": float(np.sqrt(np.mean(values.astype(np.float64) ** 2))),
-                        "max_abs": float(np.abs(values).max()) if values.size else 0.0})
-    return out

@@ -35,7 +35,7 @@ from torch_sinr.storage import requantize_dense_
 from .compress import COMPRESSED_NAME, NERF_DICT_RATIO, NERF_S_RATIO, compress_fields, save_scene
 from .fast_hash import use_fast_hash_encoding
 from .hash_tables import scene_tables
-from .rays import TrainRays
+from .rays import scene_scorer
 from .scene_codec import SceneTarget, TableRate, code_tables
 from .state import file_bytes_by_part, scene_view, state_bytes_by_part
 
@@ -161,10 +161,8 @@ class SINRTrainingHook:
         if tables:
             if self.attributes.pipeline is None:
                 raise SINRConfigError("coding hash tables in training needs the pipeline (its training images)")
-            rays = TrainRays(self.attributes.pipeline.datamanager.train_dataset, device=self.model.device)
-            model_score = rays.scorer(options.sinr_score_rays)
-            score = lambda _view: model_score(self.model)  # noqa: E731
-            score_before = model_score(self.model)
+            _, score, score_before = scene_scorer(self.model, self.attributes.pipeline.datamanager.train_dataset,
+                                                  options.sinr_score_rays)
         self.view, self.report = compress_fields(self.model, options.sinr_config(), method_name=self.method_name(),
                                                  measure_file=not tables)
         for layer in _sinr_layers(self.model):

@@ -47,6 +47,16 @@ class TrainRays:
         return score
 
 
+def scene_scorer(model: nn.Module, dataset, rays: int, device=None):
+    """What a table-step search needs: ``(TrainRays, score, score_now)``. ``score(view)`` is
+    ``model``'s PSNR on a fixed sample of ``rays`` training pixels (``view``, the scene part of
+    ``model``, shares its modules, so scoring the model scores the view); ``score_now`` is that
+    PSNR before anything is coded."""
+    train_rays = TrainRays(dataset, device=device if device is not None else model.device)
+    model_score = train_rays.scorer(rays)
+    return train_rays, (lambda _view: model_score(model)), model_score(model)
+
+
 @torch.no_grad()
 def render_rgb(model: nn.Module, bundle, chunk: int = 1 << 12) -> torch.Tensor:
     """The model's RGB for every ray of a flat ``bundle``, in eval mode, chunk by chunk."""

@@ -28,11 +28,10 @@ from torch import nn
 
 from torch_sinr import SINRConfigError, SINRLinear
 from torch_sinr.format.model_io import encoded_size
-from torch_sinr.hashgrid.entropy import FactorizedPrior
-from torch_sinr.storage import get_storage, requantize_dense_, round_to_storage
+from torch_sinr.hashgrid.entropy import FactorizedPrior, noisy
+from torch_sinr.storage import get_storage, requantize_dense_
 
-from .hash_tables import (SceneTable, level_quantizer, quantize_tables_, restore_, snapshot, tables_bytes,
-                          zero_unreachable_)
+from .hash_tables import SceneTable, quantize_tables_, restore_, snapshot, tables_bytes, zero_unreachable_
 
 Score = Callable[[nn.Module], float]
 
@@ -221,8 +220,7 @@ class TableRate(nn.Module):
             pick = (pick + torch.arange(t.levels)[:, None] * t.rows_per_level).to(t.table.device)
             values = t.table[pick.reshape(-1)].reshape(t.levels, rows, -1) / steps[:, None, None]
             x = values.permute(1, 2, 0).reshape(-1, t.levels)  # (rows * features, levels)
-            noisy = x + torch.empty_like(x).uniform_(-0.5, 0.5)
-            bits = prior.bits(noisy)
+            bits = prior.bits(noisy(x))
             total = total + bits.sum()
             count += bits.numel()
         return total / count
@@ -278,12 +276,10 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
             t.encoding.sinr_quantize_aware = False
             if not fast_before[id(t.encoding)]:  # render as before: the same forward as a loaded scene
                 t.encoding.__dict__.pop("pytorch_fwd", None)
-            with torch.no_grad():
-                t.table.copy_(round_to_storage(t.table, get_storage(t.encoding, "hash_table")))
         for layer in layers:
             layer.quantize_aware = False
             layer.snap_to_grid_()
-        requantize_dense_(view)
+        requantize_dense_(view)  # every stored tensor back on its grid: the tables on their steps too
     log = {"steps": options.steps, "options": asdict(options), "history": history,
            "seconds": time.perf_counter() - started}
     if score is not None:
@@ -291,4 +287,4 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
     return log
 
 
-__all__ = ["FinetuneOptions", "SceneTarget", "TableCoding", "TableRate", "code_tables", "finetune_scene", "level_quantizer"]
+__all__ = ["FinetuneOptions", "SceneTarget", "TableCoding", "TableRate", "code_tables", "finetune_scene", "settle"]
