@@ -19,7 +19,7 @@ setup(
     # SHACIRA-style image codec needs nothing beyond torch_sinr.
     package_dir={"torch_sinr_nerfstudio": "integrations/nerfstudio/torch_sinr_nerfstudio",
                  "torch_sinr_shacira": "integrations/shacira/torch_sinr_shacira"},
-    package_data={"torch_sinr": ["assets/*.png"]},
+    package_data={"torch_sinr.inr": ["assets/*.png"]},
     python_requires=">=3.10",
     # torch is capped at the release this project is built and tested with; the file format
     # does not depend on it (the dictionary generator is pinned by golden tests).

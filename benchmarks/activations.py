@@ -35,11 +35,11 @@ from tqdm.auto import tqdm
 from benchmarks._common import DEFAULT_OUT, md_table, write_results
 from benchmarks.kodak import DEFAULT_KODAK
 from torch_sinr import SINRConfig, compress_model
-from torch_sinr.datasets import kodak_paths
-from torch_sinr.fitting import fit_cached
-from torch_sinr.images import load_image, save_image_row
-from torch_sinr.inr import ACTIVATIONS, INR, INRConfig, psnr, render
-from torch_sinr.serialization import load_compressed, save_compressed
+from torch_sinr.inr.datasets import kodak_paths
+from torch_sinr.inr.fitting import fit_cached
+from torch_sinr.inr.images import load_image, save_image_row
+from torch_sinr.inr.models import ACTIVATIONS, INR, INRConfig, psnr, render
+from torch_sinr.format import load_compressed, save_compressed
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "benchmarks" / "fits_activations"

@@ -24,8 +24,8 @@ import torch
 from benchmarks import kodak
 from benchmarks._common import write_results
 from torch_sinr import ByteBudget, MaxDrop, compress, load_compressed, save_compressed
-from torch_sinr.baselines import write_uniform
-from torch_sinr.inr import INR, image_loss, psnr, render
+from torch_sinr.tune.baselines import write_uniform
+from torch_sinr.inr.models import INR, image_loss, psnr, render
 
 OUT = kodak.REPO / "benchmarks" / "results"
 

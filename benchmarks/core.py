@@ -6,7 +6,7 @@ Run from the repo root::
 
 Measured side by side in one run, on the same machine:
 
-a. ``torch_sinr.coders.omp`` (both exact paths: ``batch`` and the original ``screen``) vs
+a. ``torch_sinr.core.coders.omp`` (both exact paths: ``batch`` and the original ``screen``) vs
    ``sklearn.linear_model.orthogonal_mp`` in both ``precompute`` modes, run by this environment's
    numpy and by a current numpy/scikit-learn (a separate interpreter, by default the venv
    ``benchmarks/cache/sklearn-current``, made with
@@ -52,13 +52,13 @@ import torch
 from torch import nn
 
 import torch_sinr
-from torch_sinr import tensor_codes
-from torch_sinr.coders import omp, omp_batch
-from torch_sinr.coders import screening
-from torch_sinr.dictionary import DictionarySpec, clear_dictionary_cache, get_dictionary
+from torch_sinr.core import tensor_codes
+from torch_sinr.core.coders import omp, omp_batch
+from torch_sinr.core.coders import screening
+from torch_sinr.core.dictionary import DictionarySpec, clear_dictionary_cache, get_dictionary
 from torch_sinr.format import model_io
-from torch_sinr.inr import INR, INRConfig
-from torch_sinr.tensor_codes import relative_error
+from torch_sinr.inr.models import INR, INRConfig
+from torch_sinr.core.tensor_codes import relative_error
 
 from ._common import DEFAULT_OUT, cpu_model, md_table, publish, time_call, time_call_cpu
 
@@ -74,7 +74,7 @@ SIREN_SECONDS_TARGET = 1.0
 FIXED = {"s_ratio": 0.45, "dict_ratio": 16, "value_bits": 16}  # the issue's fixed settings
 SKLEARN_VENV_PYTHON = Path(__file__).resolve().parent / "cache" / "sklearn-current" / "bin" / "python"
 WORKER = Path(__file__).resolve().parent / "sklearn_worker.py"
-_omp_module = sys.modules["torch_sinr.coders.omp"]
+_omp_module = sys.modules["torch_sinr.core.coders.omp"]
 
 
 def numeric_stack() -> dict:
@@ -383,9 +383,9 @@ def bench_breakdown(seed: int) -> dict:
 # --- d. the largest default dictionary, in a child process ------------------------------------
 _CHILD = """
 import json, sys, time, torch
-from torch_sinr.coders import omp
-from torch_sinr.dictionary import DictionarySpec, get_dictionary
-omp_module = sys.modules["torch_sinr.coders.omp"]
+from torch_sinr.core.coders import omp
+from torch_sinr.core.dictionary import DictionarySpec, get_dictionary
+omp_module = sys.modules["torch_sinr.core.coders.omp"]
 
 def status(key):  # kB -> MiB, from the kernel's accounting of this process
     for line in open("/proc/self/status"):

@@ -29,8 +29,8 @@ from torch import nn
 from benchmarks import kodak
 from benchmarks._common import machine_info
 from torch_sinr import SINRConfig, compress_model, load_compressed, save_compressed
-from torch_sinr.baselines import write_uniform
-from torch_sinr.inr import INR, image_loss, psnr, render
+from torch_sinr.tune.baselines import write_uniform
+from torch_sinr.inr.models import INR, image_loss, psnr, render
 
 OUT = kodak.REPO / "benchmarks" / "results"
 FITS = {(3, 64): ["kodim01", "kodim02", "kodim03", "kodim04"], (3, 128): ["kodim01", "kodim02"], (2, 32): ["kodim01"]}
@@ -58,7 +58,7 @@ def measure_fit(layers: int, width: int, image_name: str, workdir: Path) -> dict
     reference = psnr(render(model, height, width_px), image)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     size = write_uniform(state, workdir / "u.safetensors", UNIFORM_BITS, names=False)
-    from torch_sinr.baselines import read_baseline
+    from torch_sinr.tune.baselines import read_baseline
 
     decoded = INR(config)
     decoded.load_state_dict(read_baseline(workdir / "u.safetensors", skeleton=INR(config)))
@@ -80,7 +80,7 @@ def measure_fit(layers: int, width: int, image_name: str, workdir: Path) -> dict
 
 def _cold() -> None:
     """Forget remembered codes and dictionaries: each candidate's time is a first call's."""
-    from torch_sinr import dictionary, tensor_codes
+    from torch_sinr.core import dictionary, tensor_codes
     from torch_sinr.format import model_io
 
     tensor_codes._MEMO.clear()
@@ -106,7 +106,7 @@ class PositionalReLU(nn.Module):
 
 
 def measure_positional_input(workdir: Path, steps: int = 1500) -> dict:
-    from torch_sinr.images import load_image
+    from torch_sinr.inr.images import load_image
 
     path = kodak.image_paths(kodak.DEFAULT_KODAK, ["kodim01"])[0]
     image = load_image(path, kodak.PROTOCOL["downscale"])

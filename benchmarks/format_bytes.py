@@ -32,12 +32,12 @@ import torch
 from benchmarks import kodak
 from benchmarks._common import machine_info
 from torch_sinr import SINRConfig, SINRLinear, compress_model
-from torch_sinr.codec.bitpack import byte_planes, pack_uint, packed_size
-from torch_sinr.codec.quantization import UniformQuantizer
-from torch_sinr.codec.rangecoder import best_model
+from torch_sinr.format.codec.bitpack import byte_planes, pack_uint, packed_size
+from torch_sinr.core.quantization import UniformQuantizer
+from torch_sinr.format.codec.rangecoder import best_model
 from torch_sinr.format import symbols as sym
-from torch_sinr.serialization import save_compressed
-from torch_sinr.storage import storage_by_key
+from torch_sinr.format import save_compressed
+from torch_sinr.nn.storage import storage_by_key
 
 OUT = Path(__file__).resolve().parent / "results"
 SETTING = {"s_ratio": 0.2, "dict_ratio": 4, "value_bits": 8}

@@ -43,10 +43,10 @@ import torch
 from torch import nn
 
 from torch_sinr import SINRConfig, SINRFormatError, compress_model
-from torch_sinr.codec.wire import ByteWriter
+from torch_sinr.format.codec.wire import ByteWriter
 from torch_sinr.format import container, schema
 from torch_sinr.format.model_io import dense_signature
-from torch_sinr.serialization import decode_state_dict, load_compressed, save_compressed
+from torch_sinr.format import decode_state_dict, load_compressed, save_compressed
 
 OUT = Path(__file__).resolve().parent / "results"
 MEMORY_BOUND = 256 << 20
@@ -102,8 +102,8 @@ class Tables(nn.Module):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        from torch_sinr.codec.quantization import StepQuantizer
-        from torch_sinr.storage import INTEGER_STORAGE, round_to_storage, set_storage
+        from torch_sinr.core.quantization import StepQuantizer
+        from torch_sinr.nn.storage import INTEGER_STORAGE, round_to_storage, set_storage
 
         torch.manual_seed(seed)
         self.inp, self.mid, self.out = nn.Linear(2, 32), nn.Linear(32, 32), nn.Linear(32, 3)
@@ -289,8 +289,8 @@ def _sinr_entry(s: int, k2: int, bits: int, values_coding: int, values: bytes, i
 
 
 def _fixed_indices(rows: int, s: int, k2: int) -> bytes:
-    from torch_sinr.codec.bitpack import pack_uint
-    from torch_sinr.codec.indices import index_width
+    from torch_sinr.format.codec.bitpack import pack_uint
+    from torch_sinr.format.codec.indices import index_width
     import numpy as np
 
     idx = np.tile(np.arange(s) * (k2 // s), (rows, 1))

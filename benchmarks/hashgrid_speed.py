@@ -1,4 +1,4 @@
-"""CPU speed of ``torch_sinr.hashgrid.HashGrid`` against nerfstudio's pure-torch ``HashEncoding``.
+"""CPU speed of ``torch_sinr.inr.hashgrid.HashGrid`` against nerfstudio's pure-torch ``HashEncoding``.
 
 Run from the repo root::
 
@@ -31,12 +31,12 @@ import time
 
 import torch
 
-from torch_sinr.hashgrid import HashGrid, HashGridConfig, hash_coords
+from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig, hash_coords
 
 from ._common import DEFAULT_OUT, cpu_model, md_table, publish
 
 NAME = "hashgrid_speed"
-DESCRIPTION = ("CPU time of one forward and one forward+backward of torch_sinr.hashgrid.HashGrid and of "
+DESCRIPTION = ("CPU time of one forward and one forward+backward of torch_sinr.inr.hashgrid.HashGrid and of "
                "nerfstudio's torch HashEncoding on the nerfacto field configuration (3-D, 16 levels, "
                "log2 T = 19, 2 features, resolutions 16..2048), for 2**16 and 2**18 random points.")
 

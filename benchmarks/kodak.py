@@ -46,16 +46,16 @@ from tqdm.auto import tqdm
 
 from benchmarks._common import cpu_model
 from torch_sinr import ByteBudget, SINRConfig, autotune, compress_model
-from torch_sinr.baselines import (finetune_uniform, read_baseline, write_cast, write_low_rank, write_pruned,
+from torch_sinr.tune.baselines import (finetune_uniform, read_baseline, write_cast, write_low_rank, write_pruned,
                                   write_uniform)
-from torch_sinr.datasets import kodak_paths
+from torch_sinr.inr.datasets import kodak_paths
 from torch_sinr.errors import SINRInputError
-from torch_sinr.finetune import finetune_codes
-from torch_sinr.fitting import cache_path, fit_cached, fit_key
-from torch_sinr.images import load_image
-from torch_sinr.inr import INR, INRConfig, image_loss, psnr, render
-from torch_sinr.serialization import load_compressed, save_compressed
-from torch_sinr.sparsity import auto_sparsity
+from torch_sinr.tune.finetune import finetune_codes
+from torch_sinr.inr.fitting import cache_path, fit_cached, fit_key
+from torch_sinr.inr.images import load_image
+from torch_sinr.inr.models import INR, INRConfig, image_loss, psnr, render
+from torch_sinr.format import load_compressed, save_compressed
+from torch_sinr.core.sparsity import auto_sparsity
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_KODAK = REPO.parent / "shared" / "data" / "kodak"
@@ -222,7 +222,7 @@ def fit_protocol(path: Path, config: INRConfig, steps: int, downscale: int, cach
 
 def kodak_fit(image_name: str, layers: int, width: int) -> tuple[INR, torch.Tensor]:
     """The cached protocol fit of one Kodak image (eval mode) and the image it was fitted to."""
-    from torch_sinr.images import load_image
+    from torch_sinr.inr.images import load_image
 
     path = image_paths(DEFAULT_KODAK, [image_name])[0]
     model, _ = fit_protocol(path, inr_config(layers, width), PROTOCOL["steps"], PROTOCOL["downscale"], FITS)

@@ -5,7 +5,7 @@
 1. the occupancy volume at ``--resolution``^3 (default 128, cached as .npz by mesh SHA-256);
 2. an INR fit per ``--activations`` entry (default Gauss; ``--activations gauss siren wire`` is
    the Table S1 study), cached as .safetensors by settings, under the reduced CPU protocol of
-   ``torch_sinr.occupancy.fit.CPU_PROTOCOL`` (``--steps`` / ``--batch-size`` override it);
+   ``torch_sinr.inr.occupancy.fit.CPU_PROTOCOL`` (``--steps`` / ``--batch-size`` override it);
 3. for the first activation: IoU and bytes uncompressed (float32 / float16 files), the uniform
    baseline plain (4..16 bits) and fine-tuned (5..9 bits), SINR at the paper's settings, SINR
    with fine-tuned codes, and ``torch_sinr.compress`` with an IoU-drop target (``--drop``);
@@ -37,19 +37,19 @@ import torch
 
 from benchmarks._common import exit_code, md_table, write_results
 from torch_sinr import MaxDrop, SINRConfig, compress, compress_model
-from torch_sinr.baselines import finetune_uniform, read_baseline, write_cast, write_uniform
+from torch_sinr.tune.baselines import finetune_uniform, read_baseline, write_cast, write_uniform
 from torch_sinr.errors import SINRError
-from torch_sinr.finetune import finetune_codes
-from torch_sinr.inr import INR
-from torch_sinr.pipeline import MAX_PROBES
-from torch_sinr.finetune import SELECT_EVERY
-from torch_sinr.occupancy.fit import (CPU_PROTOCOL, CPU_PROTOCOL_RESOLUTION, cpu_protocol, fit_occupancy_cached,
+from torch_sinr.tune.finetune import finetune_codes
+from torch_sinr.inr.models import INR
+from torch_sinr.tune.pipeline import MAX_PROBES
+from torch_sinr.tune.finetune import SELECT_EVERY
+from torch_sinr.inr.occupancy.fit import (CPU_PROTOCOL, CPU_PROTOCOL_RESOLUTION, cpu_protocol, fit_occupancy_cached,
                                       sampled_loss)
-from torch_sinr.occupancy.metrics import BandIoU, model_iou, predict_volume
-from torch_sinr.occupancy.render import render_comparison
-from torch_sinr.occupancy.store import mesh_volume
-from torch_sinr.occupancy.surface import field_to_ply
-from torch_sinr.serialization import load_compressed, save_compressed
+from torch_sinr.inr.occupancy.metrics import BandIoU, model_iou, predict_volume
+from torch_sinr.inr.occupancy.render import render_comparison
+from torch_sinr.inr.occupancy.store import mesh_volume
+from torch_sinr.inr.occupancy.surface import field_to_ply
+from torch_sinr.format import load_compressed, save_compressed
 
 REPO = Path(__file__).resolve().parents[1]
 MESHES = REPO.parent / "shared" / "data" / "meshes"
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> dict:
                "fit_configs": {a: c.to_dict() for a, c in configs.items()},
                "finetune_steps": args.finetune_steps, "finetune_points": args.finetune_points, "drop": args.drop,
                "steer": args.steer, "meshes": {}, "table_s1": {},
-               "protocol_note": (f"Reduced CPU protocol (torch_sinr.occupancy.fit.CPU_PROTOCOL): {args.resolution}^3 "
+               "protocol_note": (f"Reduced CPU protocol (torch_sinr.inr.occupancy.fit.CPU_PROTOCOL): {args.resolution}^3 "
                                  f"volumes (the paper: 512^3), {config.steps} batches of {config.batch_size} points "
                                  f"({config.sampler} sampling; the paper: 200 full passes), seed {args.seed}; "
                                  "Gauss scale and WIRE sigma / omega are the paper's divided by 4, for the same "

@@ -37,7 +37,7 @@ import torch
 
 from benchmarks._common import exit_code, md_table, write_results
 from torch_sinr.errors import SINRError
-from torch_sinr.fitting import key_digest
+from torch_sinr.inr.fitting import key_digest
 
 REPO = Path(__file__).resolve().parents[1]
 LARGE = REPO.parent / "shared" / "data" / "large" / "olena-ivanova-jKb0EfemiLk-unsplash.jpg"
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> dict:
         result = compress_decoders(coded, source, drop_db=args.drop, steps=args.finetune_steps,
                                    progress=args.progress)
         sinr_path = cache / "files" / f"shacira_{name}_sinr.safetensors"
-        from torch_sinr.serialization import save_compressed
+        from torch_sinr.format import save_compressed
 
         save_compressed(coded, sinr_path)
         with MemoryWatch() as watch:

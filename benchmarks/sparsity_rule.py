@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from torch_sinr.coders import omp
-from torch_sinr.dictionary import DictionarySpec, get_dictionary
-from torch_sinr.sparsity import auto_sparsity, max_sparsity
+from torch_sinr.core.coders import omp
+from torch_sinr.core.dictionary import DictionarySpec, get_dictionary
+from torch_sinr.core.sparsity import auto_sparsity, max_sparsity
 
 from ._common import DEFAULT_OUT, cpu_model, md_table, write_results
 

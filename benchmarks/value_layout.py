@@ -7,14 +7,14 @@ Brotli-coded size of every weight tensor's uniform codes in three layouts:
 
 - ``packed``: the layout the files use (b bits per code, MSB first);
 - ``bytes``: one byte per code for b <= 8; for b > 8, a plane of high bytes then a plane of
-  low bytes (``torch_sinr.codec.bitpack.byte_planes``);
+  low bytes (``torch_sinr.format.codec.bitpack.byte_planes``);
 - ``entropy``: the zero-order empirical entropy of the codes (a bound for any memoryless coder;
   Brotli's context modelling can go below it).
 
 ``python -m benchmarks.value_layout`` writes benchmarks/results/value_layout.{json,md,png}.
 Where ``bytes`` is smaller, a baseline limited to ``packed`` would be weaker than it needs to be
 and SINR's saving against it overstated; so the baseline files now take the smaller layout per
-tensor (``torch_sinr.baselines``). SINR's own value streams stay bit-packed (format v1): its
+tensor (``torch_sinr.tune.baselines``). SINR's own value streams stay bit-packed (format v1): its
 best Kodak points use 8-bit values, where the two layouts are the same.
 """
 
@@ -29,9 +29,9 @@ import numpy as np
 from safetensors.torch import load_file
 
 from benchmarks._common import DEFAULT_OUT, machine_info
-from torch_sinr.codec import entropy
-from torch_sinr.codec.bitpack import byte_planes, pack_uint
-from torch_sinr.codec.quantization import UniformQuantizer
+from torch_sinr.format.codec import entropy
+from torch_sinr.format.codec.bitpack import byte_planes, pack_uint
+from torch_sinr.core.quantization import UniformQuantizer
 
 FITS = Path(__file__).resolve().parent / "fits"
 BITS = list(range(4, 17))

@@ -33,7 +33,7 @@ def assert_same_bytes(model: nn.Module, loaded: nn.Module, path, tmp_path) -> No
     """Same model, same bytes; and a loaded model re-saves to them (settings travel in the file).
     Each save encodes from scratch, not from the payload cache."""
     from torch_sinr.format import model_io
-    from torch_sinr.serialization import save_compressed
+    from torch_sinr.format import save_compressed
 
     model_io.forget_payload()
     save_compressed(model, tmp_path / "again.safetensors")

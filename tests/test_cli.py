@@ -10,7 +10,7 @@ from torch import nn
 
 from torch_sinr import SINRAlreadyCompressedError, SINRInputError, cli, decode_state_dict
 from torch_sinr.cli import main
-from torch_sinr.statedict import load_checkpoint, module_from_state_dict
+from torch_sinr.format.statedict import load_checkpoint, module_from_state_dict
 
 
 def plain_model():

@@ -7,8 +7,8 @@ import torch
 
 from torch_sinr import SINRInputError
 from torch_sinr.demo import main
-from torch_sinr.images import DEFAULT_IMAGE, load_image
-from torch_sinr.inr import Siren, SirenConfig, fit_image, psnr, render
+from torch_sinr.inr.images import DEFAULT_IMAGE, load_image
+from torch_sinr.inr.models import Siren, SirenConfig, fit_image, psnr, render
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -23,7 +23,7 @@ seconds = time.perf_counter() - t0
 after_package = loaded()
 import torch_sinr.cli  # the console script: the demo (Pillow, images) loads only when run
 print(json.dumps({{"seconds": seconds, "package": after_package, "cli": loaded(),
-                   "cli_images": "torch_sinr.images" in sys.modules}}))
+                   "cli_images": "torch_sinr.inr.images" in sys.modules}}))
 """
 
 
@@ -36,7 +36,7 @@ def test_import_loads_no_scipy_or_matplotlib():
 
 
 def test_file_functions_are_exported_at_top_level():
-    from torch_sinr import serialization
+    from torch_sinr import format as serialization
 
     for name in ("save_compressed", "load_compressed", "decode_state_dict", "read_compressed"):
         assert getattr(torch_sinr, name) is getattr(serialization, name)

@@ -4,16 +4,19 @@ Weights are coded as sparse combinations of the atoms of a seeded random Gaussia
 only the non-zero values and their indices are stored.
 """
 
+from . import _old_paths
 from ._version import __version__
-from .autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
-from .config import SINRConfig
-from .handlers import ModuleHandler, register_module_handler
+from .tune.autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
+from .nn.config import SINRConfig
+from .nn.handlers import ModuleHandler, register_module_handler
 from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError, SINRInputError
-from .layer import SINRLinear
-from .pipeline import PIPELINE_CONFIG, PipelineResult, compress
-from .serialization import FileReport, FileSummary, decode_state_dict, load_compressed, read_compressed, save_compressed
-from .tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
-from .transform import compress_model, decompress_model, plan_targets
+from .nn.layer import SINRLinear
+from .tune.pipeline import PIPELINE_CONFIG, PipelineResult, compress
+from .format import FileReport, FileSummary, decode_state_dict, load_compressed, read_compressed, save_compressed
+from .core.tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
+from .nn.transform import compress_model, decompress_model, plan_targets
+
+_old_paths.install()  # `torch_sinr.transform`, `torch_sinr.codec.*`, ... still import (see _old_paths)
 
 __all__ = [
     "AutotuneResult",

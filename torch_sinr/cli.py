@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from .coders import CODER_NAMES
-from .config import SINRConfig
+from .core.coders import CODER_NAMES
+from .nn.config import SINRConfig
 from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError
 from .format import container
-from .serialization import decode_state_dict, read_compressed, save_compressed
-from .statedict import load_checkpoint, module_from_state_dict
-from .transform import compress_model
+from .format import decode_state_dict, read_compressed, save_compressed
+from .format.statedict import load_checkpoint, module_from_state_dict
+from .nn.transform import compress_model
 
 # A compressed file is a safetensors file (one uint8 tensor and torch_sinr metadata), and its name
 # says so: safetensors tools open it, and ``load_checkpoint`` reads .safetensors by extension.

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from .autotune import MaxDrop
-from .baselines import finetune_uniform, read_baseline, write_uniform
-from .images import DEFAULT_IMAGE, load_image, save_image_row
-from .inr import Siren, SirenConfig, fit_image, image_loss, psnr, render
-from .pipeline import compress
-from .serialization import load_compressed, save_compressed
+from .tune.autotune import MaxDrop
+from .tune.baselines import finetune_uniform, read_baseline, write_uniform
+from .inr.images import DEFAULT_IMAGE, load_image, save_image_row
+from .inr.models import Siren, SirenConfig, fit_image, image_loss, psnr, render
+from .tune.pipeline import compress
+from .format import load_compressed, save_compressed
 
 UNIFORM_BITS = (6, 7, 8, 9, 10, 11, 12, 14, 16)
 
@@ -66,7 +66,7 @@ def uniform_at_psnr(points: list[dict], target: float) -> float | None:
 
 def _rounded(model, bits: int):
     """``model`` with every tensor on its own b-bit grid (no fine-tuning)."""
-    from .baselines import uniform_round_trip
+    from .tune.baselines import uniform_round_trip
 
     rounded = copy.deepcopy(model)
     rounded.load_state_dict(uniform_round_trip(model.state_dict(), bits))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from torch_sinr.codec.wire import ByteWriter
-from torch_sinr.serialization import decode_state_dict
+from torch_sinr.format.codec.wire import ByteWriter
+from torch_sinr.format import decode_state_dict
 
 
 def zigzag(value: int) -> int:

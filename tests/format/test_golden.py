@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from torch_sinr.format.v1 import read_compressed_v1 as read_compressed
-from torch_sinr.serialization import decode_state_dict, load_compressed
-from torch_sinr.serialization import read_compressed as read_v2
+from torch_sinr.format import decode_state_dict, load_compressed
+from torch_sinr.format import read_compressed as read_v2
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -57,7 +57,7 @@ def test_golden_v2_file_is_pinned_by_its_hash():
 def test_golden_v2_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
     """The writer is pinned too: the golden file's model writes exactly the golden bytes."""
     from tests.format.golden.make_golden import golden_model
-    from torch_sinr.serialization import save_compressed
+    from torch_sinr.format import save_compressed
 
     model = load_compressed(GOLDEN / "format_v2.safetensors", golden_model()).eval()
     save_compressed(model, tmp_path / "again.safetensors")
@@ -103,8 +103,8 @@ def test_golden_v2_integers_file_decodes_to_its_recorded_tensors():
 
 def test_golden_v2_integers_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
     from tests.format.golden.make_golden import IntegersModel
-    from torch_sinr.serialization import save_compressed
-    from torch_sinr.storage import get_storage
+    from torch_sinr.format import save_compressed
+    from torch_sinr.nn.storage import get_storage
 
     skeleton = IntegersModel()
     with torch.no_grad():  # the file, not the generator's seed, must fill it
@@ -143,9 +143,9 @@ def test_golden_v2_stepped_file_decodes_to_its_recorded_tensors():
 
 def test_golden_v2_stepped_file_loads_and_re_saves_to_the_same_bytes(tmp_path):
     from tests.format.golden.make_golden import STEPPED_ROWS, STEPPED_STEPS, SteppedModel
-    from torch_sinr.codec.quantization import StepQuantizer
-    from torch_sinr.serialization import save_compressed
-    from torch_sinr.storage import get_storage
+    from torch_sinr.core.quantization import StepQuantizer
+    from torch_sinr.format import save_compressed
+    from torch_sinr.nn.storage import get_storage
 
     skeleton = SteppedModel()
     with torch.no_grad():

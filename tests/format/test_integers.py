@@ -18,10 +18,10 @@ from tests.format.records import (assert_budget_refuses_fast, assert_every_flipp
 from tests.model_checks import assert_same_bytes
 from tests.tiny_models import fast_config
 from torch_sinr import SINRError, SINRFormatError, compress_model
-from torch_sinr.codec.wire import ByteWriter
+from torch_sinr.format.codec.wire import ByteWriter
 from torch_sinr.format import kinds, model_io, schema
-from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed, save_compressed
-from torch_sinr.storage import INTEGER_STORAGE, get_storage, requantize_dense_, round_to_storage, set_storage
+from torch_sinr.format import decode_state_dict, load_compressed, read_compressed, save_compressed
+from torch_sinr.nn.storage import INTEGER_STORAGE, get_storage, requantize_dense_, round_to_storage, set_storage
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -166,7 +166,7 @@ def test_a_span_over_65536_is_refused_at_save(tmp_path):
 
 
 def test_finetune_trains_integer_latents_through_their_rounding():
-    from torch_sinr.finetune import finetune_codes
+    from torch_sinr.tune.finetune import finetune_codes
 
     model = compressed(n=64, hidden=24)
     target = model.latents.detach() + 3.0
@@ -250,7 +250,7 @@ _decode = decode_bytes
 
 
 def test_hand_built_integer_entries_decode(tmp_path):
-    from torch_sinr.codec.bitpack import pack_uint
+    from torch_sinr.format.codec.bitpack import pack_uint
 
     one = [("w", torch.float32, (4,))]
     packed = pack_uint(np.array([0, 1, 2, 3]), 2)

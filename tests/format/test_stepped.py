@@ -15,11 +15,11 @@ from tests.format.records import (assert_budget_refuses_fast, assert_every_flipp
                                  decode_bytes, integer_stream, payload_bounds)
 from tests.tiny_models import fast_config
 from torch_sinr import SINRConfigError, SINRFormatError, SINRInputError, compress_model
-from torch_sinr.codec.quantization import StepQuantizer
-from torch_sinr.codec.wire import ByteWriter
+from torch_sinr.core.quantization import StepQuantizer
+from torch_sinr.format.codec.wire import ByteWriter
 from torch_sinr.format import kinds, schema
-from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed, save_compressed
-from torch_sinr.storage import get_storage, requantize_dense_, round_to_storage, set_storage
+from torch_sinr.format import decode_state_dict, load_compressed, read_compressed, save_compressed
+from torch_sinr.nn.storage import get_storage, requantize_dense_, round_to_storage, set_storage
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -183,7 +183,7 @@ _decode = decode_bytes
 
 
 def test_hand_built_stepped_entries_decode(tmp_path):
-    from torch_sinr.codec.bitpack import pack_uint
+    from torch_sinr.format.codec.bitpack import pack_uint
 
     sig = [("w", torch.float32, (4, 2))]
     a, b = pack_uint(torch.tensor([0, 1, 2, 3]).numpy(), 2), pack_uint(torch.tensor([0, 1, 1, 0]).numpy(), 1)

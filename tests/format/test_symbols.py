@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from torch_sinr import SINRFormatError
-from torch_sinr.codec.rangecoder import RangeDecoder, RangeEncoder
-from torch_sinr.codec.wire import ByteReader, ByteWriter
+from torch_sinr.format.codec.rangecoder import RangeDecoder, RangeEncoder
+from torch_sinr.format.codec.wire import ByteReader, ByteWriter
 from torch_sinr.format import symbols as sym
 
 

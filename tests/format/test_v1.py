@@ -24,7 +24,7 @@ from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 import torch_sinr
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
 from torch_sinr.format.v1 import read_compressed_v1 as read_compressed
-from torch_sinr.serialization import decode_state_dict, load_compressed, save_compressed
+from torch_sinr.format import decode_state_dict, load_compressed, save_compressed
 
 REQUIRED_METADATA = {"format", "format_version", "torch_sinr_version", "dictionary_generator", "layout"}
 
@@ -710,7 +710,7 @@ def test_bad_layout(compressed, tmp_path, mutate):
 
 
 def test_huge_dictionary_refused_before_generation(compressed, tmp_path, monkeypatch):
-    import torch_sinr.dictionary as dictionary
+    import torch_sinr.core.dictionary as dictionary
 
     def boom(*args, **kwargs):
         raise AssertionError("a dictionary was generated for a hostile file")

@@ -19,8 +19,8 @@ from tests.model_checks import assert_same_bytes, assert_unchanged, snapshot
 from tests.tiny_models import SharedMLP, TiedMLP, fast_config
 from torch_sinr import SINRConfig, SINRError, SINRFormatError, SINRLinear, compress_model
 from torch_sinr.format import container, kinds, model_io, schema
-from torch_sinr.serialization import decode_state_dict, load_compressed, read_compressed, save_compressed
-from torch_sinr.storage import get_storage
+from torch_sinr.format import decode_state_dict, load_compressed, read_compressed, save_compressed
+from torch_sinr.nn.storage import get_storage
 
 
 class Sine(nn.Module):

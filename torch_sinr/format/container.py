@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..codec.rangecoder import RangeDecoder
-from ..codec.wire import ByteReader, ByteWriter
+from .codec.rangecoder import RangeDecoder
+from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
 from . import schema
 from .kinds import KINDS_BY_NAME, kind_for_id, PARTS, DecodeContext, Decoded, EncodeContext, Item

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec.indices import CODINGS, decode_indices, encode_indices, index_width
-from ..codec.bitpack import packed_size
-from ..codec.quantization import SUPPORTED_BITS, StepQuantizer, UniformQuantizer
-from ..codec.rangecoder import RangeDecoder, RangeEncoder
-from ..codec.wire import ByteReader, ByteWriter
-from ..dictionary import DictionarySpec
+from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
+from .codec.bitpack import packed_size
+from ..core.quantization import SUPPORTED_BITS, StepQuantizer, UniformQuantizer
+from .codec.rangecoder import RangeDecoder, RangeEncoder
+from .codec.wire import ByteReader, ByteWriter
+from ..core.dictionary import DictionarySpec
 from ..errors import SINRError, SINRFormatError, SINRInputError
-from ..storage import INTEGER_STORAGE
-from ..tensor_codes import MODES, CodedTensor, CodeSpec
+from ..nn.storage import INTEGER_STORAGE
+from ..core.tensor_codes import MODES, CodedTensor, CodeSpec
 from . import symbols as sym
 from .schema import DTYPE_IDS, DTYPES, FLOAT_DTYPES, Entry, element_size
 
@@ -144,7 +144,7 @@ KINDS_BY_NAME: dict[str, Kind] = {}
 
 # Modules of this package that register kinds of their own; imported when a file names a kind
 # not yet known, so every file this package writes can be read without importing them first.
-_PLUGINS = ("torch_sinr.baselines",)
+_PLUGINS = ("torch_sinr.tune.baselines",)
 
 
 def kind_for_id(kind_id: int) -> Kind | None:
@@ -469,7 +469,7 @@ def _integer_offsets(values: torch.Tensor, name: str) -> tuple[int, np.ndarray]:
         return 0, np.zeros(0, dtype=np.int64)
     if not torch.isfinite(flat).all() or not torch.equal(torch.round(flat), flat):
         raise SINRInputError(f"cannot store {name!r} as integers: it holds non-integer or non-finite values "
-                             f"(torch_sinr.storage.round_to_storage rounds it)")
+                             f"(torch_sinr.nn.storage.round_to_storage rounds it)")
     values = flat.to(torch.float64)
     lo, hi = float(values.min()), float(values.max())
     if max(-lo, hi) > MAX_INTEGER:

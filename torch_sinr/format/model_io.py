@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..codec.quantization import StepQuantizer, UniformQuantizer
+from ..core.quantization import StepQuantizer, UniformQuantizer
 from ..errors import SINRError, SINRFormatError, SINRInputError
-from ..layer import SINRLinear
-from ..storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly, round_to_storage,
+from ..nn.layer import SINRLinear
+from ..nn.storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly, round_to_storage,
                        set_storage, storage_by_key)
-from ..tensor_codes import CodedTensor, CodeSpec
+from ..core.tensor_codes import CodedTensor, CodeSpec
 from . import container, schema
 from .kinds import KINDS_BY_NAME, Decoded, Item
 from .report import FileReport
@@ -107,18 +107,18 @@ def model_items(model: nn.Module, require_codes: bool = True) -> list[Item]:
                 storage = UniformQuantizer.fit(tensor.detach(), storage.bits)
                 warnings.warn(f"{key}: values are off their quantization grid; the file stores them requantized, "
                               f"so the loaded model will differ (finetune_codes trains through the grid; "
-                              f"torch_sinr.storage.requantize_dense_ snaps a freely trained model)")
+                              f"torch_sinr.nn.storage.requantize_dense_ snaps a freely trained model)")
             if storage == INTEGER_STORAGE:
                 # never rounded silently: a latent off the integers means training did not go through them
                 if not is_stored_exactly(tensor, storage):
                     raise SINRInputError(f"cannot store {key!r} as integers: it holds non-integer values "
-                                         f"(round it, e.g. torch_sinr.storage.requantize_dense_)")
+                                         f"(round it, e.g. torch_sinr.nn.storage.requantize_dense_)")
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "integers", tensor))
             elif isinstance(storage, StepQuantizer):
                 # as for integers: a value off its steps means training did not go through them
                 if not is_stored_exactly(tensor, storage):
                     raise SINRInputError(f"cannot store {key!r}: it holds values off its StepQuantizer grid "
-                                         f"(torch_sinr.storage.requantize_dense_ snaps them)")
+                                         f"(torch_sinr.nn.storage.requantize_dense_ snaps them)")
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "stepped", (tensor, storage)))
             elif isinstance(storage, UniformQuantizer):
                 items.append(Item(key, tensor.dtype, tuple(tensor.shape), "uniform", (tensor, storage)))
@@ -437,7 +437,7 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
         for layer in {id(l): l for l in built.values()}.values():
             layer.to(device)
     # --- modify the model ----------------------------------------------------------------------
-    from ..transform import _set_module
+    from ..nn.transform import _set_module
 
     for owner, layer in built.items():
         _set_module(model, owner, layer)
@@ -451,7 +451,7 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
             if value.storage is not None:
                 owner, _, leaf = name.rpartition(".")
                 set_storage(owners[owner] if owner else model, leaf, value.storage)
-    from ..config import SINRConfig
+    from ..nn.config import SINRConfig
 
     model.sinr_config = SINRConfig(index_coding=parsed.index_policy, symbol_coding=parsed.symbol_policy,
                                    store_names=parsed.names_stored, brotli_quality=parsed.quality)

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ..codec.wire import ByteReader, ByteWriter
+from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
 
 VERSION = 2

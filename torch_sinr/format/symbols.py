@@ -20,10 +20,10 @@ from typing import Callable
 import brotli
 import numpy as np
 
-from ..codec.entropy import brotli_exact
-from ..codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
-from ..codec.rangecoder import HistogramModel, RangeDecoder, RangeEncoder, best_model
-from ..codec.wire import ByteReader, ByteWriter
+from .codec.entropy import brotli_exact
+from .codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
+from .codec.rangecoder import HistogramModel, RangeDecoder, RangeEncoder, best_model
+from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
 
 PACKED, BROTLI_PACKED, BROTLI_BYTES, RANGE = 0, 1, 2, 3

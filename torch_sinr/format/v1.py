@@ -28,14 +28,14 @@ from torch import nn
 from .._version import __version__
 from .v1_streams import (DTYPE_NAMES, decode_dense, decode_layer_indices, decode_values, layer_streams,
                          itemsize, tensor_to_bytes, torch_dtype)
-from ..codec import entropy
-from ..codec.indices import CODINGS, decoded_index_size
-from ..codec.quantization import SUPPORTED_BITS, UniformQuantizer
-from ..dictionary import GENERATOR, SUPPORTED_GENERATORS, DictionarySpec
+from .codec import entropy
+from .codec.indices import CODINGS, decoded_index_size
+from ..core.quantization import SUPPORTED_BITS, UniformQuantizer
+from ..core.dictionary import GENERATOR, SUPPORTED_GENERATORS, DictionarySpec
 from ..errors import SINRError, SINRFormatError
-from ..layer import SINRLinear
-from ..storage import set_storage
-from ..tensor_codes import MODES, CodeSpec
+from ..nn.layer import SINRLinear
+from ..nn.storage import set_storage
+from ..core.tensor_codes import MODES, CodeSpec
 from .report import FileReport
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
@@ -463,7 +463,7 @@ def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None
         if tuple(expected[key].shape) != tuple(tensor.shape):
             raise SINRFormatError(f"tensor {key!r}: file has shape {tuple(tensor.shape)}, model has {tuple(expected[key].shape)}")
     # --- validated: modify the model --------------------------------------------------------
-    from ..transform import _set_module
+    from ..nn.transform import _set_module
 
     originals = {name: modules[name] for name in built}
     for name, layer in built.items():
@@ -492,7 +492,7 @@ def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None
 
 def decode_state_dict_v1(path: str | os.PathLike, device=None, raw=None) -> dict[str, torch.Tensor]:
     """A plain dense state_dict (``name.weight``, ``name.bias`` and the rest), for code without torch_sinr."""
-    from ..tensor_codes import CodedTensor
+    from ..core.tensor_codes import CodedTensor
 
     cf = read_compressed_v1(path, raw)
     by_name = {r.name: r for r in cf.layers}

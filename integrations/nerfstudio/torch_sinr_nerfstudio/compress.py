@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear, compress_model
-from torch_sinr.serialization import FileReport, decode_state_dict, save_compressed
+from torch_sinr.format import FileReport, decode_state_dict, save_compressed
 
 from . import metrics as ns_metrics
 from .compat import check_not_tcnn

@@ -16,8 +16,8 @@ from typing import Iterator
 
 from torch import Tensor, nn
 
-from torch_sinr.hashgrid import interpolate_hashed_levels
-from torch_sinr.storage import fake_quantize, get_storage
+from torch_sinr.inr.hashgrid import interpolate_hashed_levels
+from torch_sinr.nn.storage import fake_quantize, get_storage
 
 
 def fake_quantized_table(encoding) -> Tensor:

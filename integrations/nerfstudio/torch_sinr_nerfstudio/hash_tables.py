@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from torch_sinr import SINRConfigError
-from torch_sinr.codec.quantization import StepQuantizer
-from torch_sinr.hashgrid import hash_coords
-from torch_sinr.storage import round_to_storage, set_storage
+from torch_sinr.core.quantization import StepQuantizer
+from torch_sinr.inr.hashgrid import hash_coords
+from torch_sinr.nn.storage import round_to_storage, set_storage
 
 # Levels with at most this many vertices per table row are enumerated to find the rows they
 # read; finer levels read practically every row (a row is missed with probability e**-16).

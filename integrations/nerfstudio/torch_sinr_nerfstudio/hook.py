@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear
-from torch_sinr.storage import requantize_dense_
+from torch_sinr.nn.storage import requantize_dense_
 
 from .compress import COMPRESSED_NAME, NERF_DICT_RATIO, NERF_S_RATIO, compress_fields, save_scene
 from .fast_hash import use_fast_hash_encoding

@@ -14,7 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from torch_sinr import SINRFormatError
-from torch_sinr.serialization import load_compressed, read_compressed
+from torch_sinr.format import load_compressed, read_compressed
 
 from .compat import check_not_tcnn
 from .compress import META_METHOD, META_STEP

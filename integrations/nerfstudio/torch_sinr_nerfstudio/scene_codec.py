@@ -12,7 +12,7 @@ same interpolation weights) and quantizes the tables in place:
 
 ``finetune_scene`` then optionally trains the scene a few hundred steps as it will be stored:
 tables through their steps (straight-through rounding), SINR values through their grid, and a
-rate term: the bits a learned factorized prior (``torch_sinr.hashgrid.entropy``) gives the
+rate term: the bits a learned factorized prior (``torch_sinr.inr.hashgrid.entropy``) gives the
 tables' integers, per level, so training trades distortion for bits as SHACIRA does.
 """
 
@@ -28,8 +28,8 @@ from torch import nn
 
 from torch_sinr import SINRConfigError, SINRLinear
 from torch_sinr.format.model_io import encoded_size
-from torch_sinr.hashgrid.entropy import FactorizedPrior, noisy
-from torch_sinr.storage import get_storage, requantize_dense_
+from torch_sinr.inr.hashgrid.entropy import FactorizedPrior, noisy
+from torch_sinr.nn.storage import get_storage, requantize_dense_
 
 from .hash_tables import SceneTable, quantize_tables_, restore_, snapshot, tables_bytes, zero_unreachable_
 

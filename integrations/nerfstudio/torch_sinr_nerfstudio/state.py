@@ -99,7 +99,7 @@ def file_bytes_by_part(path, view: nn.Module) -> dict[str, int]:
     """Bytes of a compressed file by part, read from the file itself (each tensor's segments,
     side information and share of the range-coded segment), so the split is that of the bytes
     actually written; ``container`` is the rest (header, names, CRC)."""
-    from torch_sinr.serialization import read_compressed
+    from torch_sinr.format import read_compressed
 
     summary = read_compressed(path)
     parts = part_of(view)

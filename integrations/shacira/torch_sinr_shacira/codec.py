@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from torch_sinr import MaxDrop, SINRConfig, compress
-from torch_sinr.serialization import load_compressed, read_compressed, save_compressed
-from torch_sinr.storage import INTEGER_STORAGE, set_storage
+from torch_sinr.format import load_compressed, read_compressed, save_compressed
+from torch_sinr.nn.storage import INTEGER_STORAGE, set_storage
 
 from .data import PixelSource
 from .model import ImageModel

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from torch_sinr.errors import SINRConfigError
-from torch_sinr.hashgrid import HashGrid, HashGridConfig
-from torch_sinr.hashgrid.entropy import FactorizedPrior
-from torch_sinr.hashgrid.quantize import soft_round
+from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig
+from torch_sinr.inr.hashgrid.entropy import FactorizedPrior
+from torch_sinr.inr.hashgrid.quantize import soft_round
 
 
 @dataclass(frozen=True)

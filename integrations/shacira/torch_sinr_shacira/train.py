@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from torch_sinr.errors import SINRConfigError, SINRInputError
-from torch_sinr.hashgrid.quantize import hard_from, temperature_at
+from torch_sinr.inr.hashgrid.quantize import hard_from, temperature_at
 
 from .data import PixelSource
 from .model import ImageModel, RateModel

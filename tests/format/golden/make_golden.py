@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from torch_sinr import SINRConfig, compress_model
-from torch_sinr.serialization import decode_state_dict, save_compressed
+from torch_sinr.format import decode_state_dict, save_compressed
 
 HERE = Path(__file__).parent
 
@@ -47,7 +47,7 @@ class IntegersModel(nn.Module):
 
 
 def integers_model() -> nn.Module:
-    from torch_sinr.storage import INTEGER_STORAGE, set_storage
+    from torch_sinr.nn.storage import INTEGER_STORAGE, set_storage
 
     model = IntegersModel()
     for name in ("latents", "constant", "empty"):
@@ -88,8 +88,8 @@ STEPPED_ROWS, STEPPED_STEPS = (100, 120, 40), (0.004, 0.01, 0.0025)
 
 
 def stepped_model() -> nn.Module:
-    from torch_sinr.codec.quantization import StepQuantizer
-    from torch_sinr.storage import round_to_storage, set_storage
+    from torch_sinr.core.quantization import StepQuantizer
+    from torch_sinr.nn.storage import round_to_storage, set_storage
 
     model = SteppedModel()
     quantizer = StepQuantizer.per_group(STEPPED_ROWS, STEPPED_STEPS)

@@ -15,7 +15,7 @@ pytest.importorskip("nerfstudio", reason="nerfstudio is not installed: pip insta
 import torch  # noqa: E402
 
 from torch_sinr import SINRConfigError, SINRLinear  # noqa: E402
-from torch_sinr.serialization import read_compressed  # noqa: E402
+from torch_sinr.format import read_compressed  # noqa: E402
 from torch_sinr_nerfstudio import SceneMismatchError, load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.cli import compress_main, eval_main  # noqa: E402
 from torch_sinr_nerfstudio.compat import nerfstudio_checkpoint_loading  # noqa: E402

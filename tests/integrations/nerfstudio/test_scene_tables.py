@@ -13,7 +13,7 @@ pytest.importorskip("nerfstudio", reason="nerfstudio is not installed: pip insta
 import torch  # noqa: E402
 
 from torch_sinr import SINRConfig, SINRFormatError  # noqa: E402
-from torch_sinr.serialization import read_compressed  # noqa: E402
+from torch_sinr.format import read_compressed  # noqa: E402
 from torch_sinr_nerfstudio import load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.cli import compress_main  # noqa: E402
 from torch_sinr_nerfstudio.compress import compress_fields, save_scene  # noqa: E402

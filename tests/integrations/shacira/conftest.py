@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_sinr.images import load_image
+from torch_sinr.inr.images import load_image
 
 
 @pytest.fixture(scope="module")

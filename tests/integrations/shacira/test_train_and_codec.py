@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from torch_sinr import SINRFormatError
-from torch_sinr.serialization import read_compressed, save_compressed
+from torch_sinr.format import read_compressed, save_compressed
 from torch_sinr_shacira import (ImageModel, ImageModelConfig, PixelSource, RateModel, TrainConfig,
                                 compress_decoders, decode_image, prepare_for_coding, train, write_baseline)
 

@@ -1,0 +1,81 @@
+"""Annealed quantization: soft rounding stays between the integer neighbours and passes gradients,
+turns into rounding as the temperature falls; hard rounding is straight-through; the schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torch_sinr import SINRError
+from torch_sinr.inr.hashgrid.quantize import hard_from, soft_round, temperature_at
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _latents(n: int = 4000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, generator=g) * 5).requires_grad_()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 0.05])
+def test_soft_round_lies_between_the_neighbours_with_gradients(temperature):
+    torch.manual_seed(0)
+    x = _latents()
+    y = soft_round(x, temperature)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert (y >= torch.floor(x) - 1e-5).all() and (y <= torch.ceil(x) + 1e-5).all()
+    weights = torch.randn(x.shape)
+    (y * weights).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    if temperature >= 0.3:  # colder, the relaxed sample saturates and most gradients vanish (as in SGA)
+        assert (x.grad != 0).float().mean() > 0.5
+
+
+def test_soft_round_approaches_rounding_as_the_temperature_falls():
+    torch.manual_seed(1)
+    x = _latents().detach()
+    gaps = {t: float((soft_round(x, t) - torch.round(x)).abs().mean()) for t in (1.0, 0.3, 0.02)}
+    assert gaps[0.02] < 0.05 < gaps[1.0]
+    assert gaps[0.02] < gaps[0.3] < gaps[1.0]
+    # at a high temperature the expectation is a blend: neither rounding nor the identity
+    assert float((soft_round(x, 1.0) - x).abs().mean()) > 0.01
+
+
+def test_soft_round_keeps_integers_and_uses_the_global_rng():
+    ints = torch.arange(-5.0, 6.0)
+    assert torch.equal(soft_round(ints, 0.5), ints)
+    x = _latents(100).detach()
+    torch.manual_seed(7)
+    a = soft_round(x, 0.5)
+    torch.manual_seed(7)
+    assert torch.equal(soft_round(x, 0.5), a)
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0.5, "hard": True}, {"temperature": 0.0}, {"temperature": -1.0}])
+def test_hard_rounding_is_straight_through(kwargs):
+    x = _latents(500)
+    y = soft_round(x, **kwargs)
+    assert torch.equal(y, torch.round(x.detach()))
+    weights = torch.randn(x.shape)
+    (y * weights).sum().backward()
+    assert torch.equal(x.grad, weights)  # identity gradient
+
+
+def test_temperature_schedule():
+    assert temperature_at(0, 1000) == 1.0
+    assert math.isclose(temperature_at(900, 1000), 0.1)
+    assert math.isclose(temperature_at(1000, 1000), 0.1) and math.isclose(temperature_at(5000, 1000), 0.1)
+    assert math.isclose(temperature_at(450, 1000), math.sqrt(0.1))  # exponential: the geometric mean halfway
+    values = [temperature_at(s, 1000, start=2.0, end=0.5, anneal_fraction=0.5) for s in range(0, 1001, 50)]
+    assert values[0] == 2.0 and math.isclose(values[10], 0.5) and values == sorted(values, reverse=True)
+    assert not hard_from(899, 1000) and hard_from(900, 1000) and hard_from(999, 1000)
+    assert not hard_from(49, 100, anneal_fraction=0.5) and hard_from(50, 100, anneal_fraction=0.5)
+    for bad in ({"total": 0}, {"anneal_fraction": 0.0}, {"anneal_fraction": 1.5}, {"start": 0.1, "end": 1.0},
+                {"end": 0.0}):
+        args = {"step": 1, "total": 10, **bad}
+        with pytest.raises(SINRError):
+            temperature_at(args.pop("step"), args.pop("total"), **args)
+    with pytest.raises(SINRError):
+        soft_round(torch.zeros(3), float("inf"))

@@ -1,0 +1,129 @@
+"""autotune meets a PSNR-drop or byte target on a tiny fitted SIREN, measured on the written file."""
+
+import pytest
+import torch
+
+from torch_sinr import ByteBudget, MaxDrop, SINRConfig, SINRError, autotune, compress_model
+from torch_sinr.errors import SINRConfigError
+from torch_sinr.inr.images import load_image
+from torch_sinr.inr.models import INR, INRConfig, fit_image, psnr, render
+from torch_sinr.format import load_compressed, save_compressed
+
+from ..model_checks import assert_unchanged, snapshot
+from ..tiny_models import SharedMLP, TiedMLP
+from tests.tiny_models import fast_config
+
+ARCH = INRConfig(hidden_features=24, hidden_layers=2)
+MENUS = {"s_ratios": (0.45, 0.3, 0.2), "value_bits": (16, 10, 8, 6, 4)}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    image = load_image(downscale=16)
+    torch.manual_seed(0)
+    model = INR(ARCH)
+    fit_image(model, image, 150, progress=False)
+    return image, model.state_dict()
+
+
+def _model(state):
+    model = INR(ARCH)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _scorer(image):
+    return lambda m: psnr(render(m, *image.shape[1:]), image)
+
+
+@pytest.mark.parametrize("drop", [0.3, 2.0])
+def test_meets_psnr_drop_on_the_written_file(fitted, tmp_path, drop):
+    image, state = fitted
+    evaluate = _scorer(image)
+    model = _model(state)
+    reference = evaluate(model)
+    result = autotune(model, evaluate, MaxDrop(drop), fast_config(), **MENUS, progress=False)
+    assert result.reference_score == reference
+    report = save_compressed(model, tmp_path / "tuned.safetensors")
+    assert report.file_bytes == result.file_bytes
+    restored = load_compressed(tmp_path / "tuned.safetensors", INR(ARCH)).eval()
+    assert evaluate(restored) == pytest.approx(result.score, abs=1e-9)
+    assert result.score >= reference - drop
+    # It chose something cheaper than the richest setting on its menus.
+    richest = _model(state)
+    compress_model(richest, fast_config(s_ratio=0.45, value_bits=16))
+    assert result.file_bytes < save_compressed(richest, tmp_path / "rich.safetensors").file_bytes
+    assert result.history and all(h["score"] >= reference - drop for h in result.history)
+
+
+def test_looser_target_gives_a_smaller_file(fitted):
+    image, state = fitted
+    tight = autotune(_model(state), _scorer(image), MaxDrop(0.3), fast_config(), **MENUS, progress=False)
+    loose = autotune(_model(state), _scorer(image), MaxDrop(2.0), fast_config(), **MENUS, progress=False)
+    assert loose.file_bytes < tight.file_bytes
+
+
+def test_returned_config_reproduces_the_model(fitted):
+    image, state = fitted
+    model = _model(state)
+    result = autotune(model, _scorer(image), MaxDrop(1.0), fast_config(), **MENUS, progress=False)
+    again = _model(state)
+    compress_model(again, result.config)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert {n: (l.s, l.value_bits) for n, l in ((x.name, x) for x in result.report.layers)} == result.choices
+
+
+def test_byte_budget_is_met(fitted, tmp_path):
+    image, state = fitted
+    evaluate = _scorer(image)
+    rich = _model(state)
+    compress_model(rich, fast_config(s_ratio=0.45, value_bits=16))
+    budget = int(0.7 * save_compressed(rich, tmp_path / "rich.safetensors").file_bytes)
+    model = _model(state)
+    result = autotune(model, evaluate, ByteBudget(budget), fast_config(), **MENUS, progress=False)
+    assert result.file_bytes <= budget
+    assert save_compressed(model, tmp_path / "b.safetensors").file_bytes == result.file_bytes
+
+
+def test_impossible_targets_raise_and_leave_the_model_unchanged(fitted):
+    image, state = fitted
+    model = _model(state)
+    before = snapshot(model)
+    with pytest.raises(SINRError, match="cannot be met"):
+        autotune(model, _scorer(image), MaxDrop(0.0), fast_config(), **MENUS, progress=False)
+    with pytest.raises(SINRError, match="cannot be met"):
+        autotune(model, _scorer(image), ByteBudget(100), fast_config(), **MENUS, progress=False)
+    assert_unchanged(model, before)
+
+
+def test_bad_arguments_are_named(fitted):
+    image, state = fitted
+    with pytest.raises(SINRConfigError, match="MaxDrop"):
+        MaxDrop(-1.0)
+    with pytest.raises(SINRConfigError, match="ByteBudget"):
+        ByteBudget(0)
+    with pytest.raises(SINRConfigError, match="target"):
+        autotune(_model(state), _scorer(image), 0.5, fast_config())
+    with pytest.raises(SINRConfigError, match="value_bits"):
+        autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(), value_bits=(40,))
+    with pytest.raises(SINRError, match="finite"):
+        autotune(_model(state), lambda m: float("nan"), MaxDrop(1.0), fast_config())
+
+
+@pytest.mark.parametrize("factory", [TiedMLP, SharedMLP], ids=["tied-weights", "shared-module"])
+def test_tied_and_shared_layers_stay_linked(factory, tmp_path):
+    """A tied weight is coded once: a setting chosen for it applies to every user of the codes."""
+    x = torch.rand(256, 2) * 2 - 1
+    target = factory()(x).detach()
+
+    def evaluate(m):  # negative output error: higher is better
+        return -float(((m(x) - target) ** 2).mean().sqrt())
+
+    model = factory()
+    result = autotune(model, evaluate, MaxDrop(0.02), fast_config(), **MENUS, progress=False)
+    assert result.score >= result.reference_score - 0.02
+    assert model.a.values is model.b.values and model.a.spec == model.b.spec
+    save_compressed(model, tmp_path / "t.safetensors")
+    restored = load_compressed(tmp_path / "t.safetensors", factory(seed=3))
+    assert torch.equal(restored(x), model(x))

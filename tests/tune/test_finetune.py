@@ -1,0 +1,157 @@
+"""Fine-tuning the SINR values (support fixed) lowers the loss and keeps memory == file."""
+
+import pytest
+import torch
+from torch import nn
+
+from torch_sinr import SINRConfig, SINRError, compress_model
+from torch_sinr.tune.finetune import finetune_codes
+from torch_sinr.inr.images import load_image
+from torch_sinr.inr.models import INR, INRConfig, fit_image, image_loss, render
+from torch_sinr.format import load_compressed, save_compressed
+from tests.tiny_models import fast_config
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    image = load_image(downscale=16)
+    torch.manual_seed(0)
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    fit_image(model, image, 150, progress=False)
+    return image, model.state_dict()
+
+
+@pytest.mark.parametrize("quantize_aware", [True, False])
+def test_finetuning_lowers_loss_and_file_equals_memory(fitted, tmp_path, quantize_aware):
+    image, state = fitted
+    config = INRConfig(hidden_features=32, hidden_layers=2)
+    model = INR(config)
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    indices_before = [m.indices.clone() for m in model.modules() if hasattr(m, "indices")]
+    loss = image_loss(image)
+    with torch.no_grad():
+        start = loss(model).item()
+    losses = finetune_codes(model, loss, steps=60, lr=1e-3, quantize_aware=quantize_aware)
+    model.eval()
+    with torch.no_grad():
+        end = loss(model).item()
+    assert end < 0.8 * start and len(losses) == 60
+    assert all(torch.equal(a, m.indices) for a, m in zip(indices_before, [m for m in model.modules() if hasattr(m, "indices")]))
+    save_compressed(model, tmp_path / "ft.safetensors")
+    restored = load_compressed(tmp_path / "ft.safetensors", INR(config)).eval()
+    assert torch.equal(render(restored, *image.shape[1:]), render(model, *image.shape[1:]))
+    assert not any(p.requires_grad and p.grad is not None and hasattr(m, "indices") for m in model.modules()
+                   for p in [getattr(m, "values", None)] if p is not None)
+
+
+def test_finetune_needs_sinr_layers():
+    with pytest.raises(SINRError):
+        finetune_codes(INR(INRConfig(hidden_features=8, hidden_layers=1)), lambda m: torch.zeros(()), 1)
+
+
+def test_finetuning_never_ends_worse_than_it_starts(fitted):
+    """A learning rate far too high must not leave the model worse: the best iterate is kept."""
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    loss = image_loss(image)
+    model.eval()
+    with torch.no_grad():
+        start = loss(model).item()
+    finetune_codes(model, loss, steps=5, lr=10.0)
+    model.eval()
+    with torch.no_grad():
+        assert loss(model).item() <= start
+
+
+def test_dense_parameters_train_through_their_grid_and_end_on_it(tmp_path):
+    """train_dense: the input layer and biases move (through their 6-bit grids) and end on them."""
+    from torch_sinr.nn.storage import get_storage
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    x = torch.rand(256, 2) * 2 - 1
+    target = torch.sin(3 * x[:, :1]) * torch.cos(2 * x[:, 1:])
+    compress_model(model, fast_config(value_bits=10, dense_bits=6))
+    grid = get_storage(model[0], "weight")
+    before = model[0].weight.detach().clone()
+    loss = lambda m: ((m(x) - target) ** 2).mean()  # noqa: E731
+    start = loss(model).item()
+    finetune_codes(model, loss, steps=60, lr=1e-2, train_dense=True)
+    assert loss(model).item() < start
+    weight = model[0].weight.detach()
+    assert not torch.equal(weight, before)  # it trained
+    assert torch.equal(grid.round_trip(weight.reshape(-1)).reshape(weight.shape), weight)  # on its grid
+    save_compressed(model, tmp_path / "m.safetensors")
+    restored = load_compressed(tmp_path / "m.safetensors", nn.Sequential(
+        nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)))
+    assert torch.equal(restored(x), model(x))  # memory == file
+
+
+def test_requantize_dense_puts_freely_trained_parameters_back_on_a_grid(tmp_path):
+    from torch_sinr.nn.storage import get_storage, requantize_dense_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    compress_model(model, fast_config(value_bits=8))
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)  # trained by something else, out of its old range
+    requantize_dense_(model)
+    grid = get_storage(model[0], "weight")
+    assert grid.hi > 1.0 and grid.bits == 8
+    weight = model[0].weight.detach()
+    assert torch.equal(grid.round_trip(weight.reshape(-1)).reshape(weight.shape), weight)
+
+
+def test_select_keeps_the_iterate_with_the_best_score_not_the_lowest_loss(fitted):
+    """With ``select``, the score decides: a score that is best at the start keeps the start,
+    although training lowers the loss; it is asked at step 0, every select_every steps and at the end."""
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    start = [m.values.detach().clone() for m in model.modules() if hasattr(m, "indices")]
+    calls = []
+
+    def worse_every_time(m):
+        assert not m.training and not torch.is_grad_enabled()
+        calls.append(len(calls))
+        return -float(len(calls))
+
+    loss = image_loss(image)
+    losses = finetune_codes(model, loss, steps=30, lr=1e-3, select=worse_every_time, select_every=10)
+    assert len(calls) == 4  # steps 0, 10, 20 and the end (30)
+    assert losses[-1] < losses[0]  # training did lower the loss ...
+    now = [m.values for m in model.modules() if hasattr(m, "indices")]
+    assert all(torch.equal(a, b) for a, b in zip(start, now))  # ... but the start scored best
+    assert model.training  # the mode is restored
+
+
+def test_select_every_must_be_positive(fitted):
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    with pytest.raises(SINRError, match="select_every"):
+        finetune_codes(model, image_loss(image), 2, select=lambda m: 0.0, select_every=0)
+
+
+def test_train_dense_leaves_frozen_parameters_alone(fitted):
+    """A parameter the caller froze (requires_grad False) is not trained by train_dense and keeps
+    its flag; the same parameter left trainable (a copy of the model) is trained."""
+    import copy
+
+    image, state = fitted
+    model = INR(INRConfig(hidden_features=32, hidden_layers=2))
+    model.load_state_dict(state)
+    compress_model(model, fast_config(value_bits=10))
+    control = copy.deepcopy(model)
+    frozen = dict(model.named_parameters())["net.0.weight"]  # the dense input layer
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    finetune_codes(model, image_loss(image), steps=30, lr=1e-3, train_dense=True)
+    assert torch.equal(frozen, before) and not frozen.requires_grad
+    finetune_codes(control, image_loss(image), steps=30, lr=1e-3, train_dense=True)
+    assert not torch.equal(dict(control.named_parameters())["net.0.weight"], before)

@@ -1,7 +1,0 @@
-"""The bitstream: value quantization, index coding, bit packing and entropy coding.
-
-Everything here defines what bytes in a file mean, so it is versioned with the file format
-(``torch_sinr.format``) and pinned by golden tests. ``wire`` (varints, a bounded reader) and
-``rangecoder`` (range coding with a stored histogram model) are format 2's; ``entropy``
-(tagged Brotli streams) is format 1's.
-"""

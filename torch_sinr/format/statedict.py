@@ -1,0 +1,95 @@
+"""Compressing a bare state_dict (no model class at hand), as the CLI does.
+
+A module tree is rebuilt from the keys: every ``X.weight`` that is 2-D floating point, whose
+module ``X`` holds nothing but ``weight`` and an optional 1-D ``bias`` of matching size, becomes
+an ``nn.Linear`` at path ``X``; every other tensor becomes a buffer of its module. The tree has
+the same state_dict keys, so ``compress_model``/``save_compressed``/``decode_state_dict`` work
+on it unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import SINRInputError
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state_dict from .safetensors, or from a torch file loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SINRInputError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise SINRInputError(f"cannot read {path} as safetensors: {exc}") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SINRInputError(f"cannot read {path} as a torch checkpoint with weights_only=True: {exc}") from None
+    if isinstance(data, dict) and not all(isinstance(v, torch.Tensor) for v in data.values()):
+        for key in ("state_dict", "model", "module"):
+            inner = data.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return dict(inner)
+    if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return dict(data)
+    raise SINRInputError(f"{path} holds no state_dict (a dict of tensors, or one under 'state_dict'/'model')")
+
+
+def module_from_state_dict(state: dict[str, torch.Tensor]) -> nn.Module:
+    if not state:
+        raise SINRInputError("the state_dict is empty")
+    children: dict[str, set[str]] = {}
+    for key in state:
+        parts = key.split(".")
+        if any(p == "" for p in parts):
+            raise SINRInputError(f"state_dict key {key!r} has an empty name component")
+        for i in range(1, len(parts)):
+            children.setdefault(".".join(parts[:i]), set()).add(parts[i])
+    linear_paths = set()
+    for key, tensor in state.items():
+        path, _, leaf = key.rpartition(".")
+        if leaf != "weight" or not path or tensor.ndim != 2 or not tensor.is_floating_point():
+            continue
+        members = children.get(path, set())
+        bias = state.get(f"{path}.bias")
+        bias_ok = bias is None or (bias.ndim == 1 and bias.shape[0] == tensor.shape[0] and bias.is_floating_point())
+        only_leaves = all(f"{path}.{m}" in state for m in members) and members <= {"weight", "bias"}
+        if only_leaves and bias_ok:
+            linear_paths.add(path)
+
+    root = nn.Module()
+
+    def module_at(path: str) -> nn.Module:
+        module = root
+        if not path:
+            return module
+        for part in path.split("."):
+            if part not in module._modules:
+                module.add_module(part, nn.Module())
+            module = module._modules[part]
+        return module
+
+    for path in sorted(linear_paths):
+        weight = state[f"{path}.weight"]
+        bias = state.get(f"{path}.bias")
+        parent, _, name = path.rpartition(".")
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if bias is not None:
+                linear.bias.copy_(bias)
+        module_at(parent).add_module(name, linear)
+    for key, tensor in state.items():
+        path, _, leaf = key.rpartition(".")
+        if path in linear_paths:
+            continue
+        module_at(path).register_buffer(leaf, tensor.clone())
+    return root

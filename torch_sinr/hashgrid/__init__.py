@@ -1,8 +1,0 @@
-"""Multiresolution hash-grid encodings in plain PyTorch (2-D images, 3-D fields).
-
-Not imported by ``import torch_sinr``: ``import torch_sinr.hashgrid`` when needed.
-"""
-
-from .encoding import HashGrid, HashGridConfig, hash_coords, interpolate_hashed_levels
-
-__all__ = ["HashGrid", "HashGridConfig", "hash_coords", "interpolate_hashed_levels"]

@@ -1,0 +1,268 @@
+"""autotune: choose s and value bits per layer to meet a quality or size target with the fewest bits.
+
+The user supplies ``evaluate(model) -> float`` (higher is better, e.g. PSNR in dB) and a target:
+
+* ``MaxDrop(d)``: the compressed model may score at most ``d`` below the original;
+* ``ByteBudget(n)``: the written file may hold at most ``n`` bytes (the best score under it).
+
+Search: greedy descent on the real, jointly evaluated model. Every coded layer starts at its
+richest setting (the largest admissible s, ``max_bits`` value bits). Each round tries, for every
+layer, one notch down in s and one notch down in value bits, evaluates the whole model with that
+single change, and takes the move that saves the most bytes per unit of score lost (moves that
+lose nothing come first). It stops when no move keeps ``MaxDrop`` satisfied, or as soon as the
+bytes fit a ``ByteBudget``. Greedy joint evaluation costs O(rounds x layers) evaluations, far
+fewer than the grid, and unlike per-layer sensitivity tables it sees how layers' errors interact.
+
+Codes for each (layer, s) are computed once by OMP with raw float values; a value-bit setting
+re-quantizes them, exactly as ``compress_model`` would (same quantizer fit). The result is a
+:class:`SINRConfig` with ``s_pattern`` / ``value_bits_pattern`` filled in, applied to the user's
+model with ``compress_model``, so the outcome is reproducible from the config alone. Bytes during
+the search are the Brotli-coded streams of each layer plus the measured rest of the file; the
+final size is measured by writing the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..format.model_io import codes_bytes, encoded_size
+from ..nn.config import SINRConfig
+from ..errors import SINRConfigError, SINRError
+from ..nn.layer import SINRLinear
+from ..nn.report import CompressionReport
+from ..core.sparsity import max_sparsity
+from ..core.tensor_codes import CodedTensor, encode_tensor
+from ..nn.transform import compress_model
+
+DEFAULT_S_RATIOS = (0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+DEFAULT_VALUE_BITS = (16, 14, 12, 10, 9, 8, 7, 6, 5, 4)
+
+
+@dataclass(frozen=True)
+class MaxDrop:
+    """The compressed model may score at most ``drop`` below the original (e.g. 0.5 dB PSNR)."""
+
+    drop: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.drop, (int, float)) and math.isfinite(self.drop) and self.drop >= 0):
+            raise SINRConfigError(f"MaxDrop needs a finite drop >= 0, got {self.drop!r}")
+
+
+@dataclass(frozen=True)
+class ByteBudget:
+    """The written file may hold at most ``max_bytes`` bytes."""
+
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_bytes, int) and self.max_bytes > 0):
+            raise SINRConfigError(f"ByteBudget needs a positive int of bytes, got {self.max_bytes!r}")
+
+
+@dataclass
+class AutotuneResult:
+    config: SINRConfig  # reusable: compress_model(fresh_model, result.config) gives the same model
+    report: CompressionReport
+    reference_score: float  # evaluate(original model)
+    score: float  # evaluate(compressed model), measured after compress_model
+    file_bytes: int  # bytes of the file save_compressed writes, measured
+    choices: dict[str, tuple[int, int]]  # layer name -> (s, value bits)
+    evaluations: int
+    history: list[dict] = field(default_factory=list)  # one entry per accepted move
+
+    def to_dict(self) -> dict:
+        return {"reference_score": self.reference_score, "score": self.score, "file_bytes": self.file_bytes,
+                "choices": {k: {"s": s, "value_bits": b} for k, (s, b) in self.choices.items()},
+                "evaluations": self.evaluations, "history": self.history}
+
+
+class _Layer:
+    """One coded layer of the working copy and its menu of settings."""
+
+    def __init__(self, name: str, module: SINRLinear, sharing: list[SINRLinear], weight: torch.Tensor,
+                 s_options: list[int], bit_options: list[int]):
+        self.name, self.module, self.weight = name, module, weight
+        self.sharing = sharing  # every module of the working copy that uses these codes (tied weights)
+        self.s_options, self.bit_options = s_options, bit_options
+        self.s_at, self.bits_at = 0, 0  # positions in the menus (0 = richest)
+        self.codes: dict[int, CodedTensor] = {}  # s -> raw float codes
+        self.variants: dict[tuple[int, int], SINRLinear] = {}  # (s, bits) -> quantized codes
+        self.sizes: dict[tuple[int, int], int] = {}
+
+    @property
+    def setting(self) -> tuple[int, int]:
+        return self.s_options[self.s_at], self.bit_options[self.bits_at]
+
+
+def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: MaxDrop | ByteBudget,
+             config: SINRConfig | None = None, *, s_ratios: tuple[float, ...] = DEFAULT_S_RATIOS,
+             value_bits: tuple[int, ...] = DEFAULT_VALUE_BITS, max_evaluations: int = 2000,
+             progress: bool = True, code_cache: dict | None = None) -> AutotuneResult:
+    """Compress ``model`` in place with per-layer s and value bits chosen to meet ``target``.
+
+    ``evaluate(model)`` returns a score, higher is better; it is called under ``torch.no_grad()``.
+    ``config`` gives everything else (targets, dictionary, coder, dense dtype); its ``s``,
+    ``s_pattern``, ``value_bits`` and ``value_bits_pattern`` are what autotune chooses.
+    If the target cannot be met, raises :class:`SINRError` and leaves ``model`` unchanged.
+    ``code_cache`` (a dict the caller keeps) reuses the OMP codes of each (layer, s) across
+    calls on the same model, e.g. the probes of ``torch_sinr.compress``.
+    """
+    if not isinstance(target, (MaxDrop, ByteBudget)):
+        raise SINRConfigError(f"target must be MaxDrop(...) or ByteBudget(...), got {target!r}")
+    config = (config or SINRConfig()).validate()
+    bit_menu = sorted({int(b) for b in value_bits}, reverse=True)
+    ratio_menu = sorted({float(r) for r in s_ratios}, reverse=True)
+    if not bit_menu or any(b not in range(2, 17) for b in bit_menu):
+        raise SINRConfigError(f"value_bits must be a non-empty set of ints in 2..16, got {value_bits!r}")
+    if not ratio_menu or any(not 0 < r <= 1 for r in ratio_menu):
+        raise SINRConfigError(f"s_ratios must be a non-empty set of numbers in (0, 1], got {s_ratios!r}")
+
+    def score(m: nn.Module) -> float:
+        with torch.no_grad():
+            value = float(evaluate(m))
+        if not math.isfinite(value):
+            raise SINRError(f"evaluate() returned {value}, not a finite score")
+        return value
+
+    reference = score(model)
+    # The working copy: compress it once at the richest settings to learn the layers' code shapes.
+    work = copy.deepcopy(model)
+    rich = replace(config, s=None, s_pattern={}, value_bits=bit_menu[0], value_bits_pattern={},
+                   s_ratio=ratio_menu[0])
+    base_report = compress_model(work, rich, progress=False)
+    originals = dict(model.named_modules(remove_duplicate=False))
+    layers: list[_Layer] = []
+    for entry in base_report.layers:
+        if entry.tied_to:
+            continue
+        module = work.get_submodule(entry.name)
+        sharing = [m for m in work.modules() if isinstance(m, SINRLinear) and m.values is module.values]
+        k1 = module.spec.k1
+        s_options = sorted({min(max_sparsity(k1), max(1, math.ceil(r * k1))) for r in ratio_menu}, reverse=True)
+        layers.append(_Layer(entry.name, module, sharing, originals[entry.name].weight.detach(), s_options,
+                             bit_menu))
+
+    def codes_for(layer: _Layer, s: int) -> CodedTensor:
+        if s not in layer.codes:
+            # raw float codes depend on the weight and the dictionary settings, never on value bits
+            key = (layer.name, s, config.k2, config.dict_ratio, config.seed, config.mode, config.flatten_below,
+                   config.coder)
+            cached = code_cache.get(key) if code_cache is not None else None
+            if cached is None or not torch.equal(cached[0], layer.weight):
+                codes = encode_tensor(layer.weight, s=s, k2=config.k2, dict_ratio=config.dict_ratio,
+                                      seed=config.seed, mode=config.mode, flatten_below=config.flatten_below,
+                                      coder=config.coder, value_bits=32, names=[layer.name])
+                cached = (layer.weight.detach().clone(), codes)
+                if code_cache is not None:
+                    code_cache[key] = cached
+            layer.codes[s] = cached[1]
+        return layer.codes[s]
+
+    def variant(layer: _Layer, s: int, bits: int) -> SINRLinear:
+        """The layer's codes at (s, bits), quantized exactly as compress_model would."""
+        if (s, bits) not in layer.variants:
+            layer.variants[(s, bits)] = SINRLinear.from_codes(codes_for(layer, s)).requantize_(bits)
+        return layer.variants[(s, bits)]
+
+    def apply(layer: _Layer, s: int, bits: int) -> None:
+        """Set the working copy's layer (and every module sharing its codes) to (s, bits)."""
+        fresh = variant(layer, s, bits)
+        # Copies: the cached variant must survive whatever evaluate() does to the working copy.
+        layer.module.values.data = fresh.values.data.to(layer.module.values.device, copy=True)
+        layer.module.indices.data = fresh.indices.to(layer.module.indices.device, copy=True)
+        for m in layer.sharing:
+            m.spec = fresh.spec
+            m._cache = None
+
+    def coded_bytes(layer: _Layer, s: int, bits: int) -> int:
+        if (s, bits) not in layer.sizes:
+            fresh = variant(layer, s, bits)
+            layer.sizes[(s, bits)] = round(codes_bytes(fresh.codes(), index_coding=config.index_coding,
+                                                       symbol_coding=config.symbol_coding,
+                                                       brotli_quality=config.brotli_quality))
+        return layer.sizes[(s, bits)]
+
+    for layer in layers:
+        apply(layer, *layer.setting)
+    # Everything in the file that autotune does not change (dense layers, biases, container).
+    rest = _file_bytes(work) - sum(coded_bytes(layer, *layer.setting) for layer in layers)
+
+    def total_bytes() -> int:
+        return rest + sum(coded_bytes(layer, *layer.setting) for layer in layers)
+
+    current = score(work)
+    evaluations = 2  # the original and the richest setting
+    floor = reference - target.drop if isinstance(target, MaxDrop) else -math.inf
+    if current < floor:
+        raise SINRError(f"target {target} cannot be met: even the richest setting (s_ratio {ratio_menu[0]}, "
+                        f"{bit_menu[0]}-bit values) scores {current:.4g} against the original's {reference:.4g}; "
+                        f"try a larger dict_ratio, or fine-tune the codes (torch_sinr.tune.finetune)")
+
+    def fits_budget() -> bool:
+        return isinstance(target, ByteBudget) and total_bytes() <= target.max_bytes
+
+    history: list[dict] = []
+    bar = tqdm(desc="autotune", disable=not progress, unit="eval", total=None)
+    try:
+        while not fits_budget():
+            best = None  # (priority, layer, move, score, bytes)
+            for layer in layers:
+                for move in ("s", "bits"):
+                    at = layer.s_at + (move == "s"), layer.bits_at + (move == "bits")
+                    if at[0] >= len(layer.s_options) or at[1] >= len(layer.bit_options):
+                        continue
+                    s, bits = layer.s_options[at[0]], layer.bit_options[at[1]]
+                    saved = coded_bytes(layer, *layer.setting) - coded_bytes(layer, s, bits)
+                    if saved <= 0:
+                        continue
+                    if evaluations >= max_evaluations:
+                        raise SINRError(f"autotune used its {max_evaluations} evaluations before meeting {target}; "
+                                        f"raise max_evaluations or use coarser s_ratios / value_bits menus")
+                    apply(layer, s, bits)
+                    candidate = score(work)
+                    evaluations += 1
+                    bar.update(1)
+                    apply(layer, *layer.setting)
+                    if candidate < floor:
+                        continue
+                    lost = current - candidate
+                    # Free moves (no score lost) first, largest saving first; then bytes per score.
+                    priority = (1, saved, 0.0) if lost <= 0 else (0, saved / lost, -lost)
+                    if best is None or priority > best[0]:
+                        best = (priority, layer, at, candidate, saved)
+            if best is None:
+                break
+            _, layer, at, candidate, saved = best
+            layer.s_at, layer.bits_at = at
+            apply(layer, *layer.setting)
+            current = candidate
+            history.append({"layer": layer.name, "s": layer.setting[0], "value_bits": layer.setting[1],
+                            "score": candidate, "bytes": total_bytes()})
+            bar.set_postfix(score=f"{current:.3f}", bytes=total_bytes())
+    finally:
+        bar.close()
+    if isinstance(target, ByteBudget) and not fits_budget():
+        raise SINRError(f"target {target} cannot be met: the smallest setting on the menus needs about "
+                        f"{total_bytes()} bytes; add smaller s_ratios or value_bits, or exclude fewer layers")
+
+    choices = {layer.name: layer.setting for layer in layers}
+    tuned = replace(config, s=None, s_pattern={name: s for name, (s, _) in choices.items()},
+                    value_bits_pattern={name: b for name, (_, b) in choices.items()})
+    report = compress_model(model, tuned, progress=False)
+    final = score(model)
+    evaluations += 1
+    return AutotuneResult(config=tuned, report=report, reference_score=reference, score=final,
+                          file_bytes=_file_bytes(model), choices=choices, evaluations=evaluations,
+                          history=history)
+
+
+def _file_bytes(model: nn.Module) -> int:
+    return encoded_size(model)[0]  # the bytes save_compressed would write, without writing them

@@ -1,0 +1,275 @@
+"""Simple baselines SINR must beat, each written as a real file whose bytes are counted.
+
+- ``cast``: every tensor stored as float32 / float16 (COIN-style).
+- ``uniform``: every tensor uniformly quantized at b bits with its own range, laid out bit-packed
+  or byte-aligned (whichever Brotli codes smaller, per tensor) and Brotli-coded (INRIC-style);
+  ``finetune_uniform`` gives it the same quantization-aware fine-tuning that SINR codes get, so
+  comparisons stay fair.
+- ``prune``: magnitude pruning of the weight matrices (kept fraction), kept values quantized
+  at b bits, positions coded like SINR indices (the smallest of fixed / Rice / bitmask).
+- ``low_rank``: truncated SVD of each weight matrix at a given rank, factors stored as float32.
+
+All files are format-2 files, written by the same container and coders as SINR's (the same
+header, names, CRC, and the same choice between range coding and Brotli for quantized
+symbols), so a comparison measures the methods, not their packaging. Pruned and low-rank
+matrices are coding kinds of their own, registered here (``format.register_kind``).
+``read_baseline`` decodes a file into a state_dict: every reported quality is measured on what
+the file holds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..format.codec.bitpack import packed_size
+from ..format.codec.indices import CODINGS, decode_indices, encode_indices, index_width
+from ..core.quantization import UniformQuantizer
+from ..format.codec.wire import ByteReader, ByteWriter
+from ..errors import SINRError, SINRFormatError
+from .finetune import SELECT_EVERY
+from ..format import container, schema
+from ..format import symbols as sym
+from ..format.kinds import Decoded, DecodeContext, EncodeContext, Item, Kind, register_kind
+from ..format.model_io import decode_state_dict
+from ..format.schema import Entry
+
+DEFAULT_QUALITY = 11
+
+
+def _write(path: str | os.PathLike, items: list[Item], names: bool = True) -> int:
+    payload, _ = container.encode_payload(items, names=names, quality=DEFAULT_QUALITY)
+    return container.write_file(path, payload)
+
+
+def _weight_matrices(state: dict[str, torch.Tensor]) -> set[str]:
+    return {k for k, v in state.items() if v.ndim == 2 and v.is_floating_point() and k.endswith("weight")}
+
+
+def _item(name: str, t: torch.Tensor, kind: str, data) -> Item:
+    return Item(name, t.dtype, tuple(t.shape), kind, data)
+
+
+def write_cast(state: dict[str, torch.Tensor], path, dtype: str = "float16", names: bool = True) -> int:
+    stored = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    return _write(path, [_item(n, t, "raw", (t, stored)) for n, t in state.items()], names)
+
+
+def write_uniform(state: dict[str, torch.Tensor], path, bits: int,
+                  grids: dict[str, UniformQuantizer] | None = None, names: bool = True) -> int:
+    """``grids`` (from ``finetune_uniform``) keeps fine-tuned values on the grid they were trained on."""
+    items = []
+    for name, t in state.items():
+        q = grids[name] if grids and name in grids else UniformQuantizer.fit(t, bits)
+        items.append(_item(name, t, "uniform", (t, q)))
+    return _write(path, items, names)
+
+
+def uniform_round_trip(state: dict[str, torch.Tensor], bits: int) -> dict[str, torch.Tensor]:
+    return {k: UniformQuantizer.fit(v, bits).round_trip(v).reshape(v.shape) for k, v in state.items()}
+
+
+def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
+                 skip: Callable[[str], bool] = lambda n: False, names: bool = True) -> int:
+    """Weight matrices (not skipped) keep their ``keep`` fraction of largest magnitudes per row,
+    quantized at b bits; everything else is stored uniform at b bits."""
+    items = []
+    for name, t in state.items():
+        if name not in _weight_matrices(state) or skip(name):
+            items.append(_item(name, t, "uniform", (t, UniformQuantizer.fit(t, bits))))
+            continue
+        s = max(1, round(keep * t.shape[1]))
+        idx = t.abs().topk(s, dim=1).indices.sort(dim=1).values
+        values = t.gather(1, idx)
+        items.append(_item(name, t, "pruned", (idx, values, UniformQuantizer.fit(values, bits))))
+    return _write(path, items, names)
+
+
+def write_low_rank(state: dict[str, torch.Tensor], path, rank: int, skip: Callable[[str], bool] = lambda n: False,
+                   names: bool = True) -> int:
+    """Weight matrices (not skipped) as float32 factors U_k S_k and V_k^T; the rest as float32."""
+    items = []
+    for name, t in state.items():
+        if name in _weight_matrices(state) and not skip(name) and rank < min(t.shape):
+            u, sv, vh = torch.linalg.svd(t.double(), full_matrices=False)
+            items.append(_item(name, t, "low_rank", ((u[:, :rank] * sv[:rank]).float(), vh[:rank].float())))
+        else:
+            items.append(_item(name, t, "raw", (t, torch.float32)))
+    return _write(path, items, names)
+
+
+def read_baseline(path, skeleton: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Decode a baseline file into a float32 state_dict (bare files need the model's skeleton)."""
+    return {k: v.float() for k, v in decode_state_dict(path, skeleton=skeleton).items()}
+
+
+# ----------------------------------------------------------------------------- the baselines' kinds
+@dataclass
+class _PrunedParams:
+    s: int
+    quantizer: UniformQuantizer
+    values: sym.SymbolParams
+    coding: str
+    param: int
+    raw_size: int
+
+
+class PrunedKind(Kind):
+    """A 2-D matrix with s kept entries per row: b-bit values and their column positions."""
+
+    id, name = 16, "pruned"
+
+    def encode(self, item, out, ctx):
+        idx, values, q = item.data
+        out.u8(q.bits)
+        out.f32(q.lo)
+        out.f32(q.hi)
+        out.varint(idx.shape[1])
+        codes = q.quantize(values.reshape(-1)).numpy()
+        ctx.add_symbols("values", ctx.symbols(codes, q.bits, ctx.symbol_policy), out)
+        coding, param, raw = encode_indices(idx.numpy(), item.shape[1])
+        out.u8(CODINGS.index(coding))
+        out.varint(param)
+        out.varint(len(raw))
+        segment = ctx.brotli(raw) if raw else b""
+        out.varint(len(segment))
+        ctx.add_segment("indices", segment)
+
+    def parse(self, reader, entry, index, entries):
+        if len(entry.shape) != 2 or entry.dtype not in schema.FLOAT_DTYPES:
+            raise SINRFormatError(f"{entry.where}: pruned needs a 2-D float tensor")
+        bits = reader.u8()
+        if not 2 <= bits <= 16:
+            raise SINRFormatError(f"{entry.where}: width {bits} is not in 2..16")
+        lo, hi = reader.f32(), reader.f32()
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise SINRFormatError(f"{entry.where}: bad range")
+        s = reader.varint(1, max(1, entry.shape[1]), "kept per row")
+        count = entry.shape[0] * s
+        values = sym.read_params(reader, bits, count, entry.where, entry.segment_lengths)
+        coding_id = reader.u8()
+        if coding_id >= len(CODINGS):
+            raise SINRFormatError(f"{entry.where}: unknown index coding")
+        param = reader.varint(0, 64, "index parameter")
+        raw_size = reader.varint(0, packed_size(entry.shape[1], entry.shape[0]) + packed_size(index_width(entry.shape[1]), count) + 4,
+                                 "index stream size")
+        entry.segment_lengths.append(reader.varint(0, 1 << 40, "segment length"))
+        return _PrunedParams(s, UniformQuantizer(bits, lo, hi), values, CODINGS[coding_id], param, raw_size)
+
+    def decoded_bytes(self, entry):
+        return entry.numel * 4 + entry.shape[0] * entry.params.s * 24
+
+    def decode(self, entry, ctx):
+        p = entry.params
+        rows, cols = entry.shape
+        q = sym.decode_symbols(p.values, p.quantizer.bits, rows * p.s, ctx.segments, ctx.ranges, entry.where)
+        raw = sym.brotli_decompress(ctx.segments[-1], p.raw_size, entry.where) if p.raw_size else b""
+        idx = decode_indices(p.coding, p.param, raw, rows, p.s, cols)
+        dense = torch.zeros(entry.shape)
+        dense.scatter_(1, torch.from_numpy(idx), p.quantizer.dequantize(torch.from_numpy(q)).reshape(rows, p.s))
+        return Decoded(tensor=dense.to(entry.dtype))
+
+    def symbol_streams(self, entry):
+        return [(entry.params.values, entry.params.quantizer.bits, entry.shape[0] * entry.params.s)]
+
+
+class LowRankKind(Kind):
+    """A 2-D matrix as two float32 factors (m x r) @ (r x n)."""
+
+    id, name = 17, "low_rank"
+
+    def encode(self, item, out, ctx):
+        left, right = item.data
+        out.varint(left.shape[1])
+        for factor in (left, right):
+            data = factor.contiguous().view(torch.uint8).reshape(-1).numpy().tobytes()
+            segment = ctx.brotli(data)
+            out.varint(len(segment))
+            ctx.add_segment("dense", segment)
+
+    def parse(self, reader, entry, index, entries):
+        if len(entry.shape) != 2 or entry.dtype not in schema.FLOAT_DTYPES:
+            raise SINRFormatError(f"{entry.where}: low_rank needs a 2-D float tensor")
+        rank = reader.varint(1, min(entry.shape), "rank")
+        entry.segment_lengths += [reader.varint(0, 1 << 40, "segment length") for _ in range(2)]
+        return rank
+
+    def decoded_bytes(self, entry):
+        return (entry.numel + entry.params * sum(entry.shape)) * 8
+
+    def decode(self, entry, ctx):
+        rank, (m, n) = entry.params, entry.shape
+        factors = []
+        for segment, shape in zip(ctx.segments, ((m, rank), (rank, n))):
+            data = sym.brotli_decompress(segment, shape[0] * shape[1] * 4, entry.where)
+            factors.append(torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape))
+        return Decoded(tensor=(factors[0] @ factors[1]).to(entry.dtype))
+
+
+register_kind(PrunedKind())
+register_kind(LowRankKind())
+
+
+def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], bits: int, steps: int,
+                     lr: float = 1e-4, *, select: Callable[[nn.Module], float] | None = None,
+                     select_every: int = SELECT_EVERY) -> tuple[dict[str, torch.Tensor], dict[str, UniformQuantizer]]:
+    """Quantization-aware fine-tuning of every parameter on a fixed per-tensor b-bit grid
+    (straight-through), the same budget SINR's codes get, and the same choice of the best
+    iterate (by the loss, or by ``select`` as in ``finetune_codes``). Returns the quantized
+    state_dict and the grids (pass them to ``write_uniform`` so the file holds exactly these values)."""
+    if steps < 0:
+        raise SINRError("steps must be >= 0")
+    if select is not None and not (isinstance(select_every, int) and select_every >= 1):
+        raise SINRError(f"select_every must be an int >= 1, got {select_every!r}")
+    params = dict(model.named_parameters())
+    grids = {name: UniformQuantizer.fit(p, bits) for name, p in params.items()}
+    latent = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
+    optimizer = torch.optim.Adam(latent.values(), lr=lr)
+
+    def fake_quantized() -> dict[str, torch.Tensor]:
+        return {n: v + (grids[n].round_trip(v).reshape(v.shape) - v).detach() for n, v in latent.items()}
+
+    def selected() -> float:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return float(select(_Functional(model, fake_quantized())))
+        finally:
+            model.train(was_training)
+
+    best_loss, best = float("inf"), None  # keep the best iterate, as finetune_codes does
+    for step in range(steps + 1):
+        if select is not None and (step % select_every == 0 or step == steps):
+            judged = -selected()
+            if judged < best_loss:
+                best_loss, best = judged, {n: v.detach().clone() for n, v in latent.items()}
+            if step == steps:
+                break
+        with torch.set_grad_enabled(step < steps):
+            loss = loss_fn(_Functional(model, fake_quantized()))
+        if select is None and loss.item() < best_loss:
+            best_loss, best = loss.item(), {n: v.detach().clone() for n, v in latent.items()}
+        if step == steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return {n: grids[n].round_trip(v).reshape(v.shape) for n, v in best.items()}, grids
+
+
+class _Functional(nn.Module):
+    """Calls ``model`` with replacement parameters (torch.func.functional_call), for fake quantization."""
+
+    def __init__(self, model: nn.Module, params: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self._model, self._params = model, params
+
+    def forward(self, *args):
+        return torch.func.functional_call(self._model, self._params, args)
