@@ -14,7 +14,7 @@ from .nn.layer import SINRLinear
 from .tune.pipeline import PIPELINE_CONFIG, PipelineResult, compress
 from .format import FileReport, FileSummary, decode_state_dict, load_compressed, read_compressed, save_compressed
 from .core.tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
-from .nn.transform import compress_model, decompress_model, plan_targets
+from .api import compress_model, decompress_model, plan_targets
 
 _old_paths.install()  # `torch_sinr.transform`, `torch_sinr.codec.*`, ... still import (see _old_paths)
 

@@ -39,7 +39,7 @@ MOVED = {
     "torch_sinr.statedict": "torch_sinr.format.statedict",
     "torch_sinr.storage": "torch_sinr.nn.storage",
     "torch_sinr.tensor_codes": "torch_sinr.core.tensor_codes",
-    "torch_sinr.transform": "torch_sinr.nn.transform",
+    "torch_sinr.transform": "torch_sinr.api",  # compress_model moved above nn and format
 }
 
 

@@ -20,7 +20,7 @@ from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINR
 from .format import container
 from .format import decode_state_dict, read_compressed, save_compressed
 from .format.statedict import load_checkpoint, module_from_state_dict
-from .nn.transform import compress_model
+from .api import compress_model
 
 # A compressed file is a safetensors file (one uint8 tensor and torch_sinr metadata), and its name
 # says so: safetensors tools open it, and ``load_checkpoint`` reads .safetensors by extension.

@@ -144,7 +144,7 @@ KINDS_BY_NAME: dict[str, Kind] = {}
 
 # Modules of this package that register kinds of their own; imported when a file names a kind
 # not yet known, so every file this package writes can be read without importing them first.
-_PLUGINS = ("torch_sinr.tune.baselines",)
+_PLUGINS = ("torch_sinr.format.baseline_kinds",)
 
 
 def kind_for_id(kind_id: int) -> Kind | None:

@@ -13,22 +13,21 @@ import copy
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..core.quantization import StepQuantizer, UniformQuantizer
 from ..errors import SINRError, SINRFormatError, SINRInputError
 from ..nn.layer import SINRLinear
-from ..nn.storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly, round_to_storage,
+from ..nn.report import CompressionReport
+from ..nn.storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly,
                        set_storage, storage_by_key)
 from ..core.tensor_codes import CodedTensor, CodeSpec
+from ..nn.transform import set_module
 from . import container, schema
-from .kinds import KINDS_BY_NAME, Decoded, Item
-from .report import FileReport
+from .kinds import Decoded, Item
+from .report import FileReport, FileSummary
 
 DEFAULT_QUALITY = 11
 # load_compressed's budget: what the skeleton holds, a few times over, plus this much
@@ -276,6 +275,38 @@ def encoded_size(model: nn.Module, **settings) -> tuple[int, FileReport]:
     return size, FileReport.from_parts("<memory>", size, parts, items)
 
 
+
+def fill_file_bytes(model: nn.Module, report: CompressionReport) -> None:
+    """Fill ``report`` with the bytes of the file this model writes, by layer and in total
+    (container included): what ``compress_model`` reports after ``code_model``."""
+    size, file_report = encoded_size(model)
+    report.file_bytes = size
+    report.file_parts = file_report.parts()
+    by_entry = file_report.entries
+    for layer in report.layers:
+        values = by_entry.get(f"{layer.name}.weight", {})
+        bias = by_entry.get(f"{layer.name}.bias", {})
+        layer.bits_values = round(8 * values.get("values", 0))
+        layer.bits_indices = round(8 * values.get("indices", 0))
+        layer.bits_bias = round(8 * bias.get("biases", 0))
+        layer.index_coding = values.get("index_coding", "tied" if layer.tied_to else "")
+        layer.coded_bytes = round(sum(v for k, v in values.items() if k != "index_coding")
+                                  + sum(v for k, v in bias.items() if k != "index_coding"))
+    layered = {f"{l.name}.weight" for l in report.layers} | {f"{l.name}.bias" for l in report.layers}
+    report.coded_bytes_other = round(sum(v for name, parts in by_entry.items() if name not in layered
+                                         for k, v in parts.items() if k != "index_coding"))
+
+
+def check_storable(model: nn.Module) -> None:
+    """Raise if a tensor of ``model`` could not be written (dtype, NaN/Inf): run by
+    ``compress_model`` before anything is modified."""
+    for name, tensor in model.state_dict().items():
+        if tensor.dtype not in schema.DTYPE_IDS:
+            raise SINRInputError(f"cannot store {name!r}: unsupported dtype {tensor.dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise SINRInputError(f"{name}: tensor of shape {tuple(tensor.shape)} has {bad} NaN/Inf entries")
+
 def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding: str = "auto",
                 brotli_quality: int = DEFAULT_QUALITY) -> float:
     """Bytes one tensor's SINR codes take in a file (segments, range-coded share, side info)."""
@@ -286,18 +317,6 @@ def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding
 
 
 # ----------------------------------------------------------------------------- reading
-@dataclass
-class FileSummary:
-    """What a compressed file holds, without decoding it (any format version)."""
-
-    path: str
-    version: int
-    file_bytes: int
-    metadata: dict[str, str]
-    tensors: list[dict] = field(default_factory=list)  # name, kind, dtype, shape, + kind details
-    names_stored: bool = True
-
-
 def read_compressed(path: str | os.PathLike, *, skeleton: nn.Module | None = None) -> FileSummary:
     """Open and validate a compressed file; raises ``SINRFormatError`` on anything wrong."""
     raw = container.read_file(path)
@@ -437,10 +456,9 @@ def load_compressed(path: str | os.PathLike, model: nn.Module, *, device=None) -
         for layer in {id(l): l for l in built.values()}.values():
             layer.to(device)
     # --- modify the model ----------------------------------------------------------------------
-    from ..nn.transform import _set_module
 
     for owner, layer in built.items():
-        _set_module(model, owner, layer)
+        set_module(model, owner, layer)
     state = model.state_dict(keep_vars=True)
     owners = dict(model.named_modules(remove_duplicate=False))
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""The bytes of a written file, by part. Every byte of the file is in exactly one part."""
+"""What a file holds (``FileSummary``) and its bytes by part (``FileReport``: every byte of the file is
+in exactly one part)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,15 @@ class FileReport:
         return {"path": self.path, "file_bytes": self.file_bytes, "values_bytes": self.values_bytes,
                 "indices_bytes": self.indices_bytes, "bias_bytes": self.bias_bytes, "other_bytes": self.other_bytes,
                 "side_info_bytes": self.side_info_bytes, "container_bytes": self.container_bytes, "layers": self.layers}
+
+
+@dataclass
+class FileSummary:
+    """What a compressed file holds, without decoding it (any format version)."""
+
+    path: str
+    version: int
+    file_bytes: int
+    metadata: dict[str, str]
+    tensors: list[dict] = field(default_factory=list)  # name, kind, dtype, shape, + kind details
+    names_stored: bool = True

@@ -35,8 +35,9 @@ from ..core.dictionary import GENERATOR, SUPPORTED_GENERATORS, DictionarySpec
 from ..errors import SINRError, SINRFormatError
 from ..nn.layer import SINRLinear
 from ..nn.storage import set_storage
+from ..nn.transform import set_module
 from ..core.tensor_codes import MODES, CodeSpec
-from .report import FileReport
+from .report import FileReport, FileSummary
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -463,18 +464,17 @@ def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None
         if tuple(expected[key].shape) != tuple(tensor.shape):
             raise SINRFormatError(f"tensor {key!r}: file has shape {tuple(tensor.shape)}, model has {tuple(expected[key].shape)}")
     # --- validated: modify the model --------------------------------------------------------
-    from ..nn.transform import _set_module
 
     originals = {name: modules[name] for name in built}
     for name, layer in built.items():
         layer.train(originals[name].training)
-        _set_module(model, name, layer)
+        set_module(model, name, layer)
     # Modules shared between two names become one SINRLinear again.
     by_original: dict[int, SINRLinear] = {}
     for name in built:
         first = by_original.setdefault(id(originals[name]), built[name])
         if first is not built[name]:
-            _set_module(model, name, first)
+            set_module(model, name, first)
     state = model.state_dict(keep_vars=True)
     owners = dict(model.named_modules(remove_duplicate=False))
     stored = {r.name: r.stored for r in cf.dense}
@@ -514,9 +514,7 @@ def decode_state_dict_v1(path: str | os.PathLike, device=None, raw=None) -> dict
 
 
 def summary(path, raw):
-    """A version-agnostic description of a v1 file (see ``model_io.FileSummary``)."""
-    from .model_io import FileSummary
-
+    """A version-agnostic description of a v1 file (see ``report.FileSummary``)."""
     cf = read_compressed_v1(path, raw)
     tensors = []
     for r in cf.layers:

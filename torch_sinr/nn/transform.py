@@ -1,8 +1,8 @@
-"""compress_model / decompress_model: walk any nn.Module and swap its linears, peft-style.
+"""code_model / decompress_model: walk any nn.Module and swap its linears, peft-style.
 
 Order of work, so a failure never leaves a half-modified model:
 1. validate the config and resolve targets (names, regex, exclusions, input layers, tied weights);
-2. check every targeted weight (NaN/Inf) and code all of them;
+2. run the caller's check (the file's: every tensor storable, finite) and code every target;
 3. only then replace modules and round the remaining parameters to how the file stores them
    (a uniform grid at ``dense_bits`` by default, or ``dense_dtype``), recorded per tensor.
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..core.coders.omp import omp_progress
 from .config import SINRConfig
-from ..errors import SINRAlreadyCompressedError, SINRConfigError, SINRInputError
+from ..errors import SINRAlreadyCompressedError, SINRConfigError
 from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
 from .matching import as_patterns, lookup, matches_any, regex_hint, unused_patterns
@@ -168,28 +168,27 @@ def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
     return targets
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted ``name`` of ``model`` (replacing what was there)."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
 
 
-def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_run: bool = False,
-                   progress: bool | None = None, measure_file: bool = True) -> CompressionReport | TargetPlan:
+def code_model(model: nn.Module, config: SINRConfig | None = None, *, progress: bool | None = None,
+               check: Callable[[nn.Module], None] | None = None) -> CompressionReport:
     """Replace the targeted ``nn.Linear`` modules of ``model`` by ``SINRLinear``, in place.
 
-    Returns a :class:`CompressionReport` (or, with ``dry_run``, the :class:`TargetPlan` and no
-    change). Every check and all coding happen before the first module is replaced.
-    ``measure_file=False`` skips encoding the file to report its bytes (the report's file bytes
-    stay 0): for callers that change other tensors' storage before they save, where measuring
-    now would encode, e.g., 67 MB of float32 hash tables with Brotli for nothing.
+    Every check and all coding happen before the first module is replaced; ``check(model)``
+    runs once the targets are resolved, before any coding (``torch_sinr.api.compress_model``
+    passes the file's check that every tensor can be stored). The report's file bytes stay 0:
+    measuring the file is the format's job (``torch_sinr.api.compress_model`` does both).
     """
     config = (config or SINRConfig()).validate()
-    if dry_run:
-        return plan_targets(model, config)
     started = time.perf_counter()
     targets = _resolve(model, config)
-    _check_storable(model)
+    if check is not None:
+        check(model)
     coded_targets = [t for t in targets if t.tied_to is None]
     names = [t.names[0] for t in coded_targets]
     show = progress if progress is not None else len(coded_targets) >= _PROGRESS_MIN_LAYERS
@@ -229,12 +228,9 @@ def compress_model(model: nn.Module, config: SINRConfig | None = None, *, dry_ru
             new_modules[id(target.module)] = layer
             report.layers.append(_layer_report(target.names[0], layer, target.module, 0.0, tied_to=target.tied_to))
         for name in target.names:
-            _set_module(model, name, new_modules[id(target.module)])
+            set_module(model, name, new_modules[id(target.module)])
     _round_dense_state(model, config, report)
     model.sinr_config = config
-    if measure_file:
-        with record_function("sinr.measure_file"):  # named for the profiler (benchmarks.core)
-            _fill_file_bytes(model, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -248,17 +244,6 @@ def _warn_explicit_inputs(model: nn.Module, config: SINRConfig, coded: list[str]
                           f"because target_modules names it; input layers usually lose the most quality when coded "
                           f"(the paper keeps them dense)", stacklevel=3)
 
-
-def _check_storable(model: nn.Module) -> None:
-    """Raise before anything is modified if a tensor could not be written."""
-    from ..format.schema import DTYPE_IDS
-
-    for name, tensor in model.state_dict().items():
-        if tensor.dtype not in DTYPE_IDS:
-            raise SINRInputError(f"cannot store {name!r}: unsupported dtype {tensor.dtype}")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise SINRInputError(f"{name}: tensor of shape {tuple(tensor.shape)} has {bad} NaN/Inf entries")
 
 
 def _stored_bias(old: nn.Linear, config: SINRConfig) -> torch.Tensor | None:
@@ -330,28 +315,6 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
                 set_storage(module, leaf, storage)
 
 
-def _fill_file_bytes(model: nn.Module, report: CompressionReport) -> None:
-    """The bytes of the file this model writes, by layer and in total (container included)."""
-    from ..format.model_io import encoded_size
-
-    size, file_report = encoded_size(model)
-    report.file_bytes = size
-    report.file_parts = file_report.parts()
-    by_entry = file_report.entries
-    for layer in report.layers:
-        values = by_entry.get(f"{layer.name}.weight", {})
-        bias = by_entry.get(f"{layer.name}.bias", {})
-        layer.bits_values = round(8 * values.get("values", 0))
-        layer.bits_indices = round(8 * values.get("indices", 0))
-        layer.bits_bias = round(8 * bias.get("biases", 0))
-        layer.index_coding = values.get("index_coding", "tied" if layer.tied_to else "")
-        layer.coded_bytes = round(sum(v for k, v in values.items() if k != "index_coding")
-                                  + sum(v for k, v in bias.items() if k != "index_coding"))
-    layered = {f"{l.name}.weight" for l in report.layers} | {f"{l.name}.bias" for l in report.layers}
-    report.coded_bytes_other = round(sum(v for name, parts in by_entry.items() if name not in layered
-                                         for k, v in parts.items() if k != "index_coding"))
-
-
 def decompress_model(model: nn.Module) -> nn.Module:
     """Replace every SINRLinear by the nn.Linear it computes, in place (tied codes stay tied)."""
     replacements: dict[int, nn.Linear] = {}
@@ -368,7 +331,7 @@ def decompress_model(model: nn.Module) -> nn.Module:
             else:
                 shared_weights[key] = linear.weight
             replacements[id(module)] = linear
-        _set_module(model, name, replacements[id(module)])
+        set_module(model, name, replacements[id(module)])
     if hasattr(model, "sinr_config"):
         del model.sinr_config
     return model

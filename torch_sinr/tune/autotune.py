@@ -39,7 +39,7 @@ from ..nn.layer import SINRLinear
 from ..nn.report import CompressionReport
 from ..core.sparsity import max_sparsity
 from ..core.tensor_codes import CodedTensor, encode_tensor
-from ..nn.transform import compress_model
+from ..api import compress_model
 
 DEFAULT_S_RATIOS = (0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
 DEFAULT_VALUE_BITS = (16, 14, 12, 10, 9, 8, 7, 6, 5, 4)

@@ -12,7 +12,7 @@
 All files are format-2 files, written by the same container and coders as SINR's (the same
 header, names, CRC, and the same choice between range coding and Brotli for quantized
 symbols), so a comparison measures the methods, not their packaging. Pruned and low-rank
-matrices are coding kinds of their own, registered here (``format.register_kind``).
+matrices are coding kinds of their own (``format.baseline_kinds``).
 ``read_baseline`` decodes a file into a state_dict: every reported quality is measured on what
 the file holds.
 """
@@ -20,24 +20,18 @@ the file holds.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..format.codec.bitpack import packed_size
-from ..format.codec.indices import CODINGS, decode_indices, encode_indices, index_width
 from ..core.quantization import UniformQuantizer
-from ..format.codec.wire import ByteReader, ByteWriter
-from ..errors import SINRError, SINRFormatError
+from ..errors import SINRError
 from .finetune import SELECT_EVERY
-from ..format import container, schema
-from ..format import symbols as sym
-from ..format.kinds import Decoded, DecodeContext, EncodeContext, Item, Kind, register_kind
+from ..format import container
+from ..format.kinds import Item
+from ..format import baseline_kinds  # noqa: F401  (the pruned and low-rank kinds this module writes)
 from ..format.model_io import decode_state_dict
-from ..format.schema import Entry
 
 DEFAULT_QUALITY = 11
 
@@ -108,111 +102,6 @@ def read_baseline(path, skeleton: nn.Module | None = None) -> dict[str, torch.Te
     return {k: v.float() for k, v in decode_state_dict(path, skeleton=skeleton).items()}
 
 
-# ----------------------------------------------------------------------------- the baselines' kinds
-@dataclass
-class _PrunedParams:
-    s: int
-    quantizer: UniformQuantizer
-    values: sym.SymbolParams
-    coding: str
-    param: int
-    raw_size: int
-
-
-class PrunedKind(Kind):
-    """A 2-D matrix with s kept entries per row: b-bit values and their column positions."""
-
-    id, name = 16, "pruned"
-
-    def encode(self, item, out, ctx):
-        idx, values, q = item.data
-        out.u8(q.bits)
-        out.f32(q.lo)
-        out.f32(q.hi)
-        out.varint(idx.shape[1])
-        codes = q.quantize(values.reshape(-1)).numpy()
-        ctx.add_symbols("values", ctx.symbols(codes, q.bits, ctx.symbol_policy), out)
-        coding, param, raw = encode_indices(idx.numpy(), item.shape[1])
-        out.u8(CODINGS.index(coding))
-        out.varint(param)
-        out.varint(len(raw))
-        segment = ctx.brotli(raw) if raw else b""
-        out.varint(len(segment))
-        ctx.add_segment("indices", segment)
-
-    def parse(self, reader, entry, index, entries):
-        if len(entry.shape) != 2 or entry.dtype not in schema.FLOAT_DTYPES:
-            raise SINRFormatError(f"{entry.where}: pruned needs a 2-D float tensor")
-        bits = reader.u8()
-        if not 2 <= bits <= 16:
-            raise SINRFormatError(f"{entry.where}: width {bits} is not in 2..16")
-        lo, hi = reader.f32(), reader.f32()
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-            raise SINRFormatError(f"{entry.where}: bad range")
-        s = reader.varint(1, max(1, entry.shape[1]), "kept per row")
-        count = entry.shape[0] * s
-        values = sym.read_params(reader, bits, count, entry.where, entry.segment_lengths)
-        coding_id = reader.u8()
-        if coding_id >= len(CODINGS):
-            raise SINRFormatError(f"{entry.where}: unknown index coding")
-        param = reader.varint(0, 64, "index parameter")
-        raw_size = reader.varint(0, packed_size(entry.shape[1], entry.shape[0]) + packed_size(index_width(entry.shape[1]), count) + 4,
-                                 "index stream size")
-        entry.segment_lengths.append(reader.varint(0, 1 << 40, "segment length"))
-        return _PrunedParams(s, UniformQuantizer(bits, lo, hi), values, CODINGS[coding_id], param, raw_size)
-
-    def decoded_bytes(self, entry):
-        return entry.numel * 4 + entry.shape[0] * entry.params.s * 24
-
-    def decode(self, entry, ctx):
-        p = entry.params
-        rows, cols = entry.shape
-        q = sym.decode_symbols(p.values, p.quantizer.bits, rows * p.s, ctx.segments, ctx.ranges, entry.where)
-        raw = sym.brotli_decompress(ctx.segments[-1], p.raw_size, entry.where) if p.raw_size else b""
-        idx = decode_indices(p.coding, p.param, raw, rows, p.s, cols)
-        dense = torch.zeros(entry.shape)
-        dense.scatter_(1, torch.from_numpy(idx), p.quantizer.dequantize(torch.from_numpy(q)).reshape(rows, p.s))
-        return Decoded(tensor=dense.to(entry.dtype))
-
-    def symbol_streams(self, entry):
-        return [(entry.params.values, entry.params.quantizer.bits, entry.shape[0] * entry.params.s)]
-
-
-class LowRankKind(Kind):
-    """A 2-D matrix as two float32 factors (m x r) @ (r x n)."""
-
-    id, name = 17, "low_rank"
-
-    def encode(self, item, out, ctx):
-        left, right = item.data
-        out.varint(left.shape[1])
-        for factor in (left, right):
-            data = factor.contiguous().view(torch.uint8).reshape(-1).numpy().tobytes()
-            segment = ctx.brotli(data)
-            out.varint(len(segment))
-            ctx.add_segment("dense", segment)
-
-    def parse(self, reader, entry, index, entries):
-        if len(entry.shape) != 2 or entry.dtype not in schema.FLOAT_DTYPES:
-            raise SINRFormatError(f"{entry.where}: low_rank needs a 2-D float tensor")
-        rank = reader.varint(1, min(entry.shape), "rank")
-        entry.segment_lengths += [reader.varint(0, 1 << 40, "segment length") for _ in range(2)]
-        return rank
-
-    def decoded_bytes(self, entry):
-        return (entry.numel + entry.params * sum(entry.shape)) * 8
-
-    def decode(self, entry, ctx):
-        rank, (m, n) = entry.params, entry.shape
-        factors = []
-        for segment, shape in zip(ctx.segments, ((m, rank), (rank, n))):
-            data = sym.brotli_decompress(segment, shape[0] * shape[1] * 4, entry.where)
-            factors.append(torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape))
-        return Decoded(tensor=(factors[0] @ factors[1]).to(entry.dtype))
-
-
-register_kind(PrunedKind())
-register_kind(LowRankKind())
 
 
 def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], bits: int, steps: int,

@@ -38,8 +38,8 @@ from ..nn.config import SINRConfig
 from ..errors import SINRConfigError, SINRError
 from .finetune import finetune_codes
 from ..nn.report import CompressionReport
-from ..format.model_io import encoded_size
-from ..nn.transform import _fill_file_bytes, compress_model
+from ..format.model_io import encoded_size, fill_file_bytes
+from ..api import compress_model
 
 # The measured winner (Kodak C1, format 2): 4x dictionary, 8-bit values and dense tensors.
 # s = 0.3 k1 is the fixed-setting default when no target is given (25-31% fewer bits than the
@@ -152,7 +152,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     # --- install into the caller's model: same config gives the same modules and grids -------
     report = compress_model(model, cfg, progress=False)
     model.load_state_dict(chosen.state_dict())
-    _fill_file_bytes(model, report)  # re-measured after fine-tuning; layer errors kept from coding
+    fill_file_bytes(model, report)  # re-measured after fine-tuning; layer errors kept from coding
     final = score(model) if score is not None else None
     return PipelineResult(model=model, report=report, config=cfg, file_bytes=report.file_bytes,
                           reference_score=reference, score=final, seconds=time.perf_counter() - started,

@@ -5,8 +5,8 @@ import torch
 from torch_sinr.errors import SINRConfigError, SINRInputError
 from torch_sinr.inr.models import INR
 from torch_sinr.inr.occupancy.fit import (CPU_PROTOCOL, CPU_PROTOCOL_RESOLUTION, OccupancyFitConfig, VoxelSampler,
-                                      cpu_protocol, fit_occupancy, fit_occupancy_cached, sampled_loss,
-                                      surface_band)
+                                      cpu_protocol, fit_occupancy, fit_occupancy_cached, sampled_loss)
+from torch_sinr.inr.occupancy.band import surface_band
 from torch_sinr.inr.occupancy.mesh import Normalization
 from torch_sinr.inr.occupancy.metrics import model_iou
 from torch_sinr.inr.occupancy.store import OccupancyVolume
@@ -52,13 +52,6 @@ def test_surface_batches_draw_half_from_the_band():
     coords, labels = sampler.batch(index)
     assert torch.equal(labels[:, 0] > 0.5, torch.from_numpy(BALL.reshape(-1)[index.numpy()]))
     assert torch.equal(coords.pow(2).sum(dim=1) < 0.36, labels[:, 0] > 0.5)  # coordinates match labels
-
-
-def test_surface_band_of_one_voxel():
-    volume = np.zeros((7, 7, 7), dtype=bool)
-    volume[3, 3, 3] = True
-    assert surface_band(volume, 1).sum() == 7  # the voxel and its 6 neighbours
-    assert surface_band(volume, 2).sum() == 25  # and everything within one more step
 
 
 def test_fits_are_cached_by_settings(tmp_path):

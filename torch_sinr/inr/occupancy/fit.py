@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ...errors import SINRConfigError, SINRInputError
 from ..models import INR, INRConfig
+from .band import surface_band
 from .metrics import model_iou
 from .volume import grid_coordinates
 
@@ -103,32 +104,6 @@ def cpu_protocol(activation: str = "gauss") -> OccupancyFitConfig:
     if activation not in CPU_PROTOCOL_LR:
         raise SINRConfigError(f"activation must be one of {OCCUPANCY_ACTIVATIONS}, got {activation!r}")
     return replace(CPU_PROTOCOL, activation=activation, lr=CPU_PROTOCOL_LR[activation])
-
-
-def _neighbour_pairs(axis: int) -> tuple[tuple, tuple]:
-    """Index tuples (ahead, behind) pairing every voxel with its neighbour one step along ``axis``."""
-    ahead, behind = [slice(None)] * 3, [slice(None)] * 3
-    ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
-    return tuple(ahead), tuple(behind)
-
-
-def surface_band(occupancy: np.ndarray, width: int) -> np.ndarray:
-    """Bool volume: voxels within ``width`` (>= 1) 6-neighbour steps of a voxel with the other label."""
-    occupancy = np.asarray(occupancy, dtype=bool)
-    band = np.zeros_like(occupancy)
-    for axis in range(3):
-        ahead, behind = _neighbour_pairs(axis)
-        differs = occupancy[ahead] != occupancy[behind]  # both voxels of a differing pair are on the boundary
-        band[ahead] |= differs
-        band[behind] |= differs
-    for _ in range(width - 1):
-        grown = band.copy()
-        for axis in range(3):
-            ahead, behind = _neighbour_pairs(axis)
-            grown[ahead] |= band[behind]
-            grown[behind] |= band[ahead]
-        band = grown
-    return band
 
 
 class VoxelSampler:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ...errors import SINRInputError
+from .band import surface_band
 from .volume import grid_coordinates
 
 DEFAULT_CHUNK = 1 << 18  # voxels per model call: 3 x 128 hidden activations of 256 Ki points = 400 MB
@@ -109,7 +110,6 @@ class BandIoU:
     """
 
     def __init__(self, truth: np.ndarray, band: int = 3, stride: int = 4, chunk: int = DEFAULT_CHUNK) -> None:
-        from .fit import surface_band  # fit imports this module
 
         truth = np.asarray(truth)
         if truth.ndim != 3 or len(set(truth.shape)) != 1 or truth.dtype != bool:
