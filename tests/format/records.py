@@ -77,3 +77,51 @@ def assert_every_flipped_payload_byte_refused(path, tmp_path) -> None:
         mutant.write_bytes(flipped)
         with pytest.raises(SINRFormatError):
             decode_state_dict(mutant)
+
+
+# Issue 23's bound for refusing a hostile file: 1 s and 64 MiB of peak resident-size increase.
+FAST_SECONDS = 1.0
+SMALL_BYTES = 64 << 20
+
+
+def measured(call):
+    """(result or the SINRFormatError raised, seconds, peak RSS increase) of ``call()``."""
+    import time
+
+    from benchmarks import fuzz_format
+    from torch_sinr import SINRFormatError
+
+    started = time.perf_counter()
+    with fuzz_format.PeakMemory() as memory:
+        try:
+            result = call()
+        except SINRFormatError as exc:
+            result = exc
+    return result, time.perf_counter() - started, memory.increase
+
+
+def assert_refused_fast(call, match: str = ""):
+    """``call()`` raises SINRFormatError (matching ``match``) within 1 s and 64 MiB; returns the
+    error, the seconds and the peak RSS increase (printed, for the record of what was measured)."""
+    import re
+
+    from torch_sinr import SINRFormatError
+
+    result, seconds, memory = measured(call)
+    assert isinstance(result, SINRFormatError), f"not refused: {type(result).__name__}"
+    assert re.search(match, str(result)), str(result)
+    assert seconds < FAST_SECONDS and memory < SMALL_BYTES, (seconds, memory)
+    print(f"refused in {seconds * 1000:.0f} ms, peak RSS +{memory / 2**20:.1f} MiB: {result}")
+    return result, seconds, memory
+
+
+def write_payload(tmp_path, payload_body: bytes, name: str = "h.safetensors"):
+    """A file holding ``payload_body`` with its CRC appended (a hostile writer's well-formed file)."""
+    import struct
+    import zlib
+
+    from torch_sinr.format import container
+
+    path = tmp_path / name
+    container.write_file(path, payload_body + struct.pack("<I", zlib.crc32(payload_body)))
+    return path

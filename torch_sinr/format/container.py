@@ -258,6 +258,7 @@ def decode_payload(parsed: ParsedPayload, budget: int, what: str = "file") -> li
     for entry, segments in zip(parsed.entries, parsed.segments):
         kind = KINDS_BY_NAME[entry.kind]
         decoded.append(kind.decode(entry, DecodeContext(segments, ranges, decoded)))
+    ranges.finish()  # no trailing or non-canonical range-coded bytes
     return decoded
 
 

@@ -29,6 +29,14 @@ from ...errors import SINRFormatError
 from .wire import ByteReader, ByteWriter
 
 MAX_BINS = 4096
+# Most symbols one range-coded stream may hold. The coder's output is an int32 array that
+# constriction allocates itself: a count it cannot allocate aborts the process (SIGABRT) instead
+# of raising, so nothing larger is ever passed to it (the decode budget is usually far smaller).
+MAX_STREAM_SYMBOLS = 1 << 31
+# Widest symbol range a model may span (16-bit symbols). constriction quantizes probabilities
+# to 24-bit fixed point and gives every symbol of the range at least one unit, so a range
+# must stay far below 2**24 symbols.
+MAX_SPAN = 1 << 16
 # Bin counts tried by the encoder (1 = uniform over the used range).
 _BIN_CHOICES = tuple(2**k for k in range(0, 9))
 
@@ -70,6 +78,24 @@ class HistogramModel:
         with np.errstate(divide="ignore"):
             return float(-np.log2(p[symbols - self.first]).sum())
 
+    def bin_counts(self, symbols: np.ndarray) -> np.ndarray:
+        """How many of ``symbols`` (in first..last) fall in each bin."""
+        return np.bincount((symbols - self.first) // self.bin_width, minlength=len(self.counts))
+
+    def information_bits(self) -> float:
+        """``ideal_bits`` of a stream whose histogram is ``counts`` (the only streams the reader
+        accepts), from the counts alone: no symbol needs decoding to know it."""
+        if self.span == 1:
+            return 0.0
+        width = self.bin_width
+        total = float(sum(self.counts))
+        bits = 0.0
+        for index, c in enumerate(self.counts):
+            if c:
+                w = width if index < len(self.counts) - 1 else self.span - width * (len(self.counts) - 1)
+                bits += c * math.log2(total * w / c)
+        return bits
+
     def write(self, out: ByteWriter) -> None:
         out.varint(self.first)
         out.varint(self.last - self.first)
@@ -79,6 +105,8 @@ class HistogramModel:
 
     @classmethod
     def read(cls, reader: ByteReader, alphabet: int, count: int, what: str) -> "HistogramModel":
+        if alphabet > MAX_SPAN:
+            raise SINRFormatError(f"{what}: range coding takes at most {MAX_SPAN} symbols, not {alphabet}")
         first = reader.varint(0, alphabet - 1, "model first symbol")
         span = reader.varint(0, alphabet - 1 - first, "model span") + 1
         n_bins = reader.varint(1, min(MAX_BINS, span), "model bins")
@@ -156,20 +184,53 @@ class RangeEncoder:
 
 
 class RangeDecoder:
+    """Decodes the streams of one range-coded segment, in order, and checks that the segment is
+    exactly what the encoder writes for what was decoded (``finish``).
+
+    Nothing a file says reaches constriction unchecked: models come from ``HistogramModel.read``
+    (span, bins and counts bounded, counts summing to the stream's length), counts are bounded
+    by ``MAX_STREAM_SYMBOLS``, and the caller has checked the decode budget. Every decoded
+    stream must have exactly its model's histogram: constriction gives the symbols of an empty
+    bin a small non-zero probability (it must, to code anything), so data can decode to a symbol
+    the model says is absent; such a file is refused, never read as a different tensor.
+    """
+
     def __init__(self, data: bytes, what: str) -> None:
         if len(data) % 4:
             raise SINRFormatError(f"{what}: range-coded segment is not a whole number of 32-bit words")
         self.what = what
+        self.data = bytes(data)
         self._decoder = _constriction().stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32)) \
             if data else None
+        self._reencoder = _constriction().stream.queue.RangeEncoder() if data else None
+        self._coded = 0  # streams that used the coder
 
     def decode(self, model: HistogramModel, count: int) -> np.ndarray:
         if count == 0 or model.span == 1:
             return np.full(count, model.first, dtype=np.int64)
         if self._decoder is None:
             raise SINRFormatError(f"{self.what}: a range-coded stream but no range-coded segment")
+        if not 0 < count <= MAX_STREAM_SYMBOLS or sum(model.counts) != count or model.span > MAX_SPAN:
+            raise SINRFormatError(f"{self.what}: a model of {sum(model.counts)} symbols for a stream of {count}")
+        entropy_model = model.entropy_model()
         try:
-            symbols = self._decoder.decode(model.entropy_model(), count)
+            symbols = self._decoder.decode(entropy_model, count)
         except Exception as exc:  # constriction reports exhausted or invalid data as assorted errors
             raise SINRFormatError(f"{self.what}: corrupt range-coded data ({type(exc).__name__})") from None
+        if symbols.size != count or not np.array_equal(model.bin_counts(symbols.astype(np.int64) + model.first),
+                                                       np.asarray(model.counts, dtype=np.int64)):
+            raise SINRFormatError(f"{self.what}: the decoded symbols do not have the histogram the model stores "
+                                  f"(a symbol of an empty bin, or corrupt data)")
+        self._reencoder.encode(np.ascontiguousarray(symbols, dtype=np.int32), entropy_model)
+        self._coded += 1
         return symbols.astype(np.int64) + model.first
+
+    def finish(self) -> None:
+        """Refuse bytes the decoder would ignore: the segment must be exactly the encoder's output
+        for the symbols decoded (one meaning, one byte string)."""
+        if self._reencoder is None:
+            return
+        expected = self._reencoder.get_compressed().astype("<u4").tobytes() if self._coded else b""
+        if expected != self.data:
+            raise SINRFormatError(f"{self.what}: {len(self.data)} bytes where the decoded streams code to "
+                                  f"{len(expected)} (trailing or non-canonical data)")

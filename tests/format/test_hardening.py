@@ -1,0 +1,315 @@
+"""Reader hardening, round 2 (issue 23): every hostile file below is written with the project's
+own record writer (``ByteWriter``, ``schema.write_signature``, ``fuzz_format.build``) and must be
+refused with ``SINRFormatError`` (or, for ``read_compressed``, described without decoding) within
+1 s and 64 MiB of peak resident-size increase."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+
+import brotli
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmarks import fuzz_format
+from tests.format.records import assert_refused_fast, measured, write_payload, zigzag
+from tests.model_checks import assert_unchanged, snapshot
+from tests.tiny_models import fast_config
+from torch_sinr import SINRFormatError, compress_model
+from torch_sinr.cli import main as cli_main
+from torch_sinr.format import container, schema
+from torch_sinr.format import decode_state_dict, load_compressed, read_compressed, save_compressed
+from torch_sinr.format.codec import indices as index_codec
+from torch_sinr.format.codec.bitpack import pack_uint
+from torch_sinr.format.codec.rangecoder import HistogramModel
+from torch_sinr.format.codec.wire import ByteWriter
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+F32 = struct.Struct("<f")
+
+
+def f32(x: float) -> float:
+    """``x`` rounded to float32 (the record stores float32-exact values only)."""
+    return F32.unpack(F32.pack(x))[0]
+RANGE, PACKED = 3, 0
+
+
+def _file(tmp_path, signature, entries, segments=(), ranged=b"", name="h.safetensors"):
+    path = tmp_path / name
+    path.write_bytes(fuzz_format.build(signature, entries, list(segments), ranged))
+    return path
+
+
+def _model(w: ByteWriter, first: int, span: int, counts) -> None:
+    w.u8(RANGE)
+    w.varint(first)
+    w.varint(span - 1)
+    w.varint(len(counts))
+    for c in counts:
+        w.varint(c)
+
+
+def _uniform_ranged(bits: int, counts, lo=-1.0, hi=1.0, first=0, span=None) -> bytes:
+    w = ByteWriter()
+    w.u8(1)
+    w.u8(bits)
+    w.f32(lo)
+    w.f32(hi)
+    _model(w, first, span if span is not None else 1 << bits, counts)
+    return w.getvalue()
+
+
+def _integers_ranged(bits: int, counts) -> bytes:
+    w = ByteWriter()
+    w.u8(4)
+    w.varint(zigzag(0))
+    w.u8(bits)
+    _model(w, 0, 1 << bits, counts)
+    return w.getvalue()
+
+
+def _stepped_ranged(rows: int, bits: int, counts) -> bytes:
+    w = ByteWriter()
+    w.u8(5)
+    w.varint(1)
+    w.varint(rows)
+    w.f32(0.5)
+    w.varint(zigzag(0))
+    w.u8(bits)
+    _model(w, 0, 1 << bits, counts)
+    return w.getvalue()
+
+
+def _leaky_range_data(symbols: np.ndarray, model: HistogramModel) -> bytes:
+    """What a hostile writer codes: ``symbols`` under the model's coder tables, which give every
+    symbol of the range (those of empty bins too) a non-zero probability."""
+    import constriction
+
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(np.ascontiguousarray(symbols - model.first, dtype=np.int32), model.entropy_model())
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def _cli_info(path) -> int:
+    return cli_main(["info", str(path)])
+
+
+# ----------------------------------------------------------------------------- 1. range-coder models
+def test_a_model_of_2_39_plus_2_39_never_reaches_the_coder(tmp_path, capsys):
+    """The 121-byte file whose two-symbol model counts 2**39 + 2**39: the coder would have tried
+    to allocate 4 TiB and aborted the process. Decoding refuses it by the budget, even a budget
+    of 2**62 bytes refuses it before constriction is called, and ``info`` decodes nothing."""
+    path = _file(tmp_path, [("w", torch.float32, (1 << 20, 1 << 20))],
+                 [_uniform_ranged(2, (1 << 39, 1 << 39), span=2)], ranged=bytes(8))
+    assert path.stat().st_size < 160
+    assert_refused_fast(lambda: decode_state_dict(path), "budget")
+    assert_refused_fast(lambda: decode_state_dict(path, budget_bytes=1 << 62), "range-coded")
+
+
+def test_a_symbol_of_an_empty_bin_is_refused(tmp_path):
+    """A (64,) tensor whose 16-bin model says every symbol is in bin 0, and data coding symbol 254
+    (the coder gives empty bins a small probability): the decoded histogram is not the model's."""
+    model = HistogramModel(0, 255, (64,) + (0,) * 15)
+    ranged = _leaky_range_data(np.array([0] * 63 + [254]), model)
+    path = _file(tmp_path, [("w", torch.float32, (64,))], [_uniform_ranged(8, model.counts)], ranged=ranged)
+    assert path.stat().st_size < 160
+    assert_refused_fast(lambda: decode_state_dict(path), "histogram")
+
+
+def test_histogram_moved_between_bins_with_the_sum_kept_is_refused(tmp_path):
+    """A real range-coded file whose model counts are moved between bins (sum kept), re-sealed."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    compress_model(model, fast_config(value_bits=8, symbol_coding="range"))
+    path = tmp_path / "m.safetensors"
+    save_compressed(model, path)
+    parsed = container.parse_payload(container.read_file(path).payload)
+    entry = next(e for e in parsed.entries if e.kind == "sinr" and e.params.values.model.span > 1
+                 and len(e.params.values.model.counts) > 1)
+    counts = list(entry.params.values.model.counts)
+    i = next(i for i, c in enumerate(counts) if c)
+    j = (i + 1) % len(counts)
+    moved = counts.copy()
+    moved[i] -= 1
+    moved[j] += 1
+    old, new = ByteWriter(), ByteWriter()
+    for w, c in ((old, counts), (new, moved)):
+        for value in c:
+            w.varint(value)
+    payload = container.read_file(path).payload[:-4]
+    if len(old.getvalue()) != len(new.getvalue()) or payload.count(old.getvalue()) != 1:
+        pytest.skip("the edited counts do not have the same varint length")
+    edited = write_payload(tmp_path, payload.replace(old.getvalue(), new.getvalue()), "moved.safetensors")
+    assert_refused_fast(lambda: decode_state_dict(edited), "histogram|corrupt")
+
+
+# ----------------------------------------------------------------------------- 7. canonical bytes
+def test_trailing_words_in_the_range_coded_segment_are_refused(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    compress_model(model, fast_config(value_bits=8, symbol_coding="range"))
+    path = tmp_path / "m.safetensors"
+    save_compressed(model, path)
+    payload = container.read_file(path).payload
+    assert len(container.parse_payload(payload).ranged) > 0
+    assert decode_state_dict(path)  # canonical: accepted
+    for extra in (bytes(4), b"\x01\x02\x03\x04", bytes(8)):
+        hostile = write_payload(tmp_path, payload[:-4] + extra, "t.safetensors")
+        assert_refused_fast(lambda: decode_state_dict(hostile), "trailing or non-canonical")
+    # and one word short: the coder reads zeros past the end, the bytes are not the encoder's
+    hostile = write_payload(tmp_path, payload[:-8], "s.safetensors")
+    with pytest.raises(SINRFormatError):
+        decode_state_dict(hostile)
+
+
+# ----------------------------------------------------------------------------- 2. info
+# ----------------------------------------------------------------------------- 3. expansions
+def _rice_bomb(rows: int) -> tuple[list, bytes, bytes]:
+    """SINR (rows, 1), k2 = 2**24, Rice k = 0 over Brotli-compressed zeros of the largest size the
+    record allows: a few hundred bytes that expand ~72x while decoding."""
+    k2 = 1 << 24
+    raw_size = (rows * 24 + 7) // 8 + 4
+    segment = brotli.compress(bytes(raw_size), quality=1)
+    w = ByteWriter()
+    w.u8(2)  # sinr
+    w.u8(0)  # row mode: k1 = 1
+    w.varint(1)  # s
+    w.varint(k2)
+    w.varint(0)  # seed
+    w.u8(8)
+    w.f32(-1.0)
+    w.f32(1.0)
+    _model(w, 0, 1, (rows,))  # one-symbol values: no range-coded bytes
+    w.u8(1)  # rice
+    w.varint(0)
+    w.u8(1)  # Brotli
+    w.varint(raw_size)
+    w.varint(len(segment))
+    return [("h.weight", torch.float32, (rows, 1))], w.getvalue(), segment
+
+
+# ----------------------------------------------------------------------------- 4. format 1
+@pytest.fixture(scope="module")
+def v1_file(tmp_path_factory):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    compress_model(model, fast_config())
+    path = tmp_path_factory.mktemp("v1") / "v1.safetensors"
+    save_compressed(model, path, format_version=1)
+    return path
+
+
+def _v1_edit(src, dst, edit):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta, payload = dict(f.metadata()), f.get_tensor("payload")
+    layout = json.loads(meta["layout"])
+    edit(layout)
+    meta["layout"] = json.dumps(layout)
+    save_file({"payload": payload}, str(dst), metadata=meta)
+    return dst
+
+
+# ----------------------------------------------------------------------------- 5. finiteness
+def _sinr_packed(rows: int, cols: int, s: int, k2: int, bits: int, lo: float, hi: float, symbols: np.ndarray,
+                 dtype=torch.float32) -> tuple[list, list[bytes], list[bytes]]:
+    """A row-mode SINR entry with packed values and fixed-width indices 0..s-1 in every row."""
+    values = pack_uint(symbols, bits)
+    indices = pack_uint(np.tile(np.arange(s), (rows, 1)), index_codec.index_width(k2))
+    w = ByteWriter()
+    w.u8(2)
+    w.u8(0)
+    w.varint(s)
+    w.varint(k2)
+    w.varint(0)
+    w.u8(bits)
+    w.f32(lo)
+    w.f32(hi)
+    w.u8(PACKED)
+    w.varint(len(values))
+    w.u8(0)  # fixed
+    w.varint(index_codec.index_width(k2))
+    w.u8(0)  # stored
+    w.varint(len(indices))
+    w.varint(len(indices))
+    return [("h.weight", dtype, (rows, cols))], [w.getvalue()], [values, indices]
+
+
+def _low_rank(left: torch.Tensor, right: torch.Tensor) -> tuple[bytes, list[bytes]]:
+    w = ByteWriter()
+    w.u8(17)
+    w.varint(left.shape[1])
+    segments = []
+    for factor in (left, right):
+        segment = brotli.compress(factor.contiguous().view(torch.uint8).reshape(-1).numpy().tobytes())
+        w.varint(len(segment))
+        segments.append(segment)
+    return w.getvalue(), segments
+
+
+def _pruned(rows, cols, s, bits, lo, hi, symbols, dtype=torch.float32):
+    values = pack_uint(symbols, bits)
+    idx = np.tile(np.arange(s), (rows, 1))
+    raw = pack_uint(idx, index_codec.index_width(cols))
+    segment = brotli.compress(raw)
+    w = ByteWriter()
+    w.u8(16)
+    w.u8(bits)
+    w.f32(lo)
+    w.f32(hi)
+    w.varint(s)
+    w.u8(PACKED)
+    w.varint(len(values))
+    w.u8(0)
+    w.varint(index_codec.index_width(cols))
+    w.varint(len(raw))
+    w.varint(len(segment))
+    return [("w", dtype, (rows, cols))], [w.getvalue()], [values, segment]
+
+
+# ----------------------------------------------------------------------------- 6. record parsing
+def _name_bomb(count: int, length: int = 1024) -> bytes:
+    """``count`` distinct names of ``length`` bytes, each after the first in 5 record bytes (front
+    coding: all but 2 bytes shared with the previous name), as raw float32 scalars."""
+    record = ByteWriter()
+    record.varint(count)
+    record.u8(0xB0)  # settings: auto, auto, quality 11
+    record.varint(0)
+    record.varint(length)
+    record.raw(b"a" * length)
+    for i in range(1, count):
+        record.varint(length - 2)
+        record.varint(2)
+        record.raw(bytes((65 + i % 26, 65 + (i // 26) % 26)) if i < 26 * 26 else bytes((97, 98)))
+    for _ in range(count):
+        record.u8(schema.DTYPE_IDS[torch.float32])
+        record.varint(0)
+    for _ in range(count):
+        record.raw(bytes((0, 0, 0, 4)))  # raw, float32, stored, 4 bytes
+    body = bytes((schema.VERSION, schema.FLAG_NAMES)) + record.getvalue() + bytes(4 * count)
+    return body
+
+
+def _stepped_groups(declared: int, groups: int) -> bytes:
+    """A stepped entry declaring ``declared`` groups and holding ``groups`` of one row each."""
+    w = ByteWriter()
+    w.u8(5)
+    w.varint(declared)
+    for _ in range(groups):
+        w.varint(1)
+        w.f32(0.5)
+        w.varint(0)
+        w.u8(1)
+        w.u8(PACKED)
+        w.varint(1)
+    return w.getvalue()
+
+
