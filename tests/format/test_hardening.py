@@ -112,6 +112,18 @@ def test_a_model_of_2_39_plus_2_39_never_reaches_the_coder(tmp_path, capsys):
     assert_refused_fast(lambda: decode_state_dict(path, budget_bytes=1 << 62), "range-coded")
 
 
+def test_info_of_the_2_39_plus_2_39_file_decodes_nothing(tmp_path, capsys):
+    path = _file(tmp_path, [("w", torch.float32, (1 << 20, 1 << 20))],
+                 [_uniform_ranged(2, (1 << 39, 1 << 39), span=2)], ranged=bytes(8))
+    summary, seconds, memory = measured(lambda: read_compressed(path))
+    assert summary.tensors[0]["shape"] == [1 << 20, 1 << 20] and seconds < 1 and memory < 64 << 20
+    assert _cli_info(path) == 0 and "uniform" in capsys.readouterr().out
+    # the command line itself, in a process of its own: it exits normally (no SIGABRT)
+    done = subprocess.run([sys.executable, "-m", "torch_sinr.cli", "info", str(path)], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-400:]
+
+
 def test_a_symbol_of_an_empty_bin_is_refused(tmp_path):
     """A (64,) tensor whose 16-bin model says every symbol is in bin 0, and data coding symbol 254
     (the coder gives empty bins a small probability): the decoded histogram is not the model's."""
@@ -120,6 +132,15 @@ def test_a_symbol_of_an_empty_bin_is_refused(tmp_path):
     path = _file(tmp_path, [("w", torch.float32, (64,))], [_uniform_ranged(8, model.counts)], ranged=ranged)
     assert path.stat().st_size < 160
     assert_refused_fast(lambda: decode_state_dict(path), "histogram")
+
+
+def test_info_of_the_empty_bin_file_has_no_nan(tmp_path):
+    """``info`` attributes the bytes from the model alone: no NaN, no crash."""
+    model = HistogramModel(0, 255, (64,) + (0,) * 15)
+    ranged = _leaky_range_data(np.array([0] * 63 + [254]), model)
+    path = _file(tmp_path, [("w", torch.float32, (64,))], [_uniform_ranged(8, model.counts)], ranged=ranged)
+    summary = read_compressed(path)
+    assert np.isfinite(summary.tensors[0]["bytes"]) and summary.tensors[0]["segment_bytes"] == len(ranged)
 
 
 def test_histogram_moved_between_bins_with_the_sum_kept_is_refused(tmp_path):
@@ -169,6 +190,44 @@ def test_trailing_words_in_the_range_coded_segment_are_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. info
+@pytest.mark.parametrize("kind", ["uniform", "integers", "stepped"])
+def test_info_of_a_huge_declared_tensor_decodes_nothing(tmp_path, kind, capsys):
+    """A (2**20, 2**20) tensor in a file of about a hundred bytes: ``info`` reports it from the
+    record (no MemoryError, no 4 TiB allocation), and decoding is refused by the budget."""
+    n = 1 << 40
+    entry = {"uniform": _uniform_ranged(2, (n // 2, n // 2), span=2), "integers": _integers_ranged(1, (n // 2, n // 2)),
+             "stepped": _stepped_ranged(1 << 20, 1, (n // 2, n // 2))}[kind]
+    path = _file(tmp_path, [("w", torch.float32, (1 << 20, 1 << 20))], [entry], ranged=bytes(8))
+    summary, seconds, memory = measured(lambda: read_compressed(path))
+    assert not isinstance(summary, Exception), summary
+    assert summary.tensors[0]["kind"] == kind and seconds < 1 and memory < 64 << 20
+    print(f"info in {seconds * 1000:.0f} ms, peak RSS +{memory / 2**20:.1f} MiB")
+    assert _cli_info(path) == 0
+    assert_refused_fast(lambda: decode_state_dict(path), "budget")
+
+
+def test_info_of_a_one_symbol_16384_squared_tensor(tmp_path):
+    """The 118-byte file declaring a (16384, 16384) uniform tensor with a one-symbol model took
+    2 GiB in ``info``: now a parse."""
+    path = _file(tmp_path, [("w", torch.float32, (16384, 16384))], [_uniform_ranged(8, (16384 * 16384,), span=1)])
+    summary, seconds, memory = measured(lambda: read_compressed(path))
+    assert summary.tensors[0]["segment_bytes"] == 0 and seconds < 1 and memory < 64 << 20
+    assert_refused_fast(lambda: decode_state_dict(path), "budget")
+
+
+def test_info_attributes_bytes_as_the_writer_did(tmp_path):
+    """``info``'s shares of the range-coded segment, from the models' counts, are the writer's,
+    from the symbols."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    compress_model(model, fast_config(value_bits=8, symbol_coding="range"))
+    report = save_compressed(model, tmp_path / "m.safetensors")
+    summary = read_compressed(tmp_path / "m.safetensors")
+    for t in summary.tensors:
+        written = sum(v for k, v in report.entries[t["name"]].items() if k != "index_coding")
+        assert t["bytes"] == pytest.approx(written, rel=1e-9, abs=1e-9), t["name"]
+
+
 # ----------------------------------------------------------------------------- 3. expansions
 def _rice_bomb(rows: int) -> tuple[list, bytes, bytes]:
     """SINR (rows, 1), k2 = 2**24, Rice k = 0 over Brotli-compressed zeros of the largest size the

@@ -263,18 +263,19 @@ def decode_payload(parsed: ParsedPayload, budget: int, what: str = "file") -> li
 
 
 def bytes_by_entry(parsed: ParsedPayload, what: str = "file") -> dict[str, dict[str, float]]:
-    """Each entry's bytes in the payload: its segments, its side info, and its share of the
-    range-coded segment (by information content, which needs the symbols: they are decoded,
-    nothing else is)."""
+    """Each entry's bytes in the payload: its segments (the lengths the record declares), its side
+    info, and its share of the range-coded segment, in proportion to its streams' information
+    content. That content is computed from each stored model's counts (``information_bits``):
+    the decoder accepts only streams whose histogram is exactly the model's, so it is the
+    streams' own, and nothing is decoded (``read_compressed`` and ``torch-sinr info`` cost a
+    parse of the record, no more)."""
     from .symbols import RANGE
 
-    ranges = RangeDecoder(parsed.ranged, f"{what} range-coded segment")
     ideal: dict[int, float] = {}
     for index, entry in enumerate(parsed.entries):
         for params, _bits, count in KINDS_BY_NAME[entry.kind].symbol_streams(entry):
-            if params.coding == RANGE:
-                symbols = ranges.decode(params.model, count)
-                ideal[index] = ideal.get(index, 0.0) + params.model.ideal_bits(symbols)
+            if params is not None and params.coding == RANGE and count:
+                ideal[index] = ideal.get(index, 0.0) + params.model.information_bits()
     total_ideal = sum(ideal.values())
     out = {}
     for index, entry in enumerate(parsed.entries):
