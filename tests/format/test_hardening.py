@@ -253,6 +253,25 @@ def _rice_bomb(rows: int) -> tuple[list, bytes, bytes]:
     return [("h.weight", torch.float32, (rows, 1))], w.getvalue(), segment
 
 
+def test_rice_expansion_is_counted_in_the_budget(tmp_path):
+    signature, entry, segment = _rice_bomb(1 << 23)
+    path = _file(tmp_path, signature, [entry], [segment])
+    assert path.stat().st_size < 64 << 10
+    assert_refused_fast(lambda: decode_state_dict(path, budget_bytes=300_000_000), "budget")
+    assert_refused_fast(lambda: decode_state_dict(path), "budget")
+
+
+def test_expansions_are_in_the_decode_costs():
+    """Rice: 72 bytes per stored byte of unary bits; bit mask: a byte per bit; packed symbols:
+    9 bytes per bit."""
+    assert index_codec.decode_cost("rice", 0, 1 << 20, 1, 1, 2) >= 72 << 20
+    assert index_codec.decode_cost("bitmask", 0, 1 << 17, 1024, 1, 1 << 10) >= 1 << 20
+    from torch_sinr.format import symbols as sym
+
+    assert sym.decode_cost(sym.SymbolParams(sym.PACKED), 16, 1000) >= 1000 * 16 * 9
+    assert sym.decode_cost(sym.SymbolParams(sym.BROTLI_PACKED), 16, 1000) >= 1000 * (2 + 16 * 9)
+
+
 # ----------------------------------------------------------------------------- 4. format 1
 @pytest.fixture(scope="module")
 def v1_file(tmp_path_factory):

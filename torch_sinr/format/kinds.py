@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
+from .codec.indices import decode_cost as index_decode_cost
 from .codec.bitpack import packed_size
 from ..core.quantization import SUPPORTED_BITS, StepQuantizer, UniformQuantizer
 from .codec.rangecoder import RangeDecoder, RangeEncoder
@@ -235,7 +236,8 @@ class RawKind(Kind):
         return _RawParams(stored, coding)
 
     def decoded_bytes(self, entry):
-        return entry.numel * (element_size(entry.dtype) + element_size(entry.params.stored))
+        # the decompressed bytes, their mutable copy, the result, the finiteness mask
+        return entry.numel * (element_size(entry.dtype) + 2 * element_size(entry.params.stored) + 1)
 
     def decode(self, entry, ctx):
         p = entry.params
@@ -285,7 +287,8 @@ class UniformKind(Kind):
         return _UniformParams(UniformQuantizer(bits, lo, hi), params)
 
     def decoded_bytes(self, entry):
-        return entry.numel * (8 + 4 + element_size(entry.dtype))  # int64 codes, float32 values, result
+        p = entry.params  # the symbols' decoding, then int64 codes, float32 values, the result
+        return sym.decode_cost(p.symbols, p.quantizer.bits, entry.numel) + entry.numel * (8 + 4 + element_size(entry.dtype) + 1)
 
     def decode(self, entry, ctx):
         p = entry.params
@@ -387,10 +390,17 @@ class SinrKind(Kind):
         return _SinrParams(spec, values, coding, param, bytes_coding, raw_size)
 
     def decoded_bytes(self, entry):
-        spec = entry.params.spec
+        p = entry.params
+        spec = p.spec
         count = spec.n_vectors * spec.s
-        # codes (int64 + float32 + symbols) and the atoms they use (at most min(k2, count) of k1 floats)
-        return count * (8 + 4 + 8) + entry.params.index_raw_size + spec.k1 * min(spec.k2, count) * 4 * 2
+        # the values' and indices' decoding (expansions included), the codes (int64 + float32),
+        # the atoms they use (at most min(k2, count) of k1 floats, built in float64 chunks), and
+        # the dense weight A x (float32 and the entry's dtype) that the finiteness check and
+        # decode_state_dict compute
+        return (sym.decode_cost(p.values, spec.quantizer.bits, count) + p.index_raw_size
+                + index_decode_cost(p.index_coding, p.index_param, p.index_raw_size, spec.n_vectors, spec.s, spec.k2)
+                + count * (8 + 4 + 8) + spec.k1 * min(spec.k2, count) * 4 * 2
+                + entry.numel * (4 + element_size(entry.dtype) + 1))
 
     def decode(self, entry, ctx):
         p = entry.params
@@ -513,10 +523,11 @@ def _read_integer_stream(reader: ByteReader, entry: Entry, count: int, where: st
 
 
 def _integer_stream_bytes(p: _IntegerParams, count: int, element: int) -> int:
-    # the coder's int32 symbols, int64 symbols and values, the result; unpacking a packed
-    # stream expands it to a byte and a uint64 per bit first (codec.bitpack.unpack_uint)
-    unpack = p.bits * 9 if p.symbols is not None and p.symbols.coding == sym.PACKED else 0
-    return count * (4 + 8 + 8 + element + unpack)
+    # the symbols' decoding (a packed stream's 9x expansion included: symbols.decode_cost), the
+    # int64 values, the result and its finiteness mask
+    if p.symbols is None:  # an empty tensor (or params not parsed from a file): the old estimate
+        return count * (4 + 8 + 8 + element)
+    return sym.decode_cost(p.symbols, p.bits, count) + count * (8 + 8 + element + 1)
 
 
 def _decode_integer_stream(p: _IntegerParams, count: int, ctx: DecodeContext, where: str) -> tuple[np.ndarray, int]:

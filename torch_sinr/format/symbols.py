@@ -21,7 +21,8 @@ import brotli
 import numpy as np
 
 from .codec.entropy import brotli_exact
-from .codec.bitpack import byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_uint
+from .codec.bitpack import (byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_cost,
+                             unpack_uint)
 from .codec.rangecoder import HistogramModel, RangeDecoder, RangeEncoder, best_model
 from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
@@ -136,6 +137,22 @@ def read_params(reader: ByteReader, bits: int, count: int, what: str, segment_le
                               f"{packed_size(bits, count)}")
     segment_lengths.append(length)
     return SymbolParams(coding, segment=len(segment_lengths) - 1)
+
+
+def decode_cost(params: SymbolParams, bits: int, count: int) -> int:
+    """Bytes ``decode_symbols`` allocates at most for this stream, its expansions included
+    (checked against the decode budget before anything is decoded)."""
+    if params.coding == RANGE:
+        # the coder's int32 symbols, their int64 copy, the bins of the histogram check, the
+        # int32 copy the canonical-bytes check re-encodes
+        return count * (4 + 8 + 8 + 4)
+    unpack = unpack_cost(bits, count)
+    if params.coding == PACKED:
+        return unpack
+    if params.coding == BROTLI_PACKED:
+        return packed_size(bits, count) + 1 + unpack
+    # byte planes: the decompressed planes, their int64 copy, two int64 temporaries
+    return byte_planes_size(bits, count) * 9 + 1 + count * 16
 
 
 def decode_symbols(params: SymbolParams, bits: int, count: int, segments: list[bytes], ranges: RangeDecoder,

@@ -24,6 +24,12 @@ def unpack_uint(data: bytes, width: int, count: int) -> np.ndarray:
     return (bits.reshape(count, width).astype(np.uint64) @ weights).astype(np.int64)
 
 
+def unpack_cost(width: int, count: int) -> int:
+    """Bytes :func:`unpack_uint` allocates: a byte and a uint64 per bit, then two 8-byte results
+    per value (9x the bits: decoding budgets must count this expansion, not the packed size)."""
+    return count * (9 * width + 16)
+
+
 def packed_size(width: int, count: int) -> int:
     return (width * count + 7) // 8
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ...errors import SINRFormatError
-from .bitpack import pack_uint, packed_size, unpack_uint
+from .bitpack import pack_uint, packed_size, unpack_cost, unpack_uint
 
 CODINGS = ("fixed", "rice", "bitmask")
 
@@ -91,6 +91,22 @@ def decoded_index_size(coding: str, param: int, rows: int, s: int, k2: int) -> i
     if coding == "bitmask":
         return packed_size(k2, rows)
     return None
+
+
+def decode_cost(coding: str, param: int, raw_size: int, rows: int, s: int, k2: int) -> int:
+    """Bytes ``decode_indices`` allocates at most for a stream of ``raw_size`` decompressed bytes,
+    expansions included: a Rice stream's unary part costs a byte per bit and an int64 per zero
+    bit (72 bytes per stored byte), a bit mask a byte per bit. Checked against the decode budget
+    before anything is decoded."""
+    count = rows * s
+    checks = count * 8 * 3  # int64 result, row differences, comparison
+    if coding == "fixed":
+        return unpack_cost(max(0, param), count) + checks
+    if coding == "rice":
+        # unary bits (uint8), their zero positions (int64), quotients, remainders, gaps, cumsum
+        return raw_size * 72 + unpack_cost(max(0, param), count) + count * 8 * 4 + checks
+    # bit mask: a byte per bit, the per-row sums, np.nonzero's two int64 arrays
+    return rows * k2 + rows * 8 + count * 16 + checks
 
 
 def decode_indices(coding: str, param: int, data: bytes, rows: int, s: int, k2: int) -> np.ndarray:
