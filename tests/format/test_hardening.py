@@ -321,6 +321,28 @@ def _sinr_packed(rows: int, cols: int, s: int, k2: int, bits: int, lo: float, hi
     return [("h.weight", dtype, (rows, cols))], [w.getvalue()], [values, indices]
 
 
+def test_a_float16_layer_range_is_checked_against_float16(tmp_path):
+    """A range of +-1e6 in a float16 layer decoded to 10,204 Inf; float32 could hold it."""
+    signature, entries, segments = _sinr_packed(64, 64, 16, 64, 8, -1e6, 1e6, np.full(64 * 16, 200),
+                                                dtype=torch.float16)
+    path = _file(tmp_path, signature, entries, segments)
+    assert_refused_fast(lambda: decode_state_dict(path), "representable in torch.float16")
+
+
+def test_the_dense_weight_a_x_is_checked_finite(tmp_path):
+    """Values within float16 whose sums A x are not: refused, whatever the layer's dtype is
+    told; near FLT_MAX, the same in float32."""
+    for dtype, lo, hi in ((torch.float16, 60000.0, 65000.0), (torch.float32, f32(3.0e38), f32(3.4e38))):
+        signature, entries, segments = _sinr_packed(64, 64, 64, 64, 8, lo, hi, np.full(64 * 64, 255), dtype=dtype)
+        path = _file(tmp_path, signature, entries, segments)
+        assert_refused_fast(lambda: decode_state_dict(path), "A x")
+    # the same codes at a sane range decode
+    signature, entries, segments = _sinr_packed(64, 64, 64, 64, 8, -1.0, 1.0, np.full(64 * 64, 255),
+                                                dtype=torch.float16)
+    state = decode_state_dict(_file(tmp_path, signature, entries, segments))
+    assert torch.isfinite(state["h.weight"]).all()
+
+
 def _low_rank(left: torch.Tensor, right: torch.Tensor) -> tuple[bytes, list[bytes]]:
     w = ByteWriter()
     w.u8(17)
@@ -331,6 +353,22 @@ def _low_rank(left: torch.Tensor, right: torch.Tensor) -> tuple[bytes, list[byte
         w.varint(len(segment))
         segments.append(segment)
     return w.getvalue(), segments
+
+
+@pytest.mark.parametrize("case", ["nan factor", "inf factor", "overflowing product"])
+def test_low_rank_entries_are_checked_finite(tmp_path, case):
+    """The 123-byte low_rank file with one NaN factor decoded to 64 NaNs."""
+    left, right = torch.ones(8, 1), torch.ones(1, 8)
+    if case == "nan factor":
+        left[3, 0] = float("nan")
+    elif case == "inf factor":
+        right[0, 2] = float("inf")
+    else:
+        left.fill_(3e38)
+        right.fill_(3e38)
+    entry, segments = _low_rank(left, right)
+    path = _file(tmp_path, [("w", torch.float32, (8, 8))], [entry], segments)
+    assert_refused_fast(lambda: decode_state_dict(path), "NaN or Inf")
 
 
 def _pruned(rows, cols, s, bits, lo, hi, symbols, dtype=torch.float32):
@@ -351,6 +389,14 @@ def _pruned(rows, cols, s, bits, lo, hi, symbols, dtype=torch.float32):
     w.varint(len(raw))
     w.varint(len(segment))
     return [("w", dtype, (rows, cols))], [w.getvalue()], [values, segment]
+
+
+def test_pruned_entries_are_checked_against_their_dtype(tmp_path):
+    signature, entries, segments = _pruned(8, 8, 2, 8, -1e6, 1e6, np.full(16, 255), dtype=torch.float16)
+    path = _file(tmp_path, signature, entries, segments)
+    assert_refused_fast(lambda: decode_state_dict(path), "representable in torch.float16")
+    signature, entries, segments = _pruned(8, 8, 2, 8, -1.0, 1.0, np.full(16, 255))
+    assert torch.equal(decode_state_dict(_file(tmp_path, signature, entries, segments))["w"][:, :2], torch.ones(8, 2))
 
 
 # ----------------------------------------------------------------------------- 6. record parsing

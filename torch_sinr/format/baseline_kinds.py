@@ -2,7 +2,9 @@
 
 They live in the format, not beside the baselines that write them (``tune.baselines``): every
 file this package writes must decode with the format alone, and the reader finds these kinds
-through ``kinds._PLUGINS`` when a file names one.
+through ``kinds._PLUGINS`` when a file names one. Any reader may meet them in a hostile file, so
+they meet the built-in kinds' rules: ranges representable in the entry's dtype, every decoded
+value finite in it, and every allocation and the low-rank product counted in ``decoded_bytes``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from . import schema
 from . import symbols as sym
 from .codec.bitpack import packed_size
 from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
-from .kinds import Decoded, Kind, register_kind
+from .codec.indices import decode_cost as index_decode_cost
+from .kinds import Decoded, Kind, check_finite, finite_limit, register_kind
+
+# The low-rank product costs m * n * r multiply-adds with no allocation to show for it: the budget
+# charges one byte per this many, so a file cannot ask for hours of matrix products.
+MACS_PER_BUDGET_BYTE = 8
 
 @dataclass
 class _PrunedParams:
@@ -58,8 +65,10 @@ class PrunedKind(Kind):
         if not 2 <= bits <= 16:
             raise SINRFormatError(f"{entry.where}: width {bits} is not in 2..16")
         lo, hi = reader.f32(), reader.f32()
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-            raise SINRFormatError(f"{entry.where}: bad range")
+        limit = finite_limit(entry.dtype)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi and abs(lo) <= limit and abs(hi) <= limit):
+            raise SINRFormatError(f"{entry.where}: range [{lo}, {hi}] is not finite, ordered and representable "
+                                  f"in {entry.dtype}")
         s = reader.varint(1, max(1, entry.shape[1]), "kept per row")
         count = entry.shape[0] * s
         values = sym.read_params(reader, bits, count, entry.where, entry.segment_lengths)
@@ -73,7 +82,14 @@ class PrunedKind(Kind):
         return _PrunedParams(s, UniformQuantizer(bits, lo, hi), values, CODINGS[coding_id], param, raw_size)
 
     def decoded_bytes(self, entry):
-        return entry.numel * 4 + entry.shape[0] * entry.params.s * 24
+        p = entry.params
+        rows, cols = entry.shape
+        count = rows * p.s
+        # the values' and indices' decoding (expansions included), the codes, the dense matrix
+        # (float32 and the entry's dtype) and its finiteness mask
+        return (sym.decode_cost(p.values, p.quantizer.bits, count) + p.raw_size
+                + index_decode_cost(p.coding, p.param, p.raw_size, rows, p.s, cols) + count * 24
+                + entry.numel * (4 + schema.element_size(entry.dtype) + 1))
 
     def decode(self, entry, ctx):
         p = entry.params
@@ -83,7 +99,7 @@ class PrunedKind(Kind):
         idx = decode_indices(p.coding, p.param, raw, rows, p.s, cols)
         dense = torch.zeros(entry.shape)
         dense.scatter_(1, torch.from_numpy(idx), p.quantizer.dequantize(torch.from_numpy(q)).reshape(rows, p.s))
-        return Decoded(tensor=dense.to(entry.dtype))
+        return Decoded(tensor=check_finite(dense.to(entry.dtype), entry))
 
     def symbol_streams(self, entry):
         return [(entry.params.values, entry.params.quantizer.bits, entry.shape[0] * entry.params.s)]
@@ -111,15 +127,22 @@ class LowRankKind(Kind):
         return rank
 
     def decoded_bytes(self, entry):
-        return (entry.numel + entry.params * sum(entry.shape)) * 8
+        rank = entry.params
+        # the factors (decompressed, copied), the product (float32, the entry's dtype, its
+        # finiteness mask) and the product's multiply-adds
+        return (rank * sum(entry.shape) * 8 + entry.numel * (4 + schema.element_size(entry.dtype) + 1)
+                + entry.numel * rank // MACS_PER_BUDGET_BYTE)
 
     def decode(self, entry, ctx):
         rank, (m, n) = entry.params, entry.shape
         factors = []
         for segment, shape in zip(ctx.segments, ((m, rank), (rank, n))):
             data = sym.brotli_decompress(segment, shape[0] * shape[1] * 4, entry.where)
-            factors.append(torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape))
-        return Decoded(tensor=(factors[0] @ factors[1]).to(entry.dtype))
+            factor = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape)
+            if not torch.isfinite(factor).all():
+                raise SINRFormatError(f"{entry.where}: a low-rank factor holds NaN or Inf")
+            factors.append(factor)
+        return Decoded(tensor=check_finite((factors[0] @ factors[1]).to(entry.dtype), entry))
 
 
 register_kind(PrunedKind())

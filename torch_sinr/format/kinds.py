@@ -37,6 +37,13 @@ from .schema import DTYPE_IDS, DTYPES, FLOAT_DTYPES, Entry, element_size
 
 MAX_K2 = 1 << 24  # 24-bit indices: far beyond the paper's 16, and decoding cost does not grow with k2
 PARTS = ("values", "indices", "biases", "dense")
+# Groups of rows a ``stepped`` entry may have (one per hash-grid level: tens in practice). Each
+# group is parsed and decoded on its own, so their number bounds a file's parse and decode time.
+MAX_STEP_GROUPS = 4096
+# Largest |entry| of any dictionary atom times sqrt(k1): the generator's inverse normal CDF
+# (core.dictionary) takes u in [2**-54, 1] with its tail clamped at 2**-60, where it gives
+# 8.7733 (measured: -8.2924 at the smallest u, +8.7733 at u = 1.0); 9 bounds it with margin.
+ATOM_BOUND = 9.0
 
 
 # ----------------------------------------------------------------------------- contexts
@@ -172,9 +179,22 @@ def _float_entry(entry: Entry) -> None:
         raise SINRFormatError(f"{entry.where}: kind {entry.kind!r} needs a float tensor, not {entry.dtype}")
 
 
+def finite_limit(dtype: torch.dtype) -> float:
+    """Largest magnitude a value may have: what ``dtype`` holds, and float32 (the decoder computes
+    in it)."""
+    return min(float(torch.finfo(dtype).max), float(torch.finfo(torch.float32).max))
+
+
+def check_finite(tensor: torch.Tensor, entry: Entry, what: str = "") -> torch.Tensor:
+    """``tensor`` (already in the entry's dtype), or SINRFormatError if it holds NaN or Inf."""
+    if tensor.is_floating_point() and tensor.numel() and not torch.isfinite(tensor).all():
+        raise SINRFormatError(f"{entry.where}{what}: decodes to NaN or Inf in {entry.dtype}")
+    return tensor
+
+
 def _range(reader: ByteReader, entry: Entry, dtype: torch.dtype) -> tuple[float, float]:
     lo, hi = reader.f32(), reader.f32()
-    limit = torch.finfo(dtype).max
+    limit = finite_limit(dtype)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi and abs(lo) <= limit and abs(hi) <= limit):
         raise SINRFormatError(f"{entry.where}: quantizer range [{lo}, {hi}] is not finite, ordered and "
                               f"representable in {dtype}")
@@ -243,9 +263,11 @@ class RawKind(Kind):
         p = entry.params
         data = _decode_bytes(p.coding, ctx.segments[0], entry.numel * element_size(p.stored), entry.where)
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
-        tensor = raw.view(p.stored).reshape(entry.shape).to(entry.dtype)
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        stored = raw.view(p.stored)
+        if stored.is_floating_point() and stored.numel() and not torch.isfinite(stored).all():
             raise SINRFormatError(f"{entry.where}: holds NaN or Inf")
+        # a float64 value beyond float32 stored for a float32 tensor becomes Inf: check the result too
+        tensor = check_finite(stored.reshape(entry.shape).to(entry.dtype), entry)
         storage = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
                    torch.float64: "float64"}.get(p.stored) if entry.dtype in FLOAT_DTYPES else None
         return Decoded(tensor=tensor, storage=storage)
@@ -294,7 +316,7 @@ class UniformKind(Kind):
         p = entry.params
         codes = sym.decode_symbols(p.symbols, p.quantizer.bits, entry.numel, ctx.segments, ctx.ranges, entry.where)
         values = p.quantizer.dequantize(torch.from_numpy(codes)).reshape(entry.shape).to(entry.dtype)
-        return Decoded(tensor=values, storage=p.quantizer)
+        return Decoded(tensor=check_finite(values, entry), storage=p.quantizer)
 
     def symbol_streams(self, entry):
         return [(entry.params.symbols, entry.params.quantizer.bits, entry.numel)]
@@ -366,7 +388,9 @@ class SinrKind(Kind):
         bits = reader.u8()
         if bits not in SUPPORTED_BITS:
             raise SINRFormatError(f"{entry.where}: value width {bits} is not supported")
-        lo, hi = _range(reader, entry, torch.float32) if bits != 32 else (0.0, 0.0)
+        # the values become the layer's dtype (SINRLinear(dtype=...)): a float16 layer's range
+        # must hold in float16, not only in float32
+        lo, hi = _range(reader, entry, entry.dtype) if bits != 32 else (0.0, 0.0)
         try:
             spec = CodeSpec(shape=tuple(entry.shape), mode=mode, s=s, dictionary=DictionarySpec(seed=seed, k1=k1, k2=k2),
                             quantizer=UniformQuantizer(bits, lo, hi))
@@ -408,15 +432,31 @@ class SinrKind(Kind):
         count = spec.n_vectors * spec.s
         q = sym.decode_symbols(p.values, spec.quantizer.bits, count, ctx.segments, ctx.ranges, entry.where + " values")
         values = spec.quantizer.dequantize(torch.from_numpy(q)).reshape(spec.n_vectors, spec.s)
-        if not torch.isfinite(values).all():
-            raise SINRFormatError(f"{entry.where}: values hold NaN or Inf")
+        check_finite(values.to(entry.dtype), entry, " values")  # the layer holds them in its dtype
         raw = _decode_bytes(p.index_bytes_coding, ctx.segments[-1], p.index_raw_size, entry.where + " indices")
         indices = torch.from_numpy(decode_indices(p.index_coding, p.index_param, raw, spec.n_vectors, spec.s, spec.k2))
-        return Decoded(codes=CodedTensor(spec, indices, values))
+        codes = CodedTensor(spec, indices, values)
+        check_codes_finite(codes, entry.dtype, entry.where)
+        return Decoded(codes=codes)
 
     def symbol_streams(self, entry):
         spec = entry.params.spec
         return [(entry.params.values, spec.quantizer.bits, spec.n_vectors * spec.s)]
+
+
+def check_codes_finite(codes: CodedTensor, dtype: torch.dtype, where: str) -> None:
+    """Refuse codes whose dense weight A x is not finite in ``dtype``. Each entry of A x (and every
+    partial sum, in any order) is at most sum |x| over its code times the largest |atom entry|
+    (``ATOM_BOUND / sqrt(k1)``); when that bound is far inside ``dtype``, nothing can overflow
+    and nothing is computed. Otherwise A x is computed once (counted in ``decoded_bytes``)."""
+    spec = codes.spec
+    row_sums = codes.values.to(torch.float64).abs().sum(1)
+    bound = float(row_sums.max()) * ATOM_BOUND / math.sqrt(spec.k1) if row_sums.numel() else 0.0
+    if bound <= finite_limit(dtype) / 2:
+        return
+    dense = codes.decode().to(dtype)
+    if not torch.isfinite(dense).all():
+        raise SINRFormatError(f"{where}: the dense weight A x holds NaN or Inf in {dtype}")
 
 
 # ----------------------------------------------------------------------------- alias
@@ -565,8 +605,8 @@ class IntegerKind(Kind):
         limit = min(MAX_INTEGER, int(torch.finfo(entry.dtype).max))
         if max(-p.first, p.first + high) > limit:
             raise SINRFormatError(f"{entry.where}: integers {p.first}..{p.first + high} do not fit {entry.dtype}")
-        values = torch.from_numpy(integers)
-        return Decoded(tensor=values.to(entry.dtype).reshape(entry.shape), storage=INTEGER_STORAGE)
+        values = check_finite(torch.from_numpy(integers).to(entry.dtype).reshape(entry.shape), entry)
+        return Decoded(tensor=values, storage=INTEGER_STORAGE)
 
     def symbol_streams(self, entry):
         p = entry.params
@@ -656,7 +696,7 @@ class SteppedKind(Kind):
                 raise SINRFormatError(f"{where}: values up to {largest:.3g} do not fit {entry.dtype}")
             parts.append(torch.from_numpy(integers))
         codes = torch.cat(parts).reshape(entry.shape)
-        values = p.quantizer.dequantize(codes).to(entry.dtype)
+        values = check_finite(p.quantizer.dequantize(codes).to(entry.dtype), entry)
         return Decoded(tensor=values, storage=p.quantizer)
 
     def symbol_streams(self, entry):
