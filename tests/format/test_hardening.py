@@ -296,6 +296,36 @@ def _v1_edit(src, dst, edit):
     return dst
 
 
+def test_format1_reading_obeys_the_budget(v1_file, tmp_path):
+    """One declared 16384**2 layer (s = 1, k2 = 1) in a small format-1 file: 3.3 GiB and 10.6 s
+    before; now refused by the budget (and by the default one) before anything is decoded."""
+
+    def edit(layout):
+        layer = layout["sinr"][0]
+        layer.update(shape=[16384, 16384], mode="row", s=1, k2=1, value_bits=8, lo=-1.0, hi=1.0,
+                     values_stream=[0, 1, 16384], index_coding=["fixed", 1], indices_stream=[0, 1, 2048])
+        layer.pop("bias", None)
+        layer.pop("bias_stream", None)
+
+    path = _v1_edit(v1_file, tmp_path / "big.safetensors", edit)
+    assert_refused_fast(lambda: decode_state_dict(path, budget_bytes=2**20), "budget")
+    assert_refused_fast(lambda: decode_state_dict(path), "budget")
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    before = snapshot(model)
+    assert_refused_fast(lambda: load_compressed(path, model), "budget|does not match|shape")
+    assert_unchanged(model, before)
+    assert decode_state_dict(v1_file, budget_bytes=10 << 20)  # the real file fits a small budget
+
+
+@pytest.mark.parametrize("lo,hi", [(-1.7e308, 1.7e308), (-1.0, 3.5e38), (1.0, -1.0)])
+def test_format1_value_ranges_are_finite_float32(v1_file, tmp_path, lo, hi):
+    def edit(layout):
+        layout["sinr"][0].update(lo=lo, hi=hi)
+
+    path = _v1_edit(v1_file, tmp_path / "range.safetensors", edit)
+    assert_refused_fast(lambda: decode_state_dict(path), "value range")
+
+
 # ----------------------------------------------------------------------------- 5. finiteness
 def _sinr_packed(rows: int, cols: int, s: int, k2: int, bits: int, lo: float, hi: float, symbols: np.ndarray,
                  dtype=torch.float32) -> tuple[list, list[bytes], list[bytes]]:
@@ -341,6 +371,17 @@ def test_the_dense_weight_a_x_is_checked_finite(tmp_path):
                                                 dtype=torch.float16)
     state = decode_state_dict(_file(tmp_path, signature, entries, segments))
     assert torch.isfinite(state["h.weight"]).all()
+
+
+def test_the_atom_bound_holds_at_the_generators_extremes():
+    """``ATOM_BOUND`` (the A x check skips computing A x under it) bounds every value the
+    dictionary generator can give, at both ends of its uniform input."""
+    from torch_sinr.core.dictionary import _inverse_normal_cdf
+    from torch_sinr.format.kinds import ATOM_BOUND
+
+    ints = torch.tensor([0.0, 1.0, 2.0**53 - 2, 2.0**53 - 1], dtype=torch.float64)
+    extremes = _inverse_normal_cdf((ints + 0.5) * 2.0**-53)
+    assert extremes.abs().max() <= ATOM_BOUND and extremes.abs().max() > 8.7
 
 
 def _low_rank(left: torch.Tensor, right: torch.Tensor) -> tuple[bytes, list[bytes]]:

@@ -384,7 +384,7 @@ def decode_state_dict(path: str | os.PathLike, device=None, *, skeleton: nn.Modu
     if raw.version == 1:
         from . import v1
 
-        return v1.decode_state_dict_v1(path, device, raw)
+        return v1.decode_state_dict_v1(path, device, raw, budget_bytes)
     signature = dense_signature(skeleton) if skeleton is not None else None
     parsed = container.parse_payload(raw.payload, signature, str(path))
     decoded = container.decode_payload(parsed, budget_bytes, str(path))

@@ -29,7 +29,9 @@ from .._version import __version__
 from .v1_streams import (DTYPE_NAMES, decode_dense, decode_layer_indices, decode_values, layer_streams,
                          itemsize, tensor_to_bytes, torch_dtype)
 from .codec import entropy
+from .codec.bitpack import unpack_cost
 from .codec.indices import CODINGS, decoded_index_size
+from .codec.indices import decode_cost as index_decode_cost
 from ..core.quantization import SUPPORTED_BITS, UniformQuantizer
 from ..core.dictionary import GENERATOR, SUPPORTED_GENERATORS, DictionarySpec
 from ..errors import SINRError, SINRFormatError
@@ -48,6 +50,9 @@ PAYLOAD = "payload"
 MAX_DIM = 1 << 24
 MAX_ELEMENTS = 1 << 31
 MAX_DECODED_BYTES = 8 << 30
+# Format-1 reading is under the same budget as format 2: the default of decode_state_dict
+# (schema.DEFAULT_BUDGET_BYTES), and load_compressed's skeleton-sized one.
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _RESERVED_METADATA = ("format", "format_version", "torch_sinr_version", "dictionary_generator", "layout")
 
 
@@ -256,6 +261,9 @@ def _parse_layer(entry, payload_size: int) -> _LayerRecord:
     if bits not in SUPPORTED_BITS:
         raise _fail(where, f"value_bits={bits} is not supported")
     lo, hi = _get(entry, "lo", float, where), _get(entry, "hi", float, where)
+    if bits != 32 and not (abs(float(lo)) <= _FLOAT32_MAX and abs(float(hi)) <= _FLOAT32_MAX and lo <= hi):
+        # format-1 layers hold float32 values: a range beyond it decodes to Inf
+        raise _fail(where, f"value range [{lo}, {hi}] is not ordered and representable in float32")
     seed = _int(entry, "seed", 0, 2**32 - 1, where)
     try:
         dictionary = DictionarySpec(seed=seed, k1=k1, k2=k2)
@@ -329,23 +337,61 @@ class CompressedFile:
     def layer_codes(self, record: _LayerRecord, by_name: dict[str, "_LayerRecord"]):
         source = by_name[record.tied_to] if record.tied_to else record
         where = f"layer {record.name!r}"
-        values = decode_values(source.spec, self._slice(source.values_stream), where + " values")
+        values = _finite(decode_values(source.spec, self._slice(source.values_stream), where + " values"), where)
         indices = decode_layer_indices(source.spec, self._slice(source.indices_stream), *source.index_coding,
                                        source.indices_stream[2], where + " indices")
         bias = None
         if record.bias_stream is not None:
-            bias = decode_dense(self._slice(record.bias_stream), record.bias_dtype, (record.spec.shape[0],),
-                                where + " bias").to(torch.float32)
+            bias = _finite(decode_dense(self._slice(record.bias_stream), record.bias_dtype, (record.spec.shape[0],),
+                                        where + " bias").to(torch.float32), where + " bias")
         return indices, values, bias
 
     def dense_tensor(self, record: _DenseRecord, by_name: dict[str, "_DenseRecord"]) -> torch.Tensor:
         source = by_name[record.tied_to] if record.tied_to else record
         tensor = decode_dense(self._slice(source.stream), source.stored, source.shape, f"tensor {record.name!r}")
-        return tensor.to(torch_dtype(record.dtype))
+        return _finite(tensor.to(torch_dtype(record.dtype)), f"tensor {record.name!r}")
 
 
-def read_compressed_v1(path: str | os.PathLike, raw=None) -> CompressedFile:
-    """Open and validate a compressed file (raises SINRFormatError on anything wrong)."""
+def decoded_bytes(cf: "CompressedFile") -> int:
+    """Bytes decoding every layer and tensor of ``cf`` allocates at most, expansions included:
+    streams decompressed and unpacked, indices decoded, the atoms the codes use, the dense
+    weight A x (decode_state_dict computes it; load_compressed's layers on first use)."""
+    total = 0
+    for r in cf.layers:
+        spec = r.spec
+        count = spec.n_vectors * spec.s
+        total += count * (8 + 4) + spec.k1 * min(spec.k2, count) * 8 + math.prod(spec.shape) * 4
+        if r.values_stream is not None:
+            total += r.values_stream[2] + unpack_cost(spec.quantizer.bits, count) + count * 4
+        if r.indices_stream is not None:
+            total += r.indices_stream[2] + index_decode_cost(r.index_coding[0], r.index_coding[1], r.indices_stream[2],
+                                                             spec.n_vectors, spec.s, spec.k2)
+        if r.bias_stream is not None:
+            total += r.bias_stream[2] + spec.shape[0] * 8
+    for r in cf.dense:
+        numel = math.prod(r.shape)
+        total += numel * (2 * itemsize(r.stored) + itemsize(r.dtype) + 1)
+    return total
+
+
+def _check_budget(cf: "CompressedFile", path, budget: int | None) -> None:
+    if budget is None:
+        return
+    need = decoded_bytes(cf)
+    if need > budget:
+        raise SINRFormatError(f"{path}: decoding needs {need} bytes, over the budget of {budget} "
+                              f"(pass a larger budget if the file is trusted)")
+
+
+def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    if tensor.is_floating_point() and tensor.numel() and not torch.isfinite(tensor).all():
+        raise SINRFormatError(f"{what}: decodes to NaN or Inf")
+    return tensor
+
+
+def read_compressed_v1(path: str | os.PathLike, raw=None, budget: int | None = None) -> CompressedFile:
+    """Open and validate a compressed file (raises SINRFormatError on anything wrong). With
+    ``budget``, what decoding it would allocate is checked against it too."""
     from .container import read_file
 
     path = Path(path)
@@ -403,7 +449,9 @@ def read_compressed_v1(path: str | os.PathLike, raw=None) -> CompressedFile:
     total = sum(r.spec.n_vectors * r.spec.s * 16 for r in layers) + sum(math.prod(r.shape) * 8 for r in dense)
     if total > MAX_DECODED_BYTES:
         raise SINRFormatError(f"{path}: declares {total} bytes of decoded tensors, over the limit")
-    return CompressedFile(metadata, layers, dense, payload, raw.file_bytes, aliases)
+    cf = CompressedFile(metadata, layers, dense, payload, raw.file_bytes, aliases)
+    _check_budget(cf, path, budget)
+    return cf
 
 
 def _build_layers(cf: CompressedFile, device) -> tuple[dict[str, SINRLinear], dict[str, torch.Tensor]]:
@@ -411,6 +459,10 @@ def _build_layers(cf: CompressedFile, device) -> tuple[dict[str, SINRLinear], di
     built: dict[str, SINRLinear] = {}
     for record in sorted(cf.layers, key=lambda r: r.tied_to is not None):
         indices, values, bias = cf.layer_codes(record, by_name)
+        from .kinds import check_codes_finite
+        from ..core.tensor_codes import CodedTensor
+
+        check_codes_finite(CodedTensor(record.spec, indices, values), torch.float32, f"layer {record.name!r}")
         layer = SINRLinear(record.spec, bias=bias is not None)
         with torch.no_grad():
             layer.indices.copy_(indices)
@@ -432,7 +484,8 @@ def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None
     is loaded into the model. Names and shapes must match exactly (a mismatch raises before
     anything is changed). Returns the model.
     """
-    cf = read_compressed_v1(path, raw)
+    skeleton = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    cf = read_compressed_v1(path, raw, 4 * skeleton + (256 << 20))  # model_io's load budget
     modules = dict(model.named_modules(remove_duplicate=False))
     by_record = {r.name: r for r in cf.layers}
     for record in [*cf.layers, *(replace_name(by_record[src], a) for a, src in cf.aliases.items())]:
@@ -490,16 +543,19 @@ def load_compressed_v1(path: str | os.PathLike, model: nn.Module, *, device=None
     return model
 
 
-def decode_state_dict_v1(path: str | os.PathLike, device=None, raw=None) -> dict[str, torch.Tensor]:
-    """A plain dense state_dict (``name.weight``, ``name.bias`` and the rest), for code without torch_sinr."""
+def decode_state_dict_v1(path: str | os.PathLike, device=None, raw=None, budget: int | None = None
+                         ) -> dict[str, torch.Tensor]:
+    """A plain dense state_dict (``name.weight``, ``name.bias`` and the rest), for code without
+    torch_sinr; decoding may allocate at most ``budget`` bytes (checked before anything is decoded)."""
     from ..core.tensor_codes import CodedTensor
 
-    cf = read_compressed_v1(path, raw)
+    cf = read_compressed_v1(path, raw, budget)
     by_name = {r.name: r for r in cf.layers}
     state: dict[str, torch.Tensor] = {}
     for record in cf.layers:
         indices, values, bias = cf.layer_codes(record, by_name)
-        weight = CodedTensor(record.spec, indices.to(device or "cpu"), values.to(device or "cpu")).decode()
+        weight = _finite(CodedTensor(record.spec, indices.to(device or "cpu"), values.to(device or "cpu")).decode(),
+                         f"layer {record.name!r} dense weight A x")
         state[f"{record.name}.weight"] = weight
         if bias is not None:
             state[f"{record.name}.bias"] = bias.to(weight.device)
@@ -514,7 +570,8 @@ def decode_state_dict_v1(path: str | os.PathLike, device=None, raw=None) -> dict
 
 
 def summary(path, raw):
-    """A version-agnostic description of a v1 file (see ``report.FileSummary``)."""
+    """A version-agnostic description of a v1 file (see ``report.FileSummary``); decodes nothing
+    (its JSON layout is parsed within the bounds ``read_compressed_v1`` checks)."""
     cf = read_compressed_v1(path, raw)
     tensors = []
     for r in cf.layers:
