@@ -228,6 +228,16 @@ def test_info_attributes_bytes_as_the_writer_did(tmp_path):
         assert t["bytes"] == pytest.approx(written, rel=1e-9, abs=1e-9), t["name"]
 
 
+def test_info_is_under_the_budget(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 3))
+    compress_model(model, fast_config())
+    path = tmp_path / "m.safetensors"
+    save_compressed(model, path)
+    assert_refused_fast(lambda: read_compressed(path, budget_bytes=7), "budget")
+    assert read_compressed(path).tensors
+
+
 # ----------------------------------------------------------------------------- 3. expansions
 def _rice_bomb(rows: int) -> tuple[list, bytes, bytes]:
     """SINR (rows, 1), k2 = 2**24, Rice k = 0 over Brotli-compressed zeros of the largest size the
@@ -463,6 +473,26 @@ def _name_bomb(count: int, length: int = 1024) -> bytes:
     return body
 
 
+def test_front_coded_name_bombs_are_refused_fast(tmp_path):
+    """2**18 names of 1 KiB from 5 bytes each (a 2.6 MB file): 10.7 s and 1 GiB before."""
+    path = write_payload(tmp_path, _name_bomb(1 << 18))
+    assert path.stat().st_size > 2_000_000
+    assert_refused_fast(lambda: decode_state_dict(path), "names expand")
+    assert_refused_fast(lambda: read_compressed(path), "names expand")
+    assert_refused_fast(lambda: decode_state_dict(path, budget_bytes=7), "budget")
+    # the same names at a sane length decode
+    ok = write_payload(tmp_path, _name_bomb(600, length=8), "ok.safetensors")
+    assert len(decode_state_dict(ok)) == 600
+
+
+def test_an_entry_count_is_bounded_by_the_record_and_the_budget(tmp_path):
+    path = write_payload(tmp_path, _name_bomb(2000, length=8))
+    assert_refused_fast(lambda: decode_state_dict(path, budget_bytes=1000 * schema.ENTRY_COST), "budget")
+    data = bytearray(_name_bomb(2000, length=8))
+    data[2:4] = bytes((0xFF, 0x7F))  # 16383 entries declared, the record holds 2000
+    assert_refused_fast(lambda: decode_state_dict(write_payload(tmp_path, bytes(data), "c.safetensors")), "cannot fit")
+
+
 def _stepped_groups(declared: int, groups: int) -> bytes:
     """A stepped entry declaring ``declared`` groups and holding ``groups`` of one row each."""
     w = ByteWriter()
@@ -478,3 +508,11 @@ def _stepped_groups(declared: int, groups: int) -> bytes:
     return w.getvalue()
 
 
+@pytest.mark.parametrize("declared,held", [(1 << 13, 1 << 13), (1 << 20, 16)])
+def test_huge_group_counts_are_refused_fast(tmp_path, declared, held):
+    """2**13 groups of one row each (over the 4096 a file may have), and 2**20 declared in a
+    record that holds 16 (a 12.6 MB file with 2**20 groups took 20 s a call): refused before
+    the groups are parsed."""
+    path = _file(tmp_path, [("w", torch.float32, (1 << 20, 2))], [_stepped_groups(declared, held)], [b"\x40"] * held)
+    assert_refused_fast(lambda: decode_state_dict(path), "group count")
+    assert_refused_fast(lambda: read_compressed(path), "group count")

@@ -174,11 +174,13 @@ class ParsedPayload:
 
 
 def parse_payload(payload: bytes, signature: list[tuple[str, torch.dtype, tuple[int, ...]]] | None = None,
-                  what: str = "file") -> ParsedPayload:
+                  what: str = "file", budget: int | None = None) -> ParsedPayload:
     """Check the CRC, parse and validate the record; nothing is decompressed yet.
 
     ``signature`` (names, dtypes, shapes of the skeleton) is required for a bare file and, for a
-    self-describing one, must match it exactly.
+    self-describing one, must match it exactly. Parsing is under ``budget`` bytes too: the entry
+    count is checked against it (``schema.ENTRY_COST`` each) and against the record bytes left
+    before any entry is read, the names' total size as they are read (``schema.read_signature``).
     """
     if len(payload) < 7:
         raise SINRFormatError(f"{what}: payload of {len(payload)} bytes is too short")
@@ -196,9 +198,14 @@ def parse_payload(payload: bytes, signature: list[tuple[str, torch.dtype, tuple[
     count = record.varint(0, schema.MAX_ENTRIES, "entry count")
     index_policy, symbol_policy, quality = schema.read_settings(record)
     names_stored = bool(flags & schema.FLAG_NAMES)
+    if count * schema.MIN_ENTRY_BYTES[names_stored] > record.remaining:
+        raise SINRFormatError(f"{what}: {count} entries cannot fit in the {record.remaining} bytes left")
+    if budget is not None and count * schema.ENTRY_COST > budget:
+        raise SINRFormatError(f"{what}: parsing {count} entries needs about {count * schema.ENTRY_COST} bytes, "
+                              f"over the budget of {budget}")
     fingerprint = None
     if names_stored:
-        entries = schema.read_signature(record, count)
+        entries = schema.read_signature(record, count, budget)
         if signature is not None:
             _match_signature(entries, signature)
     else:

@@ -646,6 +646,9 @@ class SteppedKind(Kind):
 
     def encode(self, item, out, ctx):
         _, quantizer = item.data
+        if len(quantizer.rows) > MAX_STEP_GROUPS:
+            raise SINRInputError(f"cannot store {item.name!r}: {len(quantizer.rows)} groups of rows, at most "
+                                 f"{MAX_STEP_GROUPS} can be stored")
         groups = self._groups(item)
         out.varint(len(groups))
         for rows, step, (first, offsets) in zip(quantizer.rows, quantizer.steps, groups):
@@ -660,10 +663,13 @@ class SteppedKind(Kind):
                                   f"dimension, not shape {list(entry.shape)}")
         total = entry.shape[0]
         per_row = entry.numel // total
-        count = reader.varint(1, total, "group count")
+        # a group takes at least 7 record bytes (rows, step, first, width): a count the record
+        # cannot hold is refused before any group is parsed
+        count = reader.varint(1, max(1, min(total, MAX_STEP_GROUPS, reader.remaining // 7)), "group count")
         rows, steps, groups = [], [], []
+        covered = 0
         for g in range(count):
-            left = total - sum(rows)
+            left = total - covered
             n = reader.varint(1, max(1, left - (count - g - 1)), "group rows")
             if n > left:
                 raise SINRFormatError(f"{entry.where}: groups cover more than {total} rows")
@@ -671,9 +677,10 @@ class SteppedKind(Kind):
             if not (math.isfinite(step) and step > 0):
                 raise SINRFormatError(f"{entry.where}: group {g} step {step} is not a finite number > 0")
             rows.append(n)
+            covered += n
             steps.append(step)
             groups.append(_read_integer_stream(reader, entry, n * per_row, f"{entry.where} group {g}"))
-        if sum(rows) != total:
+        if covered != total:
             raise SINRFormatError(f"{entry.where}: groups cover {sum(rows)} of {total} rows")
         return _SteppedParams(StepQuantizer(tuple(rows), tuple(steps)), groups)
 

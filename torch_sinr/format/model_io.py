@@ -317,15 +317,22 @@ def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding
 
 
 # ----------------------------------------------------------------------------- reading
-def read_compressed(path: str | os.PathLike, *, skeleton: nn.Module | None = None) -> FileSummary:
-    """Open and validate a compressed file; raises ``SINRFormatError`` on anything wrong."""
+def read_compressed(path: str | os.PathLike, *, skeleton: nn.Module | None = None,
+                    budget_bytes: int = schema.DEFAULT_BUDGET_BYTES) -> FileSummary:
+    """Open and validate a compressed file's record; raises ``SINRFormatError`` on anything wrong.
+
+    Nothing is decoded: each tensor's bytes are the segment lengths its record declares, its side
+    info, and its share of the range-coded segment by information content, computed from the
+    stored models (``container.bytes_by_entry``). The cost is one read of the file and a parse of
+    its record, which is under ``budget_bytes`` like decoding (``container.parse_payload``).
+    The streams themselves are checked only when decoded (``decode_state_dict``)."""
     raw = container.read_file(path)
     if raw.version == 1:
         from . import v1
 
-        return v1.summary(path, raw)  # reuses the bytes already read
+        return v1.summary(path, raw)  # reuses the bytes already read; parses JSON, decodes nothing
     signature = dense_signature(skeleton) if skeleton is not None else None
-    parsed = container.parse_payload(raw.payload, signature, str(path))
+    parsed = container.parse_payload(raw.payload, signature, str(path), budget_bytes)
     tensors = []
     sizes = container.bytes_by_entry(parsed, str(path))
     for entry in parsed.entries:
@@ -368,9 +375,9 @@ def _skeleton_bytes(signature) -> int:
 def decode_file(path: str | os.PathLike, raw: container.RawFile, signature=None, budget: int | None = None
                 ) -> tuple[container.ParsedPayload, list[Decoded]]:
     """Parse and decode a format-2 file already read by ``container.read_file``."""
-    parsed = container.parse_payload(raw.payload, signature, str(path))
     if budget is None:
         budget = 4 * _skeleton_bytes(signature) + _LOAD_HEADROOM if signature is not None else schema.DEFAULT_BUDGET_BYTES
+    parsed = container.parse_payload(raw.payload, signature, str(path), budget)
     return parsed, container.decode_payload(parsed, budget, str(path))
 
 
@@ -386,7 +393,7 @@ def decode_state_dict(path: str | os.PathLike, device=None, *, skeleton: nn.Modu
 
         return v1.decode_state_dict_v1(path, device, raw, budget_bytes)
     signature = dense_signature(skeleton) if skeleton is not None else None
-    parsed = container.parse_payload(raw.payload, signature, str(path))
+    parsed = container.parse_payload(raw.payload, signature, str(path), budget_bytes)
     decoded = container.decode_payload(parsed, budget_bytes, str(path))
     state: dict[str, torch.Tensor] = {}
     dense: dict[int, torch.Tensor] = {}

@@ -61,6 +61,17 @@ MAX_NAME_BYTES = 1024
 MAX_NDIM = 8
 MAX_DIM = 1 << 40
 DEFAULT_BUDGET_BYTES = 1 << 30  # decode_state_dict without a skeleton: decoded tensors + atoms
+# Parsing is under the budget too. Each entry costs the reader about this much (its Entry, its
+# kind's parameters, list slots), whatever its name: ``count * ENTRY_COST`` is checked against
+# the budget before the first entry is read.
+ENTRY_COST = 1024
+# Front coding lets a few bytes stand for a long name (a shared prefix). The names together may
+# hold at most this many bytes per byte of the record they take, plus NAME_BYTES_FREE: a file
+# cannot make its reader build gigabytes of names from megabytes of record.
+NAME_EXPANSION = 16
+NAME_BYTES_FREE = 1 << 20
+# A named entry takes at least 5 record bytes (prefix, length, dtype, ndim, kind), a bare one 1.
+MIN_ENTRY_BYTES = {True: 5, False: 1}
 
 
 def element_size(dtype: torch.dtype) -> int:
@@ -116,17 +127,32 @@ def write_signature(out: ByteWriter, signature: list[tuple[str, torch.dtype, tup
             out.varint(d)
 
 
-def read_signature(reader: ByteReader, count: int) -> list[Entry]:
+def read_signature(reader: ByteReader, count: int, budget: int | None = None) -> list[Entry]:
+    """The names, dtypes and shapes of ``count`` entries. The names' total size is bounded by the
+    record bytes they take (``NAME_EXPANSION``) and, with them, the entries' by ``budget``."""
     names, previous = [], b""
+    start, total = reader.position, 0
+    allowed = NAME_BYTES_FREE + NAME_EXPANSION * reader.remaining
+    if budget is not None:
+        allowed = min(allowed, max(0, budget - count * ENTRY_COST) // 2)  # bytes and str of each name
     for _ in range(count):
         shared = reader.varint(0, len(previous), "name prefix")
-        raw = previous[:shared] + reader.raw(reader.varint(0, MAX_NAME_BYTES - shared, "name length"))
+        suffix = reader.raw(reader.varint(0, MAX_NAME_BYTES - shared, "name length"))
+        total += shared + len(suffix)
+        if total > min(allowed, NAME_BYTES_FREE + NAME_EXPANSION * (reader.position - start)):
+            raise SINRFormatError(f"record: the tensor names expand to over {total} bytes from "
+                                  f"{reader.position - start} bytes of record (front coding bomb or over the budget)")
+        # UTF-8 encodes a control character (< 32) as that one byte and nothing else below 32:
+        # checking the new bytes is checking the name (the prefix was checked with the last one)
+        if suffix and min(suffix) < 32:
+            raise SINRFormatError(f"record: invalid tensor name (control character)")
+        raw = previous[:shared] + suffix
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise SINRFormatError("record: a tensor name is not valid UTF-8") from None
-        if not name or any(ord(c) < 32 for c in name):
-            raise SINRFormatError(f"record: invalid tensor name {name[:80]!r}")
+        if not name:
+            raise SINRFormatError("record: an empty tensor name")
         names.append(name)
         previous = raw
     if len(set(names)) != len(names):
