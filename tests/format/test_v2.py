@@ -331,5 +331,6 @@ def test_fuzz_slice(tmp_path):
     results = fuzz_format.run(240, seed=7)
     bounds = results["bounds"]
     assert bounds["crashes"] == 0 and bounds["silently_different"] == 0 and bounds["slow"] == 0
+    assert bounds["nonfinite"] == 0 and results["by_mutation"].keys() - {"bytes", "bytes (CRC fixed)"}
     assert results["total"]["rejected"] > 100
     assert bounds["max_memory_increase"] < fuzz_format.MEMORY_BOUND
