@@ -145,7 +145,7 @@ def read_signature(reader: ByteReader, count: int, budget: int | None = None) ->
         # UTF-8 encodes a control character (< 32) as that one byte and nothing else below 32:
         # checking the new bytes is checking the name (the prefix was checked with the last one)
         if suffix and min(suffix) < 32:
-            raise SINRFormatError(f"record: invalid tensor name (control character)")
+            raise SINRFormatError("record: invalid tensor name (control character)")
         raw = previous[:shared] + suffix
         try:
             name = raw.decode("utf-8")
