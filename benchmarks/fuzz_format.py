@@ -933,7 +933,7 @@ def markdown(results: dict, files: int, seed: int) -> str:
 
     for name, c in [*results["mutants"].items(), ("**all**", results["total"])]:
         rows.append(row(name, c))
-    rows += ["", "By mutation (all bases):", "", rows[4], rows[5]]
+    rows += ["", "By mutation (all bases):", "", rows[4].replace("| model |", "| mutation |", 1), rows[5]]
     for name, c in results["by_mutation"].items():
         rows.append(row(name, c))
     per_call = results["per_call"]
