@@ -192,6 +192,24 @@ def check_finite(tensor: torch.Tensor, entry: Entry, what: str = "") -> torch.Te
     return tensor
 
 
+# Values a decoder dequantizes at a time into its preallocated result: the float64 temporaries
+# stay a few MiB whatever the tensor's size (the values are the same as in one go: the
+# arithmetic is element by element).
+DEQUANTIZE_CHUNK = 1 << 18
+
+
+def _dequantize_into(out: torch.Tensor, codes: np.ndarray, dequantize) -> None:
+    """``out[i] = dequantize(codes[i])`` (float32), ``DEQUANTIZE_CHUNK`` values at a time."""
+    for start in range(0, codes.size, DEQUANTIZE_CHUNK):
+        stop = min(codes.size, start + DEQUANTIZE_CHUNK)
+        out[start:stop] = dequantize(torch.from_numpy(codes[start:stop]))
+
+
+def _dequantize_bytes(count: int) -> int:
+    """The temporaries of ``_dequantize_into``: a chunk of float64 codes, products and float32s."""
+    return min(count, DEQUANTIZE_CHUNK) * (8 + 8 + 8 + 4)
+
+
 def _range(reader: ByteReader, entry: Entry, dtype: torch.dtype) -> tuple[float, float]:
     lo, hi = reader.f32(), reader.f32()
     limit = finite_limit(dtype)
@@ -309,13 +327,17 @@ class UniformKind(Kind):
         return _UniformParams(UniformQuantizer(bits, lo, hi), params)
 
     def decoded_bytes(self, entry):
-        p = entry.params  # the symbols' decoding, then int64 codes, float32 values, the result
-        return sym.decode_cost(p.symbols, p.quantizer.bits, entry.numel) + entry.numel * (8 + 4 + element_size(entry.dtype) + 1)
+        p = entry.params  # the symbols' decoding (int64 codes), float32 values, the result, its finiteness mask
+        return (sym.decode_cost(p.symbols, p.quantizer.bits, entry.numel) + _dequantize_bytes(entry.numel)
+                + entry.numel * (4 + element_size(entry.dtype) + 1))
 
     def decode(self, entry, ctx):
         p = entry.params
         codes = sym.decode_symbols(p.symbols, p.quantizer.bits, entry.numel, ctx.segments, ctx.ranges, entry.where)
-        values = p.quantizer.dequantize(torch.from_numpy(codes)).reshape(entry.shape).to(entry.dtype)
+        values = torch.empty(entry.numel, dtype=torch.float32)
+        _dequantize_into(values, codes, p.quantizer.dequantize)
+        del codes
+        values = values.reshape(entry.shape).to(entry.dtype)
         return Decoded(tensor=check_finite(values, entry), storage=p.quantizer)
 
     def symbol_streams(self, entry):
@@ -562,12 +584,17 @@ def _read_integer_stream(reader: ByteReader, entry: Entry, count: int, where: st
     return _IntegerParams(first, bits, params)
 
 
-def _integer_stream_bytes(p: _IntegerParams, count: int, element: int) -> int:
-    # the symbols' decoding (a packed stream's 9x expansion included: symbols.decode_cost), the
-    # int64 values, the result and its finiteness mask
+def _integer_symbols_bytes(p: _IntegerParams, count: int) -> int:
+    """Decoding an integer stream: its symbols (int64, made the integers in place; a packed
+    stream's 9x expansion included: symbols.decode_cost)."""
     if p.symbols is None:  # an empty tensor (or params not parsed from a file): the old estimate
-        return count * (4 + 8 + 8 + element)
-    return sym.decode_cost(p.symbols, p.bits, count) + count * (8 + 8 + element + 1)
+        return count * (4 + 8 + 8)
+    return sym.decode_cost(p.symbols, p.bits, count)
+
+
+def _integer_stream_bytes(p: _IntegerParams, count: int, element: int) -> int:
+    # the stream's decoding, the result and its finiteness mask
+    return _integer_symbols_bytes(p, count) + count * (element + 1)
 
 
 def _decode_integer_stream(p: _IntegerParams, count: int, ctx: DecodeContext, where: str) -> tuple[np.ndarray, int]:
@@ -577,7 +604,10 @@ def _decode_integer_stream(p: _IntegerParams, count: int, ctx: DecodeContext, wh
     if low != 0 or integer_bits(high + 1) != p.bits:  # packed streams: checked once decoded
         raise SINRFormatError(f"{where}: symbols {low}..{high} do not start at 0 or do not need "
                               f"exactly {p.bits} bits")
-    return codes.astype(np.int64) + p.first, high
+    codes = codes.astype(np.int64, copy=False)  # decode_symbols' own array: shifted in place
+    if p.first:
+        codes += p.first
+    return codes, high
 
 
 class IntegerKind(Kind):
@@ -687,23 +717,31 @@ class SteppedKind(Kind):
     def decoded_bytes(self, entry):
         p = entry.params
         per_row = entry.numel // entry.shape[0]
-        return sum(_integer_stream_bytes(g, n * per_row, 8) for g, n in zip(p.groups, p.quantizer.rows)) \
-            + entry.numel * (8 + 4 + element_size(entry.dtype))
+        # each group's integers (decoded, dequantized into the float32 result, freed), the
+        # result in the entry's dtype and its finiteness mask
+        largest = max(n * per_row for n in p.quantizer.rows)
+        return sum(_integer_symbols_bytes(g, n * per_row) for g, n in zip(p.groups, p.quantizer.rows)) \
+            + _dequantize_bytes(largest) + entry.numel * (4 + element_size(entry.dtype) + 1)
 
     def decode(self, entry, ctx):
         p = entry.params
         per_row = entry.numel // entry.shape[0]
         limit = torch.finfo(entry.dtype).max
-        parts = []
+        # q * step in float64, rounded once to float32 (StepQuantizer.dequantize, group by group
+        # into the result: the same values, without a tensor of every group's integers)
+        values = torch.empty(entry.numel, dtype=torch.float32)
+        start = 0
         for g, (params, n, step) in enumerate(zip(p.groups, p.quantizer.rows, p.quantizer.steps)):
             where = f"{entry.where} group {g}"
             integers, high = _decode_integer_stream(params, n * per_row, ctx, where)
             largest = max(abs(params.first), abs(params.first + high)) * step
             if largest > min(limit, float(torch.finfo(torch.float32).max)):
                 raise SINRFormatError(f"{where}: values up to {largest:.3g} do not fit {entry.dtype}")
-            parts.append(torch.from_numpy(integers))
-        codes = torch.cat(parts).reshape(entry.shape)
-        values = check_finite(p.quantizer.dequantize(codes).to(entry.dtype), entry)
+            _dequantize_into(values[start:start + integers.size], integers,
+                             lambda q, step=step: (q.double() * step).to(torch.float32))
+            start += integers.size
+            del integers
+        values = check_finite(values.reshape(entry.shape).to(entry.dtype), entry)
         return Decoded(tensor=values, storage=p.quantizer)
 
     def symbol_streams(self, entry):

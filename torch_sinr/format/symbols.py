@@ -23,7 +23,7 @@ import numpy as np
 from .codec.entropy import brotli_exact
 from .codec.bitpack import (byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_cost,
                              unpack_uint)
-from .codec.rangecoder import HistogramModel, RangeDecoder, RangeEncoder, best_model
+from .codec.rangecoder import CHECK_CHUNK, HistogramModel, RangeDecoder, RangeEncoder, best_model
 from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
 
@@ -143,9 +143,9 @@ def decode_cost(params: SymbolParams, bits: int, count: int) -> int:
     """Bytes ``decode_symbols`` allocates at most for this stream, its expansions included
     (checked against the decode budget before anything is decoded)."""
     if params.coding == RANGE:
-        # the coder's int32 symbols, their int64 copy, the bins of the histogram check, the
-        # int32 copy the canonical-bytes check re-encodes
-        return count * (4 + 8 + 8 + 4)
+        # the coder's int32 symbols and their int64 copy, plus the histogram check's chunk
+        # (codec.rangecoder.CHECK_CHUNK symbols binned at a time); re-encoding reuses the int32s
+        return count * (4 + 8) + min(count, CHECK_CHUNK) * 16
     unpack = unpack_cost(bits, count)
     if params.coding == PACKED:
         return unpack

@@ -37,6 +37,8 @@ MAX_STREAM_SYMBOLS = 1 << 31
 # to 24-bit fixed point and gives every symbol of the range at least one unit, so a range
 # must stay far below 2**24 symbols.
 MAX_SPAN = 1 << 16
+# Symbols the histogram check bins at a time: its temporaries stay a few MiB whatever the count.
+CHECK_CHUNK = 1 << 18
 # Bin counts tried by the encoder (1 = uniform over the used range).
 _BIN_CHOICES = tuple(2**k for k in range(0, 9))
 
@@ -78,9 +80,18 @@ class HistogramModel:
         with np.errstate(divide="ignore"):
             return float(-np.log2(p[symbols - self.first]).sum())
 
-    def bin_counts(self, symbols: np.ndarray) -> np.ndarray:
-        """How many of ``symbols`` (in first..last) fall in each bin."""
-        return np.bincount((symbols - self.first) // self.bin_width, minlength=len(self.counts))
+    def bin_counts(self, offsets: np.ndarray) -> np.ndarray:
+        """How many of ``offsets`` (symbol - first, in 0..span-1) fall in each bin, binned
+        ``CHECK_CHUNK`` at a time so the temporaries stay small."""
+        width = self.bin_width
+        counts = np.zeros(len(self.counts), dtype=np.int64)
+        for start in range(0, offsets.size, CHECK_CHUNK):
+            chunk = offsets[start:start + CHECK_CHUNK]
+            binned = np.bincount(chunk // width if width > 1 else chunk, minlength=len(self.counts))
+            if binned.size > counts.size:  # a symbol past the last bin: kept, so the check fails
+                counts = np.concatenate([counts, np.zeros(binned.size - counts.size, dtype=np.int64)])
+            counts[:binned.size] += binned
+        return counts
 
     def information_bits(self) -> float:
         """``ideal_bits`` of a stream whose histogram is ``counts`` (the only streams the reader
@@ -217,13 +228,17 @@ class RangeDecoder:
             symbols = self._decoder.decode(entropy_model, count)
         except Exception as exc:  # constriction reports exhausted or invalid data as assorted errors
             raise SINRFormatError(f"{self.what}: corrupt range-coded data ({type(exc).__name__})") from None
-        if symbols.size != count or not np.array_equal(model.bin_counts(symbols.astype(np.int64) + model.first),
+        # constriction gives offsets in 0..span-1, so every bin index is below n_bins
+        if symbols.size != count or not np.array_equal(model.bin_counts(symbols),
                                                        np.asarray(model.counts, dtype=np.int64)):
             raise SINRFormatError(f"{self.what}: the decoded symbols do not have the histogram the model stores "
                                   f"(a symbol of an empty bin, or corrupt data)")
         self._reencoder.encode(np.ascontiguousarray(symbols, dtype=np.int32), entropy_model)
         self._coded += 1
-        return symbols.astype(np.int64) + model.first
+        out = symbols.astype(np.int64)  # the int32 offsets are freed on return: 12 bytes a symbol at most
+        if model.first:
+            out += model.first
+        return out
 
     def finish(self) -> None:
         """Refuse bytes the decoder would ignore: the segment must be exactly the encoder's output
