@@ -189,6 +189,57 @@ def test_trailing_words_in_the_range_coded_segment_are_refused(tmp_path):
         decode_state_dict(hostile)
 
 
+def _uniform_packed(bits: int, count: int, segment: bytes) -> tuple[list, list[bytes], list[bytes]]:
+    w = ByteWriter()
+    w.u8(1)
+    w.u8(bits)
+    w.f32(-1.0)
+    w.f32(1.0)
+    w.u8(PACKED)
+    w.varint(len(segment))
+    return [("w", torch.float32, (count,))], [w.getvalue()], [segment]
+
+
+def test_padding_bits_after_packed_values_must_be_zero(tmp_path):
+    """Three 10-bit values take 30 of 32 bits: the writer's 2 padding bits are zero, and a file
+    setting one (bytes the decoder would ignore) is refused."""
+    segment = pack_uint(np.array([1, 2, 3]), 10)
+    assert decode_state_dict(_file(tmp_path, *_uniform_packed(10, 3, segment)))["w"].shape == (3,)
+    hostile = segment[:-1] + bytes([segment[-1] | 1])
+    assert_refused_fast(lambda: decode_state_dict(_file(tmp_path, *_uniform_packed(10, 3, hostile))), "padding")
+
+
+def _sinr_rice(raw: bytes, k: int, rows=64, s=4, k2=64) -> tuple[list, list[bytes], list[bytes]]:
+    """A row-mode SINR entry (rows, 64), values one symbol, indices Rice coded and stored raw."""
+    w = ByteWriter()
+    w.u8(2)
+    w.u8(0)
+    w.varint(s)
+    w.varint(k2)
+    w.varint(0)
+    w.u8(8)
+    w.f32(-1.0)
+    w.f32(1.0)
+    _model(w, 7, 1, (rows * s,))
+    w.u8(1)  # rice
+    w.varint(k)
+    w.u8(0)  # stored
+    w.varint(len(raw))
+    w.varint(len(raw))
+    return [("h.weight", torch.float32, (rows, 64))], [w.getvalue()], [raw]
+
+
+def test_data_after_the_last_rice_code_is_refused(tmp_path):
+    idx = np.tile(np.array([0, 16, 32, 48]), (64, 1))
+    coding, k, raw = index_codec.encode_indices(idx, 64, "rice")
+    assert coding == "rice"
+    assert torch.isfinite(decode_state_dict(_file(tmp_path, *_sinr_rice(raw, k)))["h.weight"]).all()
+    n_unary = int.from_bytes(raw[:4], "little")
+    for extra in (b"\x00", b"\xff"):
+        hostile = (n_unary + 1).to_bytes(4, "little") + raw[4:4 + n_unary] + extra + raw[4 + n_unary:]
+        assert_refused_fast(lambda: decode_state_dict(_file(tmp_path, *_sinr_rice(hostile, k))), "after its last code")
+
+
 # ----------------------------------------------------------------------------- 2. info
 @pytest.mark.parametrize("kind", ["uniform", "integers", "stepped"])
 def test_info_of_a_huge_declared_tensor_decodes_nothing(tmp_path, kind, capsys):

@@ -161,9 +161,9 @@ def decode_symbols(params: SymbolParams, bits: int, count: int, segments: list[b
         return ranges.decode(params.model, count)
     data = segments[params.segment]
     if params.coding == PACKED:
-        return unpack_uint(data, bits, count)
+        return unpack_uint(data, bits, count, what)
     if params.coding == BROTLI_PACKED:
-        return unpack_uint(brotli_decompress(data, packed_size(bits, count), what), bits, count)
+        return unpack_uint(brotli_decompress(data, packed_size(bits, count), what), bits, count, what)
     symbols = from_byte_planes(brotli_decompress(data, byte_planes_size(bits, count), what), bits, count)
     if symbols.size and int(symbols.max()) >= 1 << bits:
         raise SINRFormatError(f"{what}: a symbol does not fit in {bits} bits")

@@ -104,7 +104,7 @@ def layer_streams(layer, spec: CodeSpec, bias_dtype: str, index_coding: str, qua
 def decode_values(spec: CodeSpec, stream: bytes, what: str) -> torch.Tensor:
     n = spec.n_vectors * spec.s
     raw = entropy.decompress(stream, packed_size(spec.quantizer.bits, n), what)
-    q = torch.from_numpy(unpack_uint(raw, spec.quantizer.bits, n))
+    q = torch.from_numpy(unpack_uint(raw, spec.quantizer.bits, n, what))
     return spec.quantizer.dequantize(q).reshape(spec.n_vectors, spec.s)
 
 

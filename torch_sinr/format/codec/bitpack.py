@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import SINRFormatError
+
 
 def pack_uint(values: np.ndarray, width: int) -> bytes:
     """Pack non-negative integers < 2**width, ``width`` bits each, MSB first, zero-padded."""
@@ -15,10 +17,20 @@ def pack_uint(values: np.ndarray, width: int) -> bytes:
     return np.packbits(bits.ravel()).tobytes()
 
 
-def unpack_uint(data: bytes, width: int, count: int) -> np.ndarray:
-    """Inverse of :func:`pack_uint`. The caller has checked ``len(data)`` (see packed_size)."""
+def check_padding(data: bytes, nbits: int, what: str = "packed stream") -> None:
+    """Refuse set bits after the first ``nbits`` of ``data`` (whose length the caller has checked
+    to be ``ceil(nbits / 8)``): the writer pads with zeros, so padding a reader would ignore is
+    not canonical."""
+    if nbits % 8 and len(data) and data[len(data) - 1] & ((1 << (8 - nbits % 8)) - 1):
+        raise SINRFormatError(f"{what}: padding bits after the last value are not zero")
+
+
+def unpack_uint(data: bytes, width: int, count: int, what: str = "packed stream") -> np.ndarray:
+    """Inverse of :func:`pack_uint`. The caller has checked ``len(data)`` (see packed_size);
+    padding bits must be zero (``check_padding``)."""
     if width == 0 or count == 0:
         return np.zeros(count, dtype=np.int64)
+    check_padding(data, width * count, what)
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count * width)
     weights = (np.uint64(1) << np.arange(width - 1, -1, -1, dtype=np.uint64))
     return (bits.reshape(count, width).astype(np.uint64) @ weights).astype(np.int64)

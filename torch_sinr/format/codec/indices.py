@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ...errors import SINRFormatError
-from .bitpack import pack_uint, packed_size, unpack_cost, unpack_uint
+from .bitpack import check_padding, pack_uint, packed_size, unpack_cost, unpack_uint
 
 CODINGS = ("fixed", "rice", "bitmask")
 
@@ -55,8 +55,12 @@ def _decode_rice(data: bytes, k: int, count: int) -> np.ndarray:
     if ends.size < count:
         raise SINRFormatError("rice index stream holds fewer codes than declared")
     ends = ends[:count]
+    # canonical bytes: after the last code only the zero padding of its byte (the writer's)
+    used = int(ends[-1]) + 1 if count else 0
+    if unary.size - used >= 8 or unary[used:].any():
+        raise SINRFormatError("rice index stream has data after its last code")
     quotients = np.diff(ends, prepend=-1) - 1
-    remainders = unpack_uint(data[4 + n_unary :], k, count)
+    remainders = unpack_uint(data[4 + n_unary :], k, count, "rice index stream")
     return (quotients.astype(np.int64) << k) + remainders
 
 
@@ -114,7 +118,7 @@ def decode_indices(coding: str, param: int, data: bytes, rows: int, s: int, k2: 
     if coding == "fixed":
         if param != index_width(k2) or len(data) != packed_size(param, rows * s):
             raise SINRFormatError("fixed index stream has the wrong width or length")
-        indices = unpack_uint(data, param, rows * s).reshape(rows, s)
+        indices = unpack_uint(data, param, rows * s, "fixed index stream").reshape(rows, s)
     elif coding == "rice":
         if not 0 <= param <= 30:
             raise SINRFormatError(f"rice parameter {param} out of range")
@@ -123,6 +127,7 @@ def decode_indices(coding: str, param: int, data: bytes, rows: int, s: int, k2: 
     elif coding == "bitmask":
         if len(data) != packed_size(k2, rows):
             raise SINRFormatError("bitmask index stream has the wrong length")
+        check_padding(data, rows * k2, "bitmask index stream")
         mask = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=rows * k2).reshape(rows, k2)
         if not (mask.sum(1) == s).all():
             raise SINRFormatError(f"bitmask rows must each hold {s} indices")
