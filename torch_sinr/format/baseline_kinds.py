@@ -21,7 +21,7 @@ from . import symbols as sym
 from .codec.bitpack import packed_size
 from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
 from .codec.indices import decode_cost as index_decode_cost
-from .kinds import Decoded, Kind, check_finite, finite_limit, register_kind
+from .kinds import Decoded, Kind, check_finite, decode_named, finite_limit, register_kind
 
 # The low-rank product costs m * n * r multiply-adds with no allocation to show for it: the budget
 # charges one byte per this many, so a file cannot ask for hours of matrix products.
@@ -96,7 +96,7 @@ class PrunedKind(Kind):
         rows, cols = entry.shape
         q = sym.decode_symbols(p.values, p.quantizer.bits, rows * p.s, ctx.segments, ctx.ranges, entry.where)
         raw = sym.brotli_decompress(ctx.segments[-1], p.raw_size, entry.where) if p.raw_size else b""
-        idx = decode_indices(p.coding, p.param, raw, rows, p.s, cols)
+        idx = decode_named(entry.where + " indices", decode_indices, p.coding, p.param, raw, rows, p.s, cols)
         dense = torch.zeros(entry.shape)
         dense.scatter_(1, torch.from_numpy(idx), p.quantizer.dequantize(torch.from_numpy(q)).reshape(rows, p.s))
         return Decoded(tensor=check_finite(dense.to(entry.dtype), entry))

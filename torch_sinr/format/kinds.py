@@ -210,6 +210,14 @@ def _dequantize_bytes(count: int) -> int:
     return min(count, DEQUANTIZE_CHUNK) * (8 + 8 + 8 + 4)
 
 
+def decode_named(where: str, decode, *args):
+    """``decode(*args)``, its SINRFormatError naming the tensor (codec errors do not know it)."""
+    try:
+        return decode(*args)
+    except SINRFormatError as exc:
+        raise SINRFormatError(f"{where}: {exc}") from None
+
+
 def _range(reader: ByteReader, entry: Entry, dtype: torch.dtype) -> tuple[float, float]:
     lo, hi = reader.f32(), reader.f32()
     limit = finite_limit(dtype)
@@ -456,7 +464,8 @@ class SinrKind(Kind):
         values = spec.quantizer.dequantize(torch.from_numpy(q)).reshape(spec.n_vectors, spec.s)
         check_finite(values.to(entry.dtype), entry, " values")  # the layer holds them in its dtype
         raw = _decode_bytes(p.index_bytes_coding, ctx.segments[-1], p.index_raw_size, entry.where + " indices")
-        indices = torch.from_numpy(decode_indices(p.index_coding, p.index_param, raw, spec.n_vectors, spec.s, spec.k2))
+        indices = torch.from_numpy(decode_named(entry.where + " indices", decode_indices, p.index_coding,
+                                                p.index_param, raw, spec.n_vectors, spec.s, spec.k2))
         codes = CodedTensor(spec, indices, values)
         check_codes_finite(codes, entry.dtype, entry.where)
         return Decoded(codes=codes)

@@ -221,8 +221,12 @@ class RangeDecoder:
             return np.full(count, model.first, dtype=np.int64)
         if self._decoder is None:
             raise SINRFormatError(f"{self.what}: a range-coded stream but no range-coded segment")
-        if not 0 < count <= MAX_STREAM_SYMBOLS or sum(model.counts) != count or model.span > MAX_SPAN:
-            raise SINRFormatError(f"{self.what}: a model of {sum(model.counts)} symbols for a stream of {count}")
+        if not 0 < count <= MAX_STREAM_SYMBOLS:
+            raise SINRFormatError(f"{self.what}: a stream of {count} symbols; the coder takes at most "
+                                  f"{MAX_STREAM_SYMBOLS} at a time")
+        if sum(model.counts) != count or model.span > MAX_SPAN:
+            raise SINRFormatError(f"{self.what}: a model of {sum(model.counts)} symbols over {model.span} values "
+                                  f"for a stream of {count}")
         entropy_model = model.entropy_model()
         try:
             symbols = self._decoder.decode(entropy_model, count)
