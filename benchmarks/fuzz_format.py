@@ -689,7 +689,8 @@ def issue23_attacks() -> list[tuple[str, bytes, object]]:
                                                           + record.getvalue() + bytes(4 * count)), None))
     w = ByteWriter()
     w.raw(b"\x11\x01")
-    segments = [brotli.compress(struct.pack("<8f", float("nan"), *([1.0] * 7))), brotli.compress(struct.pack("<8f", *([1.0] * 8)))]
+    segments = [brotli.compress(struct.pack("<8f", float("nan"), *([1.0] * 7))),
+                brotli.compress(struct.pack("<8f", *([1.0] * 8)))]
     for segment in segments:
         w.varint(len(segment))
     out.append(("low_rank factor holding NaN", build([("w", torch.float32, (8, 8))], [w.getvalue()], segments), None))

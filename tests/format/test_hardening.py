@@ -9,7 +9,6 @@ import json
 import struct
 import subprocess
 import sys
-import zlib
 
 import brotli
 import numpy as np
