@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from tests.model_checks import snapshot
-from torch_sinr import ByteBudget, MaxDrop, SINRConfig, SINRError, compress, load_compressed, save_compressed
-from torch_sinr.errors import SINRConfigError
+from torch_sinr import (ByteBudget, MaxDrop, SINRConfig, SINRError, compress, compress_model, load_compressed,
+                        save_compressed)
+from torch_sinr.errors import SINRAlreadyCompressedError, SINRConfigError
 from torch_sinr.inr.images import load_image
 from torch_sinr.inr.models import INR, INRConfig, fit_image, image_loss, psnr, render
 
@@ -127,6 +128,20 @@ def test_unreachable_target_changes_nothing(fitted):
     from tests.model_checks import assert_unchanged
 
     assert_unchanged(model, before)
+
+
+def test_an_already_compressed_model_is_refused_at_once(fitted):
+    # The search's probes swallow SINRError (a failed probe is an unreachable setting); before
+    # this check a compressed model read as "target MaxDrop(0.5) cannot be met: the floor is ...".
+    image, state = fitted
+    model = _model(state)
+    compress_model(model, SINRConfig(dict_ratio=4, value_bits=8))
+    before = copy.deepcopy(model.state_dict())
+    for target in (MaxDrop(0.5), ByteBudget(10_000), None):
+        with pytest.raises(SINRAlreadyCompressedError, match="already SINR-compressed"):
+            compress(model, image_loss(image), evaluate=_psnr(image), target=target, steps=1, progress=False)
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
 
 
 def test_bad_arguments(fitted):

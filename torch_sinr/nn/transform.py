@@ -118,7 +118,12 @@ class _Target:
     tied_to: str | None = None  # first name of the module whose weight this one shares
 
 
-def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
+def refuse_compressed(model: nn.Module, config: SINRConfig) -> TargetPlan:
+    """Raise ``SINRAlreadyCompressedError`` if ``model`` holds SINR layers; else return the plan.
+
+    Callers that search over many codings (``torch_sinr.compress``) ask first: a probe that
+    failed on an already compressed model would read as a target that cannot be met.
+    """
     plan = plan_targets(model, config)
     if plan.already_compressed and not plan.matched:
         raise SINRAlreadyCompressedError(
@@ -130,6 +135,11 @@ def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
             f"the model is already SINR-compressed (layers {plan.already_compressed[:4]}); coding its remaining "
             f"linears {plan.matched[:4]} would mix two configurations in one file: decompress_model(model) "
             f"first, then compress it once")
+    return plan
+
+
+def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
+    plan = refuse_compressed(model, config)
     if not plan.matched:
         raise SINRConfigError(
             f"no module to compress: target_modules={config.target_modules!r} matched nothing "

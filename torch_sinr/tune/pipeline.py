@@ -38,6 +38,7 @@ from ..nn.config import SINRConfig
 from ..errors import SINRConfigError, SINRError
 from .finetune import finetune_codes
 from ..nn.report import CompressionReport
+from ..nn.transform import refuse_compressed
 from ..format.model_io import encoded_size, fill_file_bytes
 from ..api import compress_model
 
@@ -116,6 +117,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     else:
         raise SINRConfigError(f"target must be MaxDrop(...), ByteBudget(...), a SINRConfig or None, got {target!r}")
     base.validate()
+    refuse_compressed(model, base)
     if not (isinstance(steps, int) and steps >= 0):
         raise SINRConfigError(f"steps must be an int >= 0, got {steps!r}")
     if isinstance(target, (MaxDrop, ByteBudget)) and loss_fn is None and evaluate is None:
