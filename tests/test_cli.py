@@ -77,6 +77,17 @@ def test_load_checkpoint_refuses_pickles_and_non_state_dicts(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_compress_of_a_pickled_module_says_in_one_line_to_save_its_state_dict(tmp_path, capsys):
+    path = tmp_path / "whole.pt"
+    torch.save(plain_model(), path)  # the whole module, pickled: weights_only refuses it
+    assert main(["compress", str(path), "-o", str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "\x1b[" not in err  # one line, no terminal colours
+    assert "pickled object (torch.nn.modules.container.Sequential)" in err
+    assert "model.state_dict()" in err and "weights_only` set to `False" not in err
+    assert not (tmp_path / "out.safetensors").exists()
+
+
 def test_module_from_state_dict_keeps_keys_and_finds_linears():
     state = plain_model().state_dict()
     state["extra.scale"] = torch.ones(2)
