@@ -25,7 +25,8 @@ class SINRConfig:
     ``"re:..."`` (``re.fullmatch``): see :mod:`torch_sinr.nn.matching`. Input layers stay dense, as
     in the paper: linears with ``in_features <= input_fan_in_max`` (coordinates) and, with
     ``keep_first_linear``, the model's first linear (fed by coordinates or their positional
-    encoding). Naming an input layer in a target list codes it, with a warning.
+    encoding). Naming an input layer exactly in a target list codes it, with a warning; a regex
+    that spans one keeps it dense, with a warning.
 
     Defaults are the paper's settings, which need no data: 16-bit values, 16-bit indices (a
     2**16-atom dictionary) and the largest s the method allows (2s < k1); measured on Kodak

@@ -23,7 +23,7 @@ from .config import SINRConfig
 from ..errors import SINRAlreadyCompressedError, SINRConfigError
 from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
-from .matching import as_patterns, lookup, matches_any, regex_hint, unused_patterns
+from .matching import as_patterns, is_regex, lookup, matches, matches_any, regex_hint, unused_patterns
 from .report import CompressionReport, LayerReport, TargetPlan
 from ..core.quantization import StepQuantizer
 from .storage import DTYPE_STORAGE, INTEGER_STORAGE, get_storage, round_to_storage, set_storage
@@ -138,8 +138,23 @@ def refuse_compressed(model: nn.Module, config: SINRConfig) -> TargetPlan:
     return plan
 
 
+def _warn_regex_inputs(plan: TargetPlan, config: SINRConfig) -> None:
+    """A regex that spans an input layer keeps it dense (only an exact name codes one): say so.
+
+    ``re:net\\.[0-6]`` reads as "these layers"; silently leaving ``net.0`` out of it would
+    surprise the user who wrote it, and coding it would cost the quality the paper keeps."""
+    regexes = [p for p in as_patterns(config.target_modules) if is_regex(p)]
+    spanned = [n for n in plan.kept_dense if any(matches(n, p) for p in regexes)]
+    if spanned:
+        warnings.warn(f"{spanned} matched the target regex but {'is' if len(spanned) == 1 else 'are'} kept dense as "
+                      f"input layer{'s' if len(spanned) > 1 else ''} (fed by coordinates or their encoding); a regex "
+                      f"never codes an input layer: name {'it' if len(spanned) == 1 else 'them'} exactly in "
+                      f"target_modules to code {'it' if len(spanned) == 1 else 'them'} (with a warning)", stacklevel=5)
+
+
 def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
     plan = refuse_compressed(model, config)
+    _warn_regex_inputs(plan, config)
     if not plan.matched:
         raise SINRConfigError(
             f"no module to compress: target_modules={config.target_modules!r} matched nothing "
@@ -252,7 +267,7 @@ def _warn_explicit_inputs(model: nn.Module, config: SINRConfig, coded: list[str]
         if name in inputs:
             warnings.warn(f"{name!r} looks like an input layer (fed by coordinates or their encoding) and is coded "
                           f"because target_modules names it; input layers usually lose the most quality when coded "
-                          f"(the paper keeps them dense)", stacklevel=3)
+                          f"(the paper keeps them dense)", stacklevel=4)
 
 
 
