@@ -72,6 +72,13 @@ def test_returned_config_reproduces_the_model(fitted):
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     assert {n: (l.s, l.value_bits) for n, l in ((x.name, x) for x in result.report.layers)} == result.choices
+    # printed, the result is a table (a choice row per layer, the report, the outcome), not a dataclass dump
+    text = str(result)
+    assert "AutotuneResult(" not in text and text.startswith("| layer | chosen s | chosen value bits |")
+    for name, (s, bits) in result.choices.items():
+        assert f"| {name} | {s} | {bits} |" in text
+    assert result.report.table() in text
+    assert f"file: {result.file_bytes} B" in text and f"after {result.evaluations} evaluations" in text
 
 
 def test_byte_budget_is_met(fitted, tmp_path):

@@ -83,6 +83,17 @@ class AutotuneResult:
                 "choices": {k: {"s": s, "value_bits": b} for k, (s, b) in self.choices.items()},
                 "evaluations": self.evaluations, "history": self.history}
 
+    def table(self) -> str:
+        """The chosen (s, value bits) per layer beside the coded layers' report, then the outcome."""
+        lines = ["| layer | chosen s | chosen value bits |", "|---|---|---|"]
+        lines += [f"| {name} | {s} | {bits} |" for name, (s, bits) in self.choices.items()]
+        return ("\n".join(lines) + "\n\n" + self.report.table() + "\n\n"
+                + f"file: {self.file_bytes} B ({self.report.ratio:.2f}x), score {self.reference_score:.4g} -> "
+                + f"{self.score:.4g} after {self.evaluations} evaluations, {len(self.history)} accepted moves")
+
+    def __str__(self) -> str:
+        return self.table()
+
 
 class _Layer:
     """One coded layer of the working copy and its menu of settings."""
