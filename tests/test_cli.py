@@ -180,3 +180,26 @@ def test_compress_on_a_compressed_file_says_already_compressed(tmp_path, capsys,
     assert not (tmp_path / "again.safetensors").exists()
     with pytest.raises(SINRAlreadyCompressedError):
         cli._refuse_compressed_input(str(out))
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+@pytest.mark.parametrize("command", ["demo", "compress", "decompress", "info"])
+def test_every_option_says_what_it_does_and_its_default(command):
+    import argparse
+
+    parser = dict(_subparsers(cli.build_parser()))[command]
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help text"
+        if action.option_strings and action.default is not None and action.default is not False:
+            shown = formatter._expand_help(action)  # the text --help prints for this option
+            assert "default" in shown, f"{command} {action.option_strings[-1]}: no default in its help: {shown!r}"
