@@ -203,3 +203,31 @@ def test_every_option_says_what_it_does_and_its_default(command):
         if action.option_strings and action.default is not None and action.default is not False:
             shown = formatter._expand_help(action)  # the text --help prints for this option
             assert "default" in shown, f"{command} {action.option_strings[-1]}: no default in its help: {shown!r}"
+
+
+def test_info_on_a_bare_file_shows_what_it_can_and_the_table_with_a_skeleton(tmp_path, capsys):
+    from torch_sinr import SINRConfig, compress_model, save_compressed
+
+    model = plain_model()
+    dense = tmp_path / "dense.pt"
+    torch.save(model.state_dict(), dense)
+    compress_model(model, SINRConfig(k2=256))
+    bare = tmp_path / "bare.safetensors"
+    save_compressed(model, bare, names=False)
+    # without the model: the header's facts and how to get the rest, not a refusal
+    assert main(["info", str(bare)]) == 0
+    out = capsys.readouterr().out
+    assert f"{bare.stat().st_size} bytes" in out and "bare" in out
+    assert f"{len(model.state_dict()) - 2} tensors" in out  # two SINR layers: values + indices stand for one weight
+    assert "--skeleton" in out
+    # with the dense checkpoint: names, kinds and bytes per tensor, by the skeleton's order
+    assert main(["info", str(bare), "--skeleton", str(dense)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| tensor")]
+    assert [r.split(" | ")[0][2:] for r in rows] == list(plain_model().state_dict())
+    assert sum(" sinr " in r for r in rows) == 2
+    # a skeleton of another model is refused by the fingerprint
+    other = tmp_path / "other.pt"
+    torch.save(nn.Sequential(nn.Linear(3, 8)).state_dict(), other)
+    assert main(["info", str(bare), "--skeleton", str(other)]) == 2
+    assert "does not match" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from .nn.config import SINRConfig
 from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError
 from .format import container
 from .format import decode_state_dict, read_compressed, save_compressed
-from .format.statedict import load_checkpoint, module_from_state_dict
+from .format.statedict import load_checkpoint, module_from_state_dict, skeleton_from_state_dict
 from .api import compress_model
 
 # A compressed file is a safetensors file (one uint8 tensor and torch_sinr metadata), and its name
@@ -144,7 +144,12 @@ def _save_npz(state: dict[str, torch.Tensor], out: Path) -> list[str]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    summary = read_compressed(args.file)
+    skeleton = skeleton_from_state_dict(load_checkpoint(args.skeleton)) if args.skeleton else None
+    try:
+        summary = read_compressed(args.file, skeleton=skeleton)
+    except container.BareFileError as bare:
+        _info_bare(args.file, bare)
+        return 0
     print(f"{args.file}: {summary.file_bytes} bytes, torch_sinr format {summary.version}"
           + ("" if summary.names_stored else " (bare: no tensor names)"))
     print("\n| tensor | kind | shape | coding | bytes |")
@@ -174,6 +179,17 @@ class _HelpWithDefaults(argparse.HelpFormatter):
                 and "default" not in text.lower()):
             text += " (default: %(default)s)"
         return text
+
+
+def _info_bare(path: str, bare: container.BareFileError) -> None:
+    """What a bare file says before its entries; the rest needs the model's names and shapes."""
+    size = Path(path).stat().st_size
+    print(f"{path}: {size} bytes, torch_sinr format 2, bare: no tensor names, dtypes or shapes")
+    print(f"{bare.entries} tensors; writer settings: index coding {bare.index_policy}, symbol coding "
+          f"{bare.symbol_policy}, Brotli quality {bare.quality}; model fingerprint {bare.fingerprint:#010x}")
+    print("Each entry's kind and bytes are sized by its tensor's shape, which a bare file leaves to the model: "
+          f"run `torch-sinr info {path} --skeleton CHECKPOINT` with the model's dense state_dict "
+          "(.safetensors or .pt) for the per-tensor table.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="per-layer table and sizes of a compressed file")
     p.add_argument("file", help="a torch_sinr compressed .safetensors file")
+    p.add_argument("--skeleton", help="the model's dense state_dict (.safetensors, .pt): names and shapes for a "
+                                      "bare file (saved with names=False), checked against a named one")
     return parser
 
 

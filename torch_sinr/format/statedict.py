@@ -117,3 +117,25 @@ def _unreadable(path: Path, exc: Exception) -> str:
         return f"cannot read {path} as a torch checkpoint (weights_only=True): {reason.group(1).strip()}"
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     return f"cannot read {path} as a torch checkpoint (weights_only=True): {first}"
+
+
+def skeleton_from_state_dict(state: dict[str, torch.Tensor]) -> nn.Module:
+    """A module whose state_dict has ``state``'s names, dtypes and shapes in ``state``'s order.
+
+    Enough for what a bare file needs of its model (its signature): every tensor is a buffer,
+    so nothing is inferred about layer types (``module_from_state_dict`` does that, for coding).
+    Keys of one module must be contiguous, as every ``state_dict()`` writes them."""
+    if not state:
+        raise SINRInputError("the state_dict is empty")
+    root = nn.Module()
+    for key, tensor in state.items():
+        *path, leaf = key.split(".")
+        module = root
+        for part in path:
+            if part not in module._modules:
+                module.add_module(part, nn.Module())
+            module = module._modules[part]
+        module.register_buffer(leaf, tensor)
+    if list(root.state_dict()) != list(state):
+        raise SINRInputError("the state_dict's keys are not grouped by module as state_dict() writes them")
+    return root
