@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> dict:
     uniform_points, uniform_images = [], {}
 
     def uniform(bits: int) -> dict:
-        tuned, grids = finetune_uniform(copy.deepcopy(model), loss, bits, args.finetune_steps, lr=args.finetune_lr)
+        tuned, grids = finetune_uniform(copy.deepcopy(model), loss, bits, args.finetune_steps, lr=args.finetune_lr,
+                                        progress=True)
         upath = out / "uniform.safetensors"
         size = write_uniform(tuned, upath, bits, grids)
         decoded = Siren(siren_config)
