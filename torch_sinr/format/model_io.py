@@ -275,7 +275,6 @@ def encoded_size(model: nn.Module, **settings) -> tuple[int, FileReport]:
     return size, FileReport.from_parts("<memory>", size, parts, items)
 
 
-
 def fill_file_bytes(model: nn.Module, report: CompressionReport) -> None:
     """Fill ``report`` with the bytes of the file this model writes, by layer and in total
     (container included): what ``compress_model`` reports after ``code_model``."""
@@ -306,6 +305,7 @@ def check_storable(model: nn.Module) -> None:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             bad = int((~torch.isfinite(tensor)).sum())
             raise SINRInputError(f"{name}: tensor of shape {tuple(tensor.shape)} has {bad} NaN/Inf entries")
+
 
 def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding: str = "auto",
                 brotli_quality: int = DEFAULT_QUALITY) -> float:
