@@ -1,4 +1,4 @@
-"""Rewrite README.md's "Does SINR save bits?" block from the committed results (issue 11).
+"""Rewrite README.md's "Does SINR save bits?" block from the committed results.
 
 ``python -m benchmarks.readme_summary`` replaces what lies between the ``<!-- results:begin -->``
 and ``<!-- results:end -->`` lines of README.md with a table made from
@@ -20,6 +20,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from benchmarks._common import HelpFormatter
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -148,9 +150,11 @@ def rewrite(readme: str, new_block: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.readme_summary", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where the SOURCES are")
-    parser.add_argument("--readme", type=Path, default=README)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help=f"folder holding the source results ({', '.join(SOURCES)})")
+    parser.add_argument("--readme", type=Path, default=README,
+                        help="the README whose results block is rewritten (or checked)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the README is stale")
     args = parser.parse_args(argv)
     try:
