@@ -147,6 +147,22 @@ def test_an_already_compressed_model_is_refused_at_once(fitted):
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
 
 
+def test_max_drop_with_the_per_layer_choice_is_met_on_the_reloaded_file(fitted, tmp_path):
+    from torch_sinr.nn.layer import SINRLinear
+
+    image, state = fitted
+    model = _model(state)
+    result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=40,
+                      uniform_bits=(8, 6, 4), progress=False)
+    reloaded, size = _reloaded_psnr(model, image, tmp_path)
+    assert size == result.file_bytes and reloaded >= result.reference_score - 1.0
+    # the config names the choice, and reproduces the modules before fine-tuning
+    again = _model(state)
+    compress_model(again, result.config)
+    assert [type(m) for m in again.modules()] == [type(m) for m in model.modules()]
+    assert any(isinstance(m, SINRLinear) for m in model.modules())
+
+
 def test_bad_arguments(fitted):
     _, state = fitted
     model = _model(state)
@@ -158,6 +174,8 @@ def test_bad_arguments(fitted):
         compress(model, target=SINRConfig(), config=SINRConfig())
     with pytest.raises(SINRConfigError):
         compress(model, steps=-1)
+    with pytest.raises(SINRConfigError, match="uniform_bits"):
+        compress(model, uniform_bits=(40,))
 
 
 def test_time_budget_bounds_the_work(fitted):

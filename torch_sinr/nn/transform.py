@@ -239,8 +239,8 @@ def code_model(model: nn.Module, config: SINRConfig | None = None, *, progress: 
     new_modules: dict[int, SINRLinear] = {}
     for target, code, seconds in zip(coded_targets, codes, timings):
         old = target.module
-        layer = handler_for(old).build(old, code, _stored_bias(old, config))
-        _keep_bias_storage(layer, old, config)
+        layer = handler_for(old).build(old, code, _stored_bias(old, config, target.names[0]))
+        _keep_bias_storage(layer, old, config, target.names[0])
         layer.train(old.training)
         layer.values.requires_grad_(config.trainable)
         new_modules[id(old)] = layer
@@ -249,7 +249,7 @@ def code_model(model: nn.Module, config: SINRConfig | None = None, *, progress: 
     for target in targets:
         if target.tied_to is not None:
             source = new_modules[id(next(t for t in targets if target.tied_to in t.names).module)]
-            layer = _tied_copy(source, target.module, config)
+            layer = _tied_copy(source, target.module, config, target.names[0])
             new_modules[id(target.module)] = layer
             report.layers.append(_layer_report(target.names[0], layer, target.module, 0.0, tied_to=target.tied_to))
         for name in target.names:
@@ -271,26 +271,26 @@ def _warn_explicit_inputs(model: nn.Module, config: SINRConfig, coded: list[str]
 
 
 
-def _stored_bias(old: nn.Linear, config: SINRConfig) -> torch.Tensor | None:
+def _stored_bias(old: nn.Linear, config: SINRConfig, name: str) -> torch.Tensor | None:
     if old.bias is None:
         return None
-    return round_to_storage(old.bias.detach(), config.dense_storage(old.bias))
+    return round_to_storage(old.bias.detach(), config.dense_storage(old.bias, f"{name}.bias"))
 
 
-def _keep_bias_storage(layer: SINRLinear, old: nn.Linear, config: SINRConfig) -> None:
+def _keep_bias_storage(layer: SINRLinear, old: nn.Linear, config: SINRConfig, name: str) -> None:
     if old.bias is not None:
-        set_storage(layer, "bias", config.dense_storage(old.bias))
+        set_storage(layer, "bias", config.dense_storage(old.bias, f"{name}.bias"))
 
 
-def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLinear:
+def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig, name: str) -> SINRLinear:
     """A SINRLinear sharing ``source``'s codes (same Parameter objects) with its own bias."""
     layer = SINRLinear(source.spec, bias=old.bias is not None, device=source.values.device,
                        dtype=source.values.dtype)
     layer.values, layer.indices = source.values, source.indices
     if old.bias is not None:
         with torch.no_grad():
-            layer.bias.copy_(_stored_bias(old, config))
-        _keep_bias_storage(layer, old, config)
+            layer.bias.copy_(_stored_bias(old, config, name))
+        _keep_bias_storage(layer, old, config, name)
     layer.train(old.training)
     return layer
 
@@ -334,7 +334,7 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
                 if marked == INTEGER_STORAGE or isinstance(marked, StepQuantizer):
                     storage = marked
                 else:
-                    storage = config.dense_storage(tensor) if is_parameter else DTYPE_STORAGE[tensor.dtype]
+                    storage = config.dense_storage(tensor, name) if is_parameter else DTYPE_STORAGE[tensor.dtype]
                 with torch.no_grad():
                     tensor.data.copy_(round_to_storage(tensor.data, storage))
                 set_storage(module, leaf, storage)
