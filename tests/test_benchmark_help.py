@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+from pathlib import Path
 
 import pytest
 
-MODULES = [
-    "activations", "compress_targets", "core", "defaults", "format_bytes", "fuzz_format", "hashgrid_speed",
-    "kodak", "kodak_parallel", "nerf_lego", "nerf_scene_rd", "occupancy", "readme_summary", "shacira",
-    "sparsity_rule", "value_layout",
-]
+# Every benchmark command (a module with main(argv)), found, so a new one cannot be forgotten here.
+MODULES = sorted(path.stem for path in (Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py")
+                 if "def main(argv" in path.read_text())
 
 ISSUE = re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE)
 DEFAULT = re.compile(r"\bdefault\b", re.IGNORECASE)  # the word: "defaults.json" does not count
