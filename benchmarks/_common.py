@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
 from typing import Callable
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "results"
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every benchmark's ``--help``: the description as written, and each option's default.
+
+    An option's help gets " (default: ...)" appended unless it already says what its default is
+    (it has the word "default"), the option is a flag, or its default is None; a path inside the
+    repository is shown relative to the repository root.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if re.search(r"\bdefault\b", text, re.IGNORECASE) or action.nargs == 0 or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        default = action.default
+        if isinstance(default, Path):
+            try:
+                action.default = default.resolve().relative_to(REPO)
+            except ValueError:
+                pass
+        try:
+            return super()._expand_help(action)
+        finally:
+            action.default = default
 
 
 def cpu_model() -> str:
@@ -29,6 +57,7 @@ def cpu_model() -> str:
 
 def machine_info() -> dict:
     import numpy
+    import torch
 
     import torch_sinr
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmarks._common import DEFAULT_OUT, md_table, write_results
+from benchmarks._common import DEFAULT_OUT, HelpFormatter, md_table, write_results
 from benchmarks.kodak import DEFAULT_KODAK
 from torch_sinr import SINRConfig, compress_model
 from torch_sinr.inr.datasets import kodak_paths
@@ -106,12 +106,15 @@ def run(kodak_dir: Path, out: Path, steps: int, downscale: int, hidden_features:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.activations", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--kodak", type=Path, default=DEFAULT_KODAK, help="directory with kodim01..24.png")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"])
-    parser.add_argument("--downscale", type=int, default=PROTOCOL["downscale"])
-    parser.add_argument("--hidden-features", type=int, default=PROTOCOL["hidden_features"])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder the TAG.{json,md,png} results go to")
+    parser.add_argument("--steps", type=int, default=PROTOCOL["steps"],
+                        help="full-batch Adam steps of each fit (selects cached fits)")
+    parser.add_argument("--downscale", type=int, default=PROTOCOL["downscale"],
+                        help="box-downscale factor applied to every image before fitting")
+    parser.add_argument("--hidden-features", type=int, default=PROTOCOL["hidden_features"],
+                        help="width of each of the 3 hidden layers")
     parser.add_argument("--tag", default="activations", help="result file name: TAG.{json,md,png}")
     args = parser.parse_args(argv)
     run(args.kodak, args.out, args.steps, args.downscale, args.hidden_features, args.tag)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import kodak
-from benchmarks._common import write_results
+from benchmarks._common import HelpFormatter, write_results
 from torch_sinr import ByteBudget, MaxDrop, compress, load_compressed, save_compressed
 from torch_sinr.tune.baselines import write_uniform
 from torch_sinr.inr.models import INR, image_loss, psnr, render
@@ -75,12 +75,13 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.compress_targets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", default="kodim01")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compress_targets", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--image", default="kodim01", help="Kodak image (file stem) whose cached fit is compressed")
     parser.add_argument("--config", default="3x128", help="LxW of the Kodak fit")
-    parser.add_argument("--drop", type=float, default=0.5)
+    parser.add_argument("--drop", type=float, default=0.5, help="PSNR drop (dB) allowed by the MaxDrop target")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=OUT, help="folder compress_targets.{json,md} go to")
     args = parser.parse_args(argv)
     if not kodak.DEFAULT_KODAK.is_dir():
         parser.error(f"Kodak images not found at {kodak.DEFAULT_KODAK} (the repo expects ../shared/data/kodak)")

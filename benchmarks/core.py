@@ -60,7 +60,7 @@ from torch_sinr.format import model_io
 from torch_sinr.inr.models import INR, INRConfig
 from torch_sinr.core.tensor_codes import relative_error
 
-from ._common import DEFAULT_OUT, cpu_model, md_table, publish, time_call, time_call_cpu
+from ._common import DEFAULT_OUT, HelpFormatter, cpu_model, md_table, publish, time_call, time_call_cpu
 
 NAME = "core"
 DESCRIPTION = ("Core speed targets: exact OMP vs scikit-learn orthogonal_mp with a current numpy (target "
@@ -588,14 +588,18 @@ def render(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: benchmarks/results)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random dictionaries, signals and models measured")
     parser.add_argument("--omp-repeats", type=int, default=5, help="timed runs of our OMP (median)")
     parser.add_argument("--sklearn-repeats", type=int, default=2, help="timed runs of each sklearn mode")
     parser.add_argument("--forward-repeats", type=int, default=25, help="timed forwards of each module")
-    parser.add_argument("--forward-batch", type=int, default=65536)
-    parser.add_argument("--compress-repeats", type=int, default=3, help="first is cold, the rest warm")
+    parser.add_argument("--forward-batch", type=int, default=65536,
+                        help="rows per forward in the SINRLinear vs nn.Linear timing")
+    parser.add_argument("--compress-repeats", type=int, default=3,
+                        help="timed compress_model runs of each model and OMP path: the first cold, the rest warm")
     parser.add_argument("--sklearn-python", default=str(SKLEARN_VENV_PYTHON),
                         help="an interpreter with a current numpy and scikit-learn for the baseline "
                              "(default: the venv benchmarks/cache/sklearn-current; see the module docstring)")

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from benchmarks import kodak
-from benchmarks._common import machine_info
+from benchmarks._common import HelpFormatter, machine_info
 from torch_sinr import SINRConfig, compress_model, load_compressed, save_compressed
 from torch_sinr.tune.baselines import write_uniform
 from torch_sinr.inr.models import INR, image_loss, psnr, render
@@ -175,8 +175,9 @@ def summarize(fits: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="results directory")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.defaults", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT, help="folder defaults.{json,md} go to")
     parser.add_argument("--quick", action="store_true", help="kodim01 3x64 only (a smoke run)")
     args = parser.parse_args(argv)
     if not kodak.DEFAULT_KODAK.is_dir():

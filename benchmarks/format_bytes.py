@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks import kodak
-from benchmarks._common import machine_info
+from benchmarks._common import HelpFormatter, machine_info
 from torch_sinr import SINRConfig, SINRLinear, compress_model
 from torch_sinr.format.codec.bitpack import byte_planes, pack_uint, packed_size
 from torch_sinr.core.quantization import UniformQuantizer
@@ -155,8 +155,8 @@ def markdown(parts: list[dict], coders: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.format_bytes", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=OUT)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT, help="folder format_bytes.{json,md} go to")
     args = parser.parse_args(argv)
     if not kodak.DEFAULT_KODAK.is_dir():
         parser.error(f"Kodak images not found at {kodak.DEFAULT_KODAK} (the repo expects ../shared/data/kodak)")

@@ -42,7 +42,6 @@ Results: ``benchmarks/results/fuzz_format.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import os
@@ -60,6 +59,7 @@ import brotli
 import torch
 from torch import nn
 
+from benchmarks._common import HelpFormatter
 from torch_sinr import SINRConfig, SINRFormatError, compress_model
 from torch_sinr.format.codec.wire import ByteReader, ByteWriter
 from torch_sinr.format import container, schema
@@ -958,11 +958,13 @@ def markdown(results: dict, files: int, seed: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fuzz_format", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=12000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument("--out", type=Path, default=OUT)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--files", type=int, default=12000,
+                        help="mutated files to check, spread over the base files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random mutations")
+    parser.add_argument("--max-seconds", type=float, default=10.0,
+                        help="a file whose decoding takes longer counts as slow (a failure)")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder fuzz_format.{json,md} go to")
     args = parser.parse_args(argv)
     results = run(args.files, args.seed, args.max_seconds, progress=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ import torch
 
 from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig, hash_coords
 
-from ._common import DEFAULT_OUT, cpu_model, md_table, publish
+from ._common import DEFAULT_OUT, HelpFormatter, cpu_model, md_table, publish
 
 NAME = "hashgrid_speed"
 DESCRIPTION = ("CPU time of one forward and one forward+backward of torch_sinr.inr.hashgrid.HashGrid and of "
@@ -174,7 +174,8 @@ def render(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.hashgrid_speed", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hashgrid_speed", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: benchmarks/results)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own default, as the results record)")

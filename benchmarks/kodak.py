@@ -1,4 +1,4 @@
-"""Image INR benchmark: Kodak (issue 3) by default, or any folder of PNG/JPEG images (issue 11).
+"""Image INR benchmark: Kodak by default, or any folder of PNG/JPEG images.
 
 Step 1, fitting: ``python -m benchmarks.kodak fit``. Step 2, compressing every fitted INR with
 SINR and the baselines: ``python -m benchmarks.kodak compress --configs C1`` (JSON + markdown +
@@ -44,7 +44,7 @@ import numpy
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import cpu_model
+from benchmarks._common import HelpFormatter, cpu_model
 from torch_sinr import ByteBudget, SINRConfig, autotune, compress_model
 from torch_sinr.tune.baselines import (finetune_uniform, read_baseline, write_cast, write_low_rank, write_pruned,
                                   write_uniform)
@@ -699,9 +699,11 @@ def add_fit_arguments(parser: argparse.ArgumentParser, configs: list[str]) -> No
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     """What is measured on each INR, and where the per-image results are cached."""
-    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--finetune-steps", type=int, default=300,
+                        help="fine-tuning steps of every fine-tuned variant, SINR and uniform baseline alike")
     # 6-bit fine-tuned SINR was dominated on every configuration in the format-1 runs
-    parser.add_argument("--finetune-bits", type=int, nargs="*", default=[8, 10])
+    parser.add_argument("--finetune-bits", type=int, nargs="*", default=[8, 10],
+                        help="value bit widths of the fixed fine-tuned SINR rows (s = 0.45 k1, 16x dictionary)")
     parser.add_argument("--evals", type=Path, default=None,
                         help=f"per-image evaluation cache (default {EVALS.relative_to(REPO)}; "
                              "benchmarks/runs/FOLDER_NAME/evals with --images-dir)")
@@ -723,12 +725,19 @@ def parse_configs(names: list[str]) -> list[tuple[int, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kodak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="fit (or load from the cache) the INRs of the protocol")
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{fit,compress}",
+                                help="fit: step 1, fit the INRs; compress: step 2, compress and summarize them "
+                                     "(COMMAND --help lists its options)")
+    fit = sub.add_parser("fit", help="fit (or load from the cache) the INRs of the protocol",
+                         description="Fit (or load from the cache) the INRs of the protocol.",
+                         formatter_class=HelpFormatter)
     add_fit_arguments(fit, ["C1", "C2"])
     fit.add_argument("--device", default="cpu", help="where missing fits run, e.g. cuda (cached on the CPU)")
-    comp = sub.add_parser("compress", help="compress every fitted INR with SINR and the baselines")
+    comp = sub.add_parser("compress", help="compress every fitted INR with SINR and the baselines",
+                          description="Compress every fitted INR with SINR and the baselines; write JSON, "
+                                      "markdown and a rate-distortion plot.",
+                          formatter_class=HelpFormatter)
     add_fit_arguments(comp, ["C1"])
     add_evaluation_arguments(comp)
     comp.add_argument("--out", type=Path, default=None,

@@ -31,6 +31,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmarks import kodak
+from benchmarks._common import HelpFormatter
 
 
 def _single_thread() -> None:
@@ -167,14 +168,15 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kodak_parallel", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     kodak.add_fit_arguments(parser, ["C1"])
     kodak.add_evaluation_arguments(parser)
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="CPU processes for the evaluations")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="CPU processes for the evaluations (default: the number of CPUs, %(default)s here)")
     parser.add_argument("--fit-device", default="cpu", help="where missing fits run, e.g. cuda")
     parser.add_argument("--fit-workers", type=int, default=None, help="processes for fits (default: --workers)")
     parser.add_argument("--stop-after", type=float, default=float("inf"),
-                        help="seconds after which no new unit starts (running ones finish)")
+                        help="seconds after which no new unit starts (running ones finish; default: no limit)")
     args = parser.parse_args(argv)
     if args.images_dir is None and not args.kodak.is_dir():
         parser.error(f"Kodak directory {args.kodak} not found (pass --kodak DIR)")

@@ -25,7 +25,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from ._common import DEFAULT_OUT, machine_info
+from ._common import DEFAULT_OUT, HelpFormatter, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO.parent / "shared" / "data" / "nerf" / "lego_200"
@@ -281,10 +281,19 @@ def summarize() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["train", "compress", "eval", "summary"])
-    parser.add_argument("--method", choices=sorted(PROTOCOL))
-    parser.add_argument("--steps", type=int, default=None, help="override the protocol's step budget (probing)")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.nerf_lego", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("command", choices=["train", "compress", "eval", "summary"],
+                        help="train: train METHOD on lego_200; compress: compress METHOD's run with ns-sinr-compress "
+                             "and copy its report into the results; eval: evaluate the compress-then-finetune "
+                             "hook's file with ns-sinr-eval; summary: write nerf_lego.{json,md} from every method's "
+                             "results")
+    parser.add_argument("--method", choices=sorted(PROTOCOL),
+                        help="the scene model to train, compress or evaluate (needed by every command but summary)")
+    budgets = ", ".join(f"{name} {protocol['steps']}" for name, protocol in PROTOCOL.items())
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"train: override the protocol's step budget (probing; default: the protocol's, "
+                             f"{budgets})")
     args = parser.parse_args(argv)
     offline_lpips()
     if args.command == "train":

@@ -1,4 +1,4 @@
-"""Whole nerfacto scenes on lego_200: file bytes against PSNR, hash tables included (issue 15).
+"""Whole nerfacto scenes on lego_200: file bytes against PSNR, hash tables included.
 
 ``python -m benchmarks.nerf_scene_rd`` loads the nerfacto run of ``benchmarks.nerf_lego``
 (train it first: ``python -m benchmarks.nerf_lego train --method nerfacto``), evaluates the
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._common import exit_code, md_table, publish
+from ._common import HelpFormatter, exit_code, md_table, publish
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS_OUT = REPO / "benchmarks" / "runs"
@@ -198,14 +198,21 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.nerf_scene_rd", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS_DB))
-    parser.add_argument("--finetune-steps", type=int, default=150)
-    parser.add_argument("--finetune-rays", type=int, default=1024)
-    parser.add_argument("--rate-lambda", type=float, default=1e-4)
-    parser.add_argument("--score-rays", type=int, default=1 << 14)
-    parser.add_argument("--out", type=Path, default=RUNS_OUT)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS_DB),
+                        help="PSNR-drop targets (dB, on the training-ray sample): one coded scene per target")
+    parser.add_argument("--finetune-steps", type=int, default=150,
+                        help="fine-tuning steps of each coded scene with the rate term (0: post-training only)")
+    parser.add_argument("--finetune-rays", type=int, default=1024, help="training rays per fine-tuning step")
+    parser.add_argument("--rate-lambda", type=float, default=1e-4,
+                        help="weight of the rate term in the fine-tuning loss (per mean bit per table entry)")
+    parser.add_argument("--score-rays", type=int, default=1 << 14,
+                        help="size of the fixed training-ray sample that scores the PSNR drop in the table search")
+    parser.add_argument("--out", type=Path, default=RUNS_OUT,
+                        help="folder nerf_scene_rd.{json,md,png} go to (default: %(default)s; benchmarks/results "
+                             "refreshes the committed results)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="hide the fine-tuning progress bar (shown by default)")
     return exit_code(run, parser.parse_args(argv))
 
 

@@ -1,4 +1,4 @@
-"""Occupancy benchmark (issue 13): Stanford meshes -> occupancy volumes -> INRs -> SINR vs uniform.
+"""Occupancy benchmark: Stanford meshes -> occupancy volumes -> INRs -> SINR vs uniform.
 
 ``python -m benchmarks.occupancy`` runs, per mesh (``--meshes``, default Lucy and Dragon):
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import exit_code, md_table, write_results
+from benchmarks._common import HelpFormatter, exit_code, md_table, write_results
 from torch_sinr import MaxDrop, SINRConfig, compress, compress_model
 from torch_sinr.tune.baselines import finetune_uniform, read_baseline, write_cast, write_uniform
 from torch_sinr.errors import SINRError
@@ -56,7 +56,7 @@ MESHES = REPO.parent / "shared" / "data" / "meshes"
 MESH_FILES = {"lucy": "lucy.obj", "dragon": "dragon.ply", "armadillo": "armadillo.obj"}
 CACHE = REPO / "benchmarks" / "cache" / "occupancy"  # volumes/ and fits/ (git-ignored)
 RUNS = REPO / "benchmarks" / "runs" / "occupancy"
-DESCRIPTION = "Occupancy fields of Stanford meshes: IoU and bytes, SINR vs uniform quantization (issue 13)."
+DESCRIPTION = "Occupancy fields of Stanford meshes: IoU and bytes, SINR vs uniform quantization."
 # Bump when evaluate_model changes what it measures.
 EVAL_VERSION = 2  # 2: fine-tuning on fresh batches, best iterate by IoU (1: one fixed sample, by its MSE)
 PAPER_K2 = 2**16  # the paper's 16-bit indices
@@ -325,11 +325,12 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.occupancy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--meshes", nargs="+", default=["lucy", "dragon"],
                         help=f"names ({', '.join(MESH_FILES)}) or file names in --mesh-dir")
-    parser.add_argument("--mesh-dir", type=Path, default=MESHES)
-    parser.add_argument("--resolution", type=int, default=CPU_PROTOCOL_RESOLUTION)
+    parser.add_argument("--mesh-dir", type=Path, default=MESHES, help="folder holding the mesh files of --meshes")
+    parser.add_argument("--resolution", type=int, default=CPU_PROTOCOL_RESOLUTION,
+                        help="voxels per side of each occupancy volume (N^3 voxels)")
     parser.add_argument("--activations", nargs="+", default=["gauss"], choices=["gauss", "siren", "wire"],
                         help="fitted and scored per mesh; the first is the one compressed")
     parser.add_argument("--steps", type=int, default=None, help=f"fitting batches (default {CPU_PROTOCOL.steps})")
@@ -339,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"hidden x hidden linears (default {CPU_PROTOCOL.hidden_layers})")
     parser.add_argument("--width", type=int, default=None,
                         help=f"hidden neurons (default {CPU_PROTOCOL.hidden_features})")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--finetune-steps", type=int, default=300, help="for SINR codes and the uniform baseline alike")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fits and of the fine-tuning batches")
+    parser.add_argument("--finetune-steps", type=int, default=300,
+                        help="fine-tuning steps, for SINR codes and the uniform baseline alike")
     parser.add_argument("--finetune-points", type=int, default=1 << 14,
                         help="points per fine-tuning batch (a fresh batch every step, half near the surface)")
     parser.add_argument("--drop", type=float, default=0.005, help="the pipeline's IoU-drop target")
@@ -349,12 +351,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the IoU that picks fine-tuning's best iterate and steers the pipeline's search: band "
                              "(BandIoU: exact near the surface, sampled elsewhere) or full (the full grid, ~20x "
                              "slower); reported IoUs are always over the full grid")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="volumes/ and fits/ go here")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="cache folder: the volumes/ and fits/ go here")
     parser.add_argument("--out", type=Path, default=RUNS,
-                        help=f"default {RUNS.relative_to(REPO)}; benchmarks/results refreshes the committed results")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+                        help="folder the results go to (default: %(default)s; benchmarks/results "
+                             "refreshes the committed results)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads (default: torch's own count, %(default)s here)")
     parser.add_argument("--ply", action="store_true", help="also write marching-cubes meshes of the INR and SINR")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="hide the fitting and fine-tuning progress bars (shown by default)")
     return exit_code(run, parser.parse_args(argv))
 
 

@@ -1,4 +1,4 @@
-"""Rewrite README.md's "Does SINR save bits?" block from the committed results (issue 11).
+"""Rewrite README.md's "Does SINR save bits?" block from the committed results.
 
 ``python -m benchmarks.readme_summary`` replaces what lies between the ``<!-- results:begin -->``
 and ``<!-- results:end -->`` lines of README.md with a table made from
@@ -20,6 +20,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from benchmarks._common import HelpFormatter
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -55,8 +57,8 @@ def _percent(saving: float) -> str:
     return f"{100 * saving:.1f}%"
 
 
-def _rows(name: str, result: dict) -> list[str]:
-    """One table row per configuration of one result file."""
+def _rows(name: str, result: dict) -> list[tuple[str, list[str]]]:
+    """One table row per configuration of one result file: (the run's link, the other cells)."""
     from benchmarks.kodak import BASELINE_VERSION  # the version the benchmark writes today
 
     run = name.removesuffix(".json")
@@ -77,10 +79,21 @@ def _rows(name: str, result: dict) -> list[str]:
         else:
             best_cells = ["-", "no variant within the baseline's PSNR range", "-", "-"]
         paper = s["paper_vs_uniform16"]
+        drop = paper["psnr_drop_vs_uniform16"] if paper else 0.0
         paper_cell = "-" if not paper else (f"{paper['bpp_ratio']:.2f}x the bytes, "
-                                            f"{paper['psnr_drop_vs_uniform16']:.2f} dB lower")
-        rows.append("| " + " | ".join([link, config, str(images), *best_cells, paper_cell]) + " |")
+                                            f"{abs(drop):.2f} dB {'lower' if drop >= 0 else 'higher'}")
+        rows.append((link, [config, str(images), *best_cells, paper_cell]))
     return rows
+
+
+def _merged(rows: list[tuple[str, list[str]]]) -> tuple[list[str], bool]:
+    """Table lines, a row shared by several runs shown once with every run's link (C1 and C2 both
+    hold the 3x64 SIREN: the same images, protocol and cached fits give the same results)."""
+    links: dict[tuple[str, ...], list[str]] = {}
+    for link, cells in rows:
+        links.setdefault(tuple(cells), []).append(link)
+    lines = ["| " + " | ".join([", ".join(run_links), *cells]) + " |" for cells, run_links in links.items()]
+    return lines, any(len(run_links) > 1 for run_links in links.values())
 
 
 def block(results: Path = RESULTS) -> str:
@@ -94,9 +107,9 @@ def block(results: Path = RESULTS) -> str:
              "|---|---|---|---|---|---|---|---|"]
     from benchmarks.kodak import BASELINE_VERSION
 
-    notes = []
+    notes, rows = [], []
     for name, result in loaded.items():
-        lines += _rows(name, result)
+        rows += _rows(name, result)
         p = result["protocol"]
         images = p["images"]
         notes.append(f"{name.removesuffix('.json').removeprefix('kodak_')}: {len(images)} Kodak images "
@@ -105,11 +118,15 @@ def block(results: Path = RESULTS) -> str:
                      f"tensor at {_bits(p['baseline_variants'], 'uniform')} bits and fine-tuned at "
                      f"{_bits(p['baseline_variants'], 'uniform+ft')} bits, with SINR's {p['finetune_steps']} "
                      f"fine-tuning steps (baseline version {p['baseline_version']}).")
+    table, shared = _merged(rows)
+    lines += table
     lines += ["", "SIRENs are layers x width. Means over the images. Every bpp counts the bytes of the file "
               "written, every PSNR what that file decodes to. Saving = 1 - SINR's bpp / the bpp the best baseline "
               "needs for the same PSNR: the Pareto front of every uniform point, plain or fine-tuned, and float16, "
               "interpolated and never extrapolated. \"Earlier version\": made with an older baseline version than "
-              f"the benchmark's current {BASELINE_VERSION}, shown until it is rerun.", ""]
+              f"the benchmark's current {BASELINE_VERSION}, shown until it is rerun."
+              + (" A row naming two runs is one measurement both runs contain (same images, protocol and fits)."
+                 if shared else ""), ""]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines + _defaults_lines(results))
 
@@ -148,9 +165,11 @@ def rewrite(readme: str, new_block: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.readme_summary", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where the SOURCES are")
-    parser.add_argument("--readme", type=Path, default=README)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help=f"folder holding the source results ({', '.join(SOURCES)})")
+    parser.add_argument("--readme", type=Path, default=README,
+                        help="the README whose results block is rewritten (or checked)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the README is stale")
     args = parser.parse_args(argv)
     try:

@@ -30,7 +30,7 @@ from torch_sinr.core.coders import omp
 from torch_sinr.core.dictionary import DictionarySpec, get_dictionary
 from torch_sinr.core.sparsity import auto_sparsity, max_sparsity
 
-from ._common import DEFAULT_OUT, cpu_model, md_table, write_results
+from ._common import DEFAULT_OUT, HelpFormatter, cpu_model, md_table, write_results
 
 NAME = "sparsity_rule"
 DESCRIPTION = ("Relative Frobenius error of OMP codes of Gaussian weights vs s/k1, for several k1 and "
@@ -165,10 +165,11 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sparsity_rule", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sparsity_rule", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: benchmarks/results)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", type=int, default=64, help="weight vectors per k1")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dictionaries and of the Gaussian weights")
+    parser.add_argument("--rows", type=int, default=64, help="weight vectors (rows of length k1) per k1")
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be >= 1")

@@ -1,4 +1,4 @@
-"""How much the bit-packed layout of quantized values costs under Brotli (issue 3 caveat).
+"""How much the bit-packed layout of quantized values costs under Brotli (a caveat of the Kodak benchmark's baseline).
 
 Every uniform baseline file, and every SINR value stream, packs b-bit codes back to back
 (``pack_uint``) before Brotli. Brotli models bytes, so codes that straddle byte boundaries (5, 6,
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file
 
-from benchmarks._common import DEFAULT_OUT, machine_info
+from benchmarks._common import DEFAULT_OUT, HelpFormatter, machine_info
 from torch_sinr.format.codec import entropy
 from torch_sinr.format.codec.bitpack import byte_planes, pack_uint
 from torch_sinr.core.quantization import UniformQuantizer
@@ -60,10 +60,13 @@ def measure(fit_paths: list[Path]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.value_layout", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fits", type=Path, default=FITS)
-    parser.add_argument("--configs", nargs="*", default=["2x32", "3x64", "3x128"])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--fits", type=Path, default=FITS,
+                        help="folder of fitted Kodak SIRENs (kodim*-siren-LxW-*.safetensors, as benchmarks.kodak fit "
+                             "writes them)")
+    parser.add_argument("--configs", nargs="*", default=["2x32", "3x64", "3x128"],
+                        help="LxW configurations whose fits are measured (one with no fits is skipped)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder value_layout.{json,md,png} go to")
     args = parser.parse_args(argv)
     if not args.fits.is_dir():
         raise SystemExit(f"no fitted INRs in {args.fits}: run python -m benchmarks.kodak fit first")

@@ -77,6 +77,17 @@ def test_load_checkpoint_refuses_pickles_and_non_state_dicts(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_compress_of_a_pickled_module_says_in_one_line_to_save_its_state_dict(tmp_path, capsys):
+    path = tmp_path / "whole.pt"
+    torch.save(plain_model(), path)  # the whole module, pickled: weights_only refuses it
+    assert main(["compress", str(path), "-o", str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "\x1b[" not in err  # one line, no terminal colours
+    assert "pickled object (torch.nn.modules.container.Sequential)" in err
+    assert "model.state_dict()" in err and "weights_only` set to `False" not in err
+    assert not (tmp_path / "out.safetensors").exists()
+
+
 def test_module_from_state_dict_keeps_keys_and_finds_linears():
     state = plain_model().state_dict()
     state["extra.scale"] = torch.ones(2)
@@ -169,3 +180,54 @@ def test_compress_on_a_compressed_file_says_already_compressed(tmp_path, capsys,
     assert not (tmp_path / "again.safetensors").exists()
     with pytest.raises(SINRAlreadyCompressedError):
         cli._refuse_compressed_input(str(out))
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+@pytest.mark.parametrize("command", ["demo", "compress", "decompress", "info"])
+def test_every_option_says_what_it_does_and_its_default(command):
+    import argparse
+
+    parser = dict(_subparsers(cli.build_parser()))[command]
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help text"
+        if action.option_strings and action.default is not None and action.default is not False:
+            shown = formatter._expand_help(action)  # the text --help prints for this option
+            assert "default" in shown, f"{command} {action.option_strings[-1]}: no default in its help: {shown!r}"
+
+
+def test_info_on_a_bare_file_shows_what_it_can_and_the_table_with_a_skeleton(tmp_path, capsys):
+    from torch_sinr import SINRConfig, compress_model, save_compressed
+
+    model = plain_model()
+    dense = tmp_path / "dense.pt"
+    torch.save(model.state_dict(), dense)
+    compress_model(model, SINRConfig(k2=256))
+    bare = tmp_path / "bare.safetensors"
+    save_compressed(model, bare, names=False)
+    # without the model: the header's facts and how to get the rest, not a refusal
+    assert main(["info", str(bare)]) == 0
+    out = capsys.readouterr().out
+    assert f"{bare.stat().st_size} bytes" in out and "bare" in out
+    assert f"{len(model.state_dict()) - 2} tensors" in out  # two SINR layers: values + indices stand for one weight
+    assert "--skeleton" in out
+    # with the dense checkpoint: names, kinds and bytes per tensor, by the skeleton's order
+    assert main(["info", str(bare), "--skeleton", str(dense)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| tensor")]
+    assert [r.split(" | ")[0][2:] for r in rows] == list(plain_model().state_dict())
+    assert sum(" sinr " in r for r in rows) == 2
+    # a skeleton of another model is refused by the fingerprint
+    other = tmp_path / "other.pt"
+    torch.save(nn.Sequential(nn.Linear(3, 8)).state_dict(), other)
+    assert main(["info", str(bare), "--skeleton", str(other)]) == 2
+    assert "does not match" in capsys.readouterr().err

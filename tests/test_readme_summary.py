@@ -1,5 +1,5 @@
 """README.md's "Does SINR save bits?" block is what benchmarks.readme_summary makes from the
-committed results: a result regenerated without rewriting the README fails here (issue 11)."""
+committed results: a result regenerated without rewriting the README fails here."""
 
 import json
 import shutil
@@ -66,3 +66,23 @@ def test_the_defaults_table_comes_from_defaults_json(tmp_path):
     path.unlink()
     with pytest.raises(SummaryError, match="benchmarks.defaults"):
         block(tmp_path)
+
+
+def test_a_measurement_two_runs_share_is_one_row(tmp_path):
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE,):
+        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
+    c2 = json.loads((tmp_path / "kodak_C2.json").read_text())
+    shared = set(c1["results"]["summary"]) & set(c2["results"]["summary"])
+    assert shared, "C1 and C2 no longer share a SIREN: this test needs another pair"
+    config = sorted(shared)[0]
+    c2["results"]["summary"][config] = c1["results"]["summary"][config]
+    c2["results"]["records"] = [r for r in c2["results"]["records"] if r["config"] != config] + [
+        r for r in c1["results"]["records"] if r["config"] == config]
+    (tmp_path / "kodak_C2.json").write_text(json.dumps(c2))
+    rows = [line for line in block(tmp_path).splitlines() if f" | {config} | " in line]
+    assert len(rows) == 1 and "[C1]" in rows[0] and "[C2]" in rows[0]
+    # a different measurement of the same SIREN stays its own row
+    c2["results"]["summary"][config]["sinr_ft_vs_best_baseline"][0]["saving"] = 0.987654
+    (tmp_path / "kodak_C2.json").write_text(json.dumps(c2))
+    assert len([line for line in block(tmp_path).splitlines() if f" | {config} | " in line]) == 2

@@ -19,7 +19,7 @@ from .nn.config import SINRConfig
 from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError
 from .format import container
 from .format import decode_state_dict, read_compressed, save_compressed
-from .format.statedict import load_checkpoint, module_from_state_dict
+from .format.statedict import load_checkpoint, module_from_state_dict, skeleton_from_state_dict
 from .api import compress_model
 
 # A compressed file is a safetensors file (one uint8 tensor and torch_sinr metadata), and its name
@@ -144,7 +144,12 @@ def _save_npz(state: dict[str, torch.Tensor], out: Path) -> list[str]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    summary = read_compressed(args.file)
+    skeleton = skeleton_from_state_dict(load_checkpoint(args.skeleton)) if args.skeleton else None
+    try:
+        summary = read_compressed(args.file, skeleton=skeleton)
+    except container.BareFileError as bare:
+        _info_bare(args.file, bare)
+        return 0
     print(f"{args.file}: {summary.file_bytes} bytes, torch_sinr format {summary.version}"
           + ("" if summary.names_stored else " (bare: no tensor names)"))
     print("\n| tensor | kind | shape | coding | bytes |")
@@ -164,9 +169,39 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none (None, False) or says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+                and action.option_strings
+                and "default" not in text.lower()):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _info_bare(path: str, bare: container.BareFileError) -> None:
+    """What a bare file says before its entries; the rest needs the model's names and shapes."""
+    size = Path(path).stat().st_size
+    print(f"{path}: {size} bytes, torch_sinr format 2, bare: no tensor names, dtypes or shapes")
+    print(f"{bare.entries} tensors; writer settings: index coding {bare.index_policy}, symbol coding "
+          f"{bare.symbol_policy}, Brotli quality {bare.quality}; model fingerprint {bare.fingerprint:#010x}")
+    print("Each entry's kind and bytes are sized by its tensor's shape, which a bare file leaves to the model: "
+          f"run `torch-sinr info {path} --skeleton CHECKPOINT` with the model's dense state_dict "
+          "(.safetensors or .pt) for the per-tensor table.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torch-sinr", description="Compress implicit neural representations with SINR.")
+    parser = argparse.ArgumentParser(prog="torch-sinr", description="Compress implicit neural representations with SINR.",
+                                     formatter_class=_HelpWithDefaults)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+
+    def _subcommand(name: str, **kwargs) -> argparse.ArgumentParser:
+        return add_parser(name, formatter_class=_HelpWithDefaults, **kwargs)
+
+    sub.add_parser = _subcommand
     # The demo module (and Pillow, through it) loads when the parser is built, not when this
     # module is imported: `import torch_sinr.cli` stays as lean as `import torch_sinr`.
     from . import demo
@@ -174,21 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(sub.add_parser("demo", help="fit a SIREN to a bundled Kodak image, compress it, report"))
 
     p = sub.add_parser("compress", help="compress a state_dict (.safetensors, or .pt/.pth loaded weights_only)")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="the dense state_dict: .safetensors, or .pt/.pth (loaded weights_only)")
     p.add_argument("-o", "--output", required=True, help="output .safetensors (the compressed file is a safetensors file)")
     p.add_argument("--targets", nargs="*", help="module names or suffixes to code (default: all linears)")
     p.add_argument("--regex", help="regex (fullmatch) of module names to code")
     p.add_argument("--exclude", nargs="*", help="module names or suffixes to keep dense")
     p.add_argument("--input-fan-in-max", type=int, default=16, help="linears with fan-in <= this stay dense")
     p.add_argument("--s", type=int, help="non-zeros per weight vector")
-    p.add_argument("--s-ratio", type=float, default=SINRConfig.s_ratio)
+    p.add_argument("--s-ratio", type=float, default=SINRConfig.s_ratio,
+                   help="non-zeros per weight vector as a fraction of its length k1 (capped at 2s < k1); "
+                        "--s or --target-error override it")
     p.add_argument("--target-error", type=float, help="choose s per layer for this relative weight error")
     p.add_argument("--k2", type=int, help="dictionary atoms")
-    p.add_argument("--dict-ratio", type=int, default=SINRConfig.dict_ratio)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--coder", choices=list(CODER_NAMES), default="omp")
-    p.add_argument("--value-bits", type=int, default=16)
-    p.add_argument("--index-coding", default="auto", choices=["auto", "fixed", "rice", "bitmask"])
+    p.add_argument("--dict-ratio", type=int, default=SINRConfig.dict_ratio,
+                   help="dictionary atoms as a multiple of k1 (k2 = ratio * k1); unset: --k2, else 2**16 atoms (the "
+                        "paper's 16-bit indices; fewer for vectors longer than 256)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random dictionaries (stored in the file; the dictionary never is)")
+    p.add_argument("--coder", choices=list(CODER_NAMES), default="omp",
+                   help="sparse coder: Orthogonal Matching Pursuit or L1 basis pursuit")
+    p.add_argument("--value-bits", type=int, default=16,
+                   help="bits of each stored non-zero value (uniform quantizer per layer)")
+    p.add_argument("--index-coding", default="auto", choices=["auto", "fixed", "rice", "bitmask"],
+                   help="how support indices are coded; auto keeps the smallest per layer")
     p.add_argument("--dense-bits", type=int, help="width of the uniform quantizer for tensors SINR does not code "
                                                    "(default: --value-bits)")
     p.add_argument("--dense-dtype", choices=["float32", "float16", "bfloat16"],
@@ -197,12 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="also write the report as JSON here")
 
     p = sub.add_parser("decompress", help="decode a compressed file to a dense state_dict")
-    p.add_argument("file")
+    p.add_argument("file", help="a torch_sinr compressed .safetensors file")
     p.add_argument("-o", "--output", required=True,
                    help=".safetensors, .pt/.pth (torch.save) or .npz (numpy, bfloat16 widened to float32)")
 
     p = sub.add_parser("info", help="per-layer table and sizes of a compressed file")
-    p.add_argument("file")
+    p.add_argument("file", help="a torch_sinr compressed .safetensors file")
+    p.add_argument("--skeleton", help="the model's dense state_dict (.safetensors, .pt): names and shapes for a "
+                                      "bare file (saved with names=False), checked against a named one")
     return parser
 
 

@@ -35,20 +35,21 @@ UNIFORM_BITS = (6, 7, 8, 9, 10, 11, 12, 14, 16)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="PNG/JPEG to fit (default: bundled kodim23)")
+    parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="PNG/JPEG to fit (default: the bundled kodim23)")
     # The defaults (a 2x64 SIREN on the image at 153x102) keep the run near a minute on 2 cores.
     # Measured on this machine: 3x64 at 192x128 took 2 min 10 s (14.1% saving), 3x64 at 128x85
     # 58 s (8.4%, 10.7 bpp: a network larger than its image), 2x64 at 153x102 62 s (11.3%, 4.6 bpp).
-    parser.add_argument("--downscale", type=int, default=5, help="box-average factor (default 5: 153x102)")
-    parser.add_argument("--hidden", type=int, default=64, help="SIREN width")
+    parser.add_argument("--downscale", type=int, default=5, help="box-average the image by this factor before fitting (5 gives 153x102)")
+    parser.add_argument("--hidden", type=int, default=64, help="SIREN width (hidden features per layer)")
     parser.add_argument("--layers", type=int, default=2, help="SIREN hidden layers")
     parser.add_argument("--steps", type=int, default=1000, help="fitting steps (Adam)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the fit")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed of the SIREN's initialisation")
     parser.add_argument("--max-drop", type=float, default=1.0, help="PSNR SINR may lose against the fit (dB)")
     parser.add_argument("--finetune-steps", type=int, default=200, help="fine-tuning steps, SINR and baseline alike")
-    parser.add_argument("--finetune-lr", type=float, default=1e-3)
-    parser.add_argument("--max-probes", type=int, default=5, help="probes of compress's size search")
+    parser.add_argument("--finetune-lr", type=float, default=1e-3,
+                        help="Adam learning rate of fine-tuning, SINR and baseline alike")
+    parser.add_argument("--max-probes", type=int, default=5, help="most probes of torch_sinr.compress's size search (bisection on its rung)")
     parser.add_argument("--out", default="sinr_demo", help="output directory")
 
 
@@ -113,7 +114,8 @@ def run(args: argparse.Namespace) -> dict:
     uniform_points, uniform_images = [], {}
 
     def uniform(bits: int) -> dict:
-        tuned, grids = finetune_uniform(copy.deepcopy(model), loss, bits, args.finetune_steps, lr=args.finetune_lr)
+        tuned, grids = finetune_uniform(copy.deepcopy(model), loss, bits, args.finetune_steps, lr=args.finetune_lr,
+                                        progress=True)
         upath = out / "uniform.safetensors"
         size = write_uniform(tuned, upath, bits, grids)
         decoded = Siren(siren_config)

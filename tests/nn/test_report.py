@@ -32,7 +32,7 @@ def test_batch_average_time_is_not_shown_as_per_layer_time():
     # compress_model codes layers in one batch and gives each the batch average (1.23 s here)
     table = report([layer("a", seconds=1.23), layer("b", seconds=1.23)]).table()
     assert "time" not in rows(table)[0] and "1.23" not in table
-    assert "| **file** (coded in 2.50 s) |" in table
+    assert "| **file** (compressed in 2.50 s) |" in table
     assert {line.count("|") for line in rows(table)} == {10}  # 9 columns on every row
 
 

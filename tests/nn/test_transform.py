@@ -784,3 +784,14 @@ def test_coding_an_input_layer_explicitly_warns():
     with pytest.warns(UserWarning, match="'1' looks like an input layer"):
         compress_model(model, fast_config(target_modules=["1", "3"]))
     assert isinstance(model[1], SINRLinear)
+
+
+def test_a_regex_over_an_input_layer_keeps_it_dense_and_says_so():
+    model = PEMLP()  # model[1] is the first linear, fed by the positional encoding
+    with pytest.warns(UserWarning, match=r"\['1'\] matched the target regex but is kept dense as input layer") as seen:
+        report = compress_model(model, fast_config(target_modules=r"re:[13]"))
+    assert [w for w in seen if "looks like an input layer" in str(w.message)] == []  # not coded, so no cost warning
+    assert isinstance(model[1], nn.Linear) and isinstance(model[3], SINRLinear)
+    assert [l.name for l in report.layers] == ["3"]
+    # the warning points at the caller's line, not into the library
+    assert seen[0].filename == __file__

@@ -72,6 +72,13 @@ def test_returned_config_reproduces_the_model(fitted):
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     assert {n: (l.s, l.value_bits) for n, l in ((x.name, x) for x in result.report.layers)} == result.choices
+    # printed, the result is a table (a choice row per layer, the report, the outcome), not a dataclass dump
+    text = str(result)
+    assert "AutotuneResult(" not in text and text.startswith("| layer | coding | s | bits |")
+    for name, (s, bits) in result.choices.items():
+        assert f"| {name} | SINR | {s} | {bits} |" in text
+    assert result.report.table() in text
+    assert f"file: {result.file_bytes} B" in text and f"after {result.evaluations} evaluations" in text
 
 
 def test_byte_budget_is_met(fitted, tmp_path):
@@ -127,3 +134,68 @@ def test_tied_and_shared_layers_stay_linked(factory, tmp_path):
     save_compressed(model, tmp_path / "t.safetensors")
     restored = load_compressed(tmp_path / "t.safetensors", factory(seed=3))
     assert torch.equal(restored(x), model(x))
+
+
+def _on_a_grid(state, name: str, bits: int) -> dict:
+    """``state`` with one weight rounded to its own ``bits``-bit uniform grid: a layer a uniform
+    grid of that width codes exactly (refitting keeps the grid: its ends are grid points)."""
+    from torch_sinr.core.quantization import UniformQuantizer
+
+    state = {k: v.clone() for k, v in state.items()}
+    weight = state[name]
+    state[name] = UniformQuantizer.fit(weight, bits).round_trip(weight).reshape(weight.shape)
+    return state
+
+
+def test_a_layer_a_uniform_grid_codes_better_is_coded_uniformly(fitted, tmp_path):
+    from torch_sinr.nn.storage import get_storage
+
+    image, state = fitted
+    state = _on_a_grid(state, "net.2.weight", 4)
+    sinr_only = autotune(_model(state), _scorer(image), MaxDrop(0.3), fast_config(), **MENUS, progress=False)
+    model = _model(state)
+    result = autotune(model, _scorer(image), MaxDrop(0.3), fast_config(), **MENUS, progress=False,
+                      uniform_bits=(8, 6, 4))
+    assert result.uniform["net.2"] == 4  # exact at 4 bits: every narrowing was free
+    assert set(result.uniform) | set(result.choices) == {"net.2", "net.4", "net.6"}
+    assert result.choices and not set(result.uniform) & set(result.choices)  # one layer at least stays SINR
+    assert result.score >= result.reference_score - 0.3
+    assert result.file_bytes < sinr_only.file_bytes
+    assert "| net.2 | uniform | - | 4 |" in str(result)
+    # the model holds what the file holds: a dense linear on its 4-bit grid, the rest SINR
+    assert type(model.net[2]) is torch.nn.Linear and get_storage(model.net[2], "weight").bits == 4
+    assert torch.equal(model.net[2].weight, state["net.2.weight"])
+    assert save_compressed(model, tmp_path / "m.safetensors").file_bytes == result.file_bytes
+    restored = load_compressed(tmp_path / "m.safetensors", INR(ARCH)).eval()
+    assert _scorer(image)(restored) == result.score
+    # and the config alone reproduces it
+    again = _model(state)
+    compress_model(again, result.config)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_without_uniform_bits_every_target_is_sinr(fitted):
+    image, state = fitted
+    result = autotune(_model(_on_a_grid(state, "net.2.weight", 4)), _scorer(image), MaxDrop(0.3), fast_config(),
+                      **MENUS, progress=False)
+    assert result.uniform == {} and set(result.choices) == {"net.2", "net.4", "net.6"}
+
+
+@pytest.mark.parametrize("factory", [TiedMLP, SharedMLP], ids=["tied-weights", "shared-module"])
+def test_tied_and_shared_codes_are_never_split_into_uniform(factory):
+    x = torch.rand(256, 2) * 2 - 1
+    target = factory()(x).detach()
+    model = factory()
+    result = autotune(model, lambda m: -float(((m(x) - target) ** 2).mean().sqrt()), MaxDrop(0.05), fast_config(),
+                      **MENUS, progress=False, uniform_bits=(8, 6, 4))
+    assert not {"a", "b"} & set(result.uniform)
+    assert model.a.values is model.b.values
+
+
+def test_bad_uniform_bits_are_named(fitted):
+    image, state = fitted
+    for bad in ((1,), (17,), (True,)):
+        with pytest.raises(SINRConfigError, match="uniform_bits"):
+            autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(), uniform_bits=bad)
+    with pytest.raises(SINRConfigError, match="choose one"):
+        autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(dense_dtype="float16"), uniform_bits=(8,))

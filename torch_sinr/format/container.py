@@ -158,6 +158,19 @@ def read_file(path: str | os.PathLike) -> RawFile:
 
 
 # ----------------------------------------------------------------------------- parsing
+class BareFileError(SINRFormatError):
+    """A bare file (no tensor names, dtypes or shapes) read without its model's signature.
+
+    Its record cannot be parsed without them (each kind's fields are sized by the tensor's
+    shape), but what precedes the entries can be shown: ``torch-sinr info`` prints it."""
+
+    def __init__(self, message: str, entries: int, index_policy: str, symbol_policy: str, quality: int,
+                 fingerprint: int) -> None:
+        super().__init__(message)
+        self.entries, self.fingerprint = entries, fingerprint
+        self.index_policy, self.symbol_policy, self.quality = index_policy, symbol_policy, quality
+
+
 @dataclass
 class ParsedPayload:
     names_stored: bool
@@ -211,8 +224,9 @@ def parse_payload(payload: bytes, signature: list[tuple[str, torch.dtype, tuple[
     else:
         fingerprint = record.u32()
         if signature is None:
-            raise SINRFormatError(f"{what}: a bare file (no tensor names); decode it with the model it was "
-                                  f"saved from (load_compressed, or decode_state_dict(..., skeleton=model))")
+            raise BareFileError(f"{what}: a bare file (no tensor names); decode it with the model it was "
+                                f"saved from (load_compressed, or decode_state_dict(..., skeleton=model))",
+                                count, index_policy, symbol_policy, quality, fingerprint)
         if len(signature) != count or schema.skeleton_fingerprint(signature) != fingerprint:
             raise SINRFormatError(f"{what}: the model does not match the file (names, dtypes or shapes differ)")
         entries = [Entry(name, dtype, tuple(shape)) for name, dtype, shape in signature]

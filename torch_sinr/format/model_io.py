@@ -54,9 +54,9 @@ def dense_signature(model: nn.Module) -> list[tuple[str, torch.dtype, tuple[int,
     return out
 
 
-def _default_storage(config, tensor: torch.Tensor) -> Storage:
+def _default_storage(config, tensor: torch.Tensor, key: str) -> Storage:
     if config is not None:
-        return config.dense_storage(tensor)
+        return config.dense_storage(tensor, key)
     return UniformQuantizer.fit(tensor.detach(), 16)
 
 
@@ -97,7 +97,7 @@ def model_items(model: nn.Module, require_codes: bool = True) -> list[Item]:
             if storage is None and key not in parameter_keys:
                 storage = DTYPE_STORAGE.get(tensor.dtype, "float32")  # buffers are stored exactly
             if storage is None:
-                storage = _default_storage(config, tensor)
+                storage = _default_storage(config, tensor, key)
                 if isinstance(storage, UniformQuantizer) and not is_stored_exactly(tensor, storage):
                     warnings.warn(f"{key}: has no storage setting (added after compress_model?); the file stores it "
                                   f"uniformly quantized at {storage.bits} bits, so the loaded model will differ")
@@ -275,7 +275,6 @@ def encoded_size(model: nn.Module, **settings) -> tuple[int, FileReport]:
     return size, FileReport.from_parts("<memory>", size, parts, items)
 
 
-
 def fill_file_bytes(model: nn.Module, report: CompressionReport) -> None:
     """Fill ``report`` with the bytes of the file this model writes, by layer and in total
     (container included): what ``compress_model`` reports after ``code_model``."""
@@ -307,12 +306,21 @@ def check_storable(model: nn.Module) -> None:
             bad = int((~torch.isfinite(tensor)).sum())
             raise SINRInputError(f"{name}: tensor of shape {tuple(tensor.shape)} has {bad} NaN/Inf entries")
 
+
 def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding: str = "auto",
                 brotli_quality: int = DEFAULT_QUALITY) -> float:
     """Bytes one tensor's SINR codes take in a file (segments, range-coded share, side info)."""
     item = Item("w", codes.values.dtype, tuple(codes.spec.shape), "sinr", codes)
     _, parts = container.encode_payload([item], names=False, quality=brotli_quality, index_policy=index_coding,
                                         symbol_policy=symbol_coding)
+    return sum(v for k, v in parts.entries["w"].items() if k != "index_coding")
+
+
+def uniform_bytes(tensor: torch.Tensor, quantizer: UniformQuantizer, *, symbol_coding: str = "auto",
+                  brotli_quality: int = DEFAULT_QUALITY) -> float:
+    """Bytes one tensor takes in a file on a uniform grid (its symbols and side info)."""
+    item = Item("w", tensor.dtype, tuple(tensor.shape), "uniform", (tensor, quantizer))
+    _, parts = container.encode_payload([item], names=False, quality=brotli_quality, symbol_policy=symbol_coding)
     return sum(v for k, v in parts.entries["w"].items() if k != "index_coding")
 
 

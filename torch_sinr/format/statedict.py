@@ -9,6 +9,7 @@ on it unchanged.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SINRInputError(f"cannot read {path} as a torch checkpoint with weights_only=True: {exc}") from None
+        raise SINRInputError(_unreadable(path, exc)) from None
     if isinstance(data, dict) and not all(isinstance(v, torch.Tensor) for v in data.values()):
         for key in ("state_dict", "model", "module"):
             inner = data.get(key)
@@ -92,4 +93,49 @@ def module_from_state_dict(state: dict[str, torch.Tensor]) -> nn.Module:
         if path in linear_paths:
             continue
         module_at(path).register_buffer(leaf, tensor.clone())
+    return root
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused ``path`` and what to do.
+
+    torch's own text is several lines with terminal colours and advises turning weights_only off,
+    which this library never does (unpickling runs arbitrary code): a whole pickled module gets
+    the one fix that works, saving its state_dict.
+    """
+    text = _ANSI.sub("", str(exc))
+    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if pickled:
+        return (f"{path} holds a pickled object ({pickled.group(1)}), not a state_dict; torch_sinr loads "
+                f"checkpoints with weights_only=True and never unpickles code. Save the weights instead: "
+                f"torch.save(model.state_dict(), '{path.stem}_state.pt') (or safetensors), and compress that file")
+    reason = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if reason:  # torch's reason, without its advice to load with weights_only=False
+        return f"cannot read {path} as a torch checkpoint (weights_only=True): {reason.group(1).strip()}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return f"cannot read {path} as a torch checkpoint (weights_only=True): {first}"
+
+
+def skeleton_from_state_dict(state: dict[str, torch.Tensor]) -> nn.Module:
+    """A module whose state_dict has ``state``'s names, dtypes and shapes in ``state``'s order.
+
+    Enough for what a bare file needs of its model (its signature): every tensor is a buffer,
+    so nothing is inferred about layer types (``module_from_state_dict`` does that, for coding).
+    Keys of one module must be contiguous, as every ``state_dict()`` writes them."""
+    if not state:
+        raise SINRInputError("the state_dict is empty")
+    root = nn.Module()
+    for key, tensor in state.items():
+        *path, leaf = key.split(".")
+        module = root
+        for part in path:
+            if part not in module._modules:
+                module.add_module(part, nn.Module())
+            module = module._modules[part]
+        module.register_buffer(leaf, tensor)
+    if list(root.state_dict()) != list(state):
+        raise SINRInputError("the state_dict's keys are not grouped by module as state_dict() writes them")
     return root

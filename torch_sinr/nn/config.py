@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from ..format.codec.indices import CODINGS
 from ..core.quantization import SUPPORTED_BITS
 from ..errors import SINRConfigError
-from .matching import ALL_LINEAR, check_pattern
+from .matching import ALL_LINEAR, check_pattern, lookup
 from ..core.sparsity import DEFAULT_S_RATIO
 from ..core.tensor_codes import CODERS, DEFAULT_FLATTEN_BELOW, MODES
 
@@ -25,7 +25,8 @@ class SINRConfig:
     ``"re:..."`` (``re.fullmatch``): see :mod:`torch_sinr.nn.matching`. Input layers stay dense, as
     in the paper: linears with ``in_features <= input_fan_in_max`` (coordinates) and, with
     ``keep_first_linear``, the model's first linear (fed by coordinates or their positional
-    encoding). Naming an input layer in a target list codes it, with a warning.
+    encoding). Naming an input layer exactly in a target list codes it, with a warning; a regex
+    that spans one keeps it dense, with a warning.
 
     Defaults are the paper's settings, which need no data: 16-bit values, 16-bit indices (a
     2**16-atom dictionary) and the largest s the method allows (2s < k1); measured on Kodak
@@ -43,8 +44,9 @@ class SINRConfig:
     ("auto" picks the smallest of range coding and Brotli per tensor, or force "range" /
     "brotli"), ``brotli_quality`` (11 = densest; 9 is ~20x faster for ~1-2% more bytes).
     Every tensor SINR does not code (input and output layers, biases, other parameters) is
-    stored uniformly quantized at ``dense_bits`` (default: ``value_bits``; 32 = raw float32), or
-    at ``dense_dtype`` ("float32", "float16", "bfloat16") when that is set; the model in memory
+    stored uniformly quantized at ``dense_bits`` (default: ``value_bits``; 32 = raw float32; per
+    tensor, by state_dict key pattern, in ``dense_bits_pattern``: ``autotune`` fills it for the
+    layers it codes uniformly instead of with SINR), or at ``dense_dtype`` ("float32", "float16", "bfloat16") when that is set; the model in memory
     is rounded the same way, so it equals its file. ``store_names=False`` writes bare files
     (no tensor names: smaller, decodable only with the model's skeleton).
     """
@@ -68,6 +70,7 @@ class SINRConfig:
     index_coding: str = "auto"
     dense_dtype: str | None = None
     dense_bits: int | None = None
+    dense_bits_pattern: dict[str, int] = field(default_factory=dict)
     symbol_coding: str = "auto"
     store_names: bool = True
     brotli_quality: int = 11
@@ -100,7 +103,12 @@ class SINRConfig:
         need(isinstance(self.value_bits_pattern, dict) and all(
             isinstance(k, str) and v in SUPPORTED_BITS for k, v in self.value_bits_pattern.items()),
              "value_bits_pattern must map name patterns to value bits in 2..16 or 32")
-        for field_name in ("s_pattern", "value_bits_pattern"):
+        need(isinstance(self.dense_bits_pattern, dict) and all(
+            isinstance(k, str) and v in SUPPORTED_BITS for k, v in self.dense_bits_pattern.items()),
+             "dense_bits_pattern must map tensor name patterns to widths in 2..16 or 32")
+        need(not (self.dense_bits_pattern and self.dense_dtype is not None),
+             "dense_bits_pattern sets uniform grids, dense_dtype stores dense tensors as a float dtype: choose one")
+        for field_name in ("s_pattern", "value_bits_pattern", "dense_bits_pattern"):
             for pattern in getattr(self, field_name):
                 check_pattern(pattern, f"{field_name} key")
         need(self.k2 is None or (isinstance(self.k2, int) and self.k2 >= 1), f"k2 must be a positive int or None, got {self.k2!r}")
@@ -126,13 +134,16 @@ class SINRConfig:
         """The width of the uniform quantizer for tensors SINR does not code (32 = raw float32)."""
         return self.dense_bits if self.dense_bits is not None else self.value_bits
 
-    def dense_storage(self, tensor):
-        """How a float tensor SINR does not code is stored: a fitted uniform quantizer or a dtype name."""
+    def dense_storage(self, tensor, name: str | None = None):
+        """How a float tensor SINR does not code is stored: a fitted uniform quantizer or a dtype name.
+
+        ``name`` (the tensor's state_dict key) picks its width from ``dense_bits_pattern``."""
         from ..core.quantization import UniformQuantizer
 
         if self.dense_dtype is not None:
             return self.dense_dtype
-        bits = self.dense_value_bits()
+        bits = self.dense_value_bits() if name is None else lookup(name, self.dense_bits_pattern,
+                                                                    self.dense_value_bits())
         return "float32" if bits == 32 else UniformQuantizer.fit(tensor.detach(), bits)
 
     def to_dict(self) -> dict:

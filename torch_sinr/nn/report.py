@@ -104,7 +104,7 @@ class CompressionReport:
                             self.coded_bytes_other, _ratio(self.dense_bytes_other, self.coded_bytes_other)))
         if self.file_bytes > 0:
             rows.append(row("container (header, names, CRC)", "", "", "", "", "", self.container_bytes))
-        label = "**file**" if timed else f"**file** (coded in {self.seconds:.2f} s)"
+        label = "**file**" if timed else f"**file** (compressed in {self.seconds:.2f} s)"
         ratio = _ratio(self.total_dense_bytes, self.total_coded_bytes)
         rows.append(row(label, "", "", "", "", "", f"**{self.total_coded_bytes}**", f"**{ratio}**" if ratio else "",
                         "", *([f"{self.seconds:.2f}"] if timed else [])))

@@ -23,7 +23,7 @@ from .config import SINRConfig
 from ..errors import SINRAlreadyCompressedError, SINRConfigError
 from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
-from .matching import as_patterns, lookup, matches_any, regex_hint, unused_patterns
+from .matching import as_patterns, is_regex, lookup, matches, matches_any, regex_hint, unused_patterns
 from .report import CompressionReport, LayerReport, TargetPlan
 from ..core.quantization import StepQuantizer
 from .storage import DTYPE_STORAGE, INTEGER_STORAGE, get_storage, round_to_storage, set_storage
@@ -118,7 +118,12 @@ class _Target:
     tied_to: str | None = None  # first name of the module whose weight this one shares
 
 
-def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
+def refuse_compressed(model: nn.Module, config: SINRConfig) -> TargetPlan:
+    """Raise ``SINRAlreadyCompressedError`` if ``model`` holds SINR layers; else return the plan.
+
+    Callers that search over many codings (``torch_sinr.compress``) ask first: a probe that
+    failed on an already compressed model would read as a target that cannot be met.
+    """
     plan = plan_targets(model, config)
     if plan.already_compressed and not plan.matched:
         raise SINRAlreadyCompressedError(
@@ -130,6 +135,26 @@ def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
             f"the model is already SINR-compressed (layers {plan.already_compressed[:4]}); coding its remaining "
             f"linears {plan.matched[:4]} would mix two configurations in one file: decompress_model(model) "
             f"first, then compress it once")
+    return plan
+
+
+def _warn_regex_inputs(plan: TargetPlan, config: SINRConfig) -> None:
+    """A regex that spans an input layer keeps it dense (only an exact name codes one): say so.
+
+    ``re:net\\.[0-6]`` reads as "these layers"; silently leaving ``net.0`` out of it would
+    surprise the user who wrote it, and coding it would cost the quality the paper keeps."""
+    regexes = [p for p in as_patterns(config.target_modules) if is_regex(p)]
+    spanned = [n for n in plan.kept_dense if any(matches(n, p) for p in regexes)]
+    if spanned:
+        warnings.warn(f"{spanned} matched the target regex but {'is' if len(spanned) == 1 else 'are'} kept dense as "
+                      f"input layer{'s' if len(spanned) > 1 else ''} (fed by coordinates or their encoding); a regex "
+                      f"never codes an input layer: name {'it' if len(spanned) == 1 else 'them'} exactly in "
+                      f"target_modules to code {'it' if len(spanned) == 1 else 'them'} (with a warning)", stacklevel=5)
+
+
+def _resolve(model: nn.Module, config: SINRConfig) -> list[_Target]:
+    plan = refuse_compressed(model, config)
+    _warn_regex_inputs(plan, config)
     if not plan.matched:
         raise SINRConfigError(
             f"no module to compress: target_modules={config.target_modules!r} matched nothing "
@@ -214,8 +239,8 @@ def code_model(model: nn.Module, config: SINRConfig | None = None, *, progress: 
     new_modules: dict[int, SINRLinear] = {}
     for target, code, seconds in zip(coded_targets, codes, timings):
         old = target.module
-        layer = handler_for(old).build(old, code, _stored_bias(old, config))
-        _keep_bias_storage(layer, old, config)
+        layer = handler_for(old).build(old, code, _stored_bias(old, config, target.names[0]))
+        _keep_bias_storage(layer, old, config, target.names[0])
         layer.train(old.training)
         layer.values.requires_grad_(config.trainable)
         new_modules[id(old)] = layer
@@ -224,7 +249,7 @@ def code_model(model: nn.Module, config: SINRConfig | None = None, *, progress: 
     for target in targets:
         if target.tied_to is not None:
             source = new_modules[id(next(t for t in targets if target.tied_to in t.names).module)]
-            layer = _tied_copy(source, target.module, config)
+            layer = _tied_copy(source, target.module, config, target.names[0])
             new_modules[id(target.module)] = layer
             report.layers.append(_layer_report(target.names[0], layer, target.module, 0.0, tied_to=target.tied_to))
         for name in target.names:
@@ -242,30 +267,30 @@ def _warn_explicit_inputs(model: nn.Module, config: SINRConfig, coded: list[str]
         if name in inputs:
             warnings.warn(f"{name!r} looks like an input layer (fed by coordinates or their encoding) and is coded "
                           f"because target_modules names it; input layers usually lose the most quality when coded "
-                          f"(the paper keeps them dense)", stacklevel=3)
+                          f"(the paper keeps them dense)", stacklevel=4)
 
 
 
-def _stored_bias(old: nn.Linear, config: SINRConfig) -> torch.Tensor | None:
+def _stored_bias(old: nn.Linear, config: SINRConfig, name: str) -> torch.Tensor | None:
     if old.bias is None:
         return None
-    return round_to_storage(old.bias.detach(), config.dense_storage(old.bias))
+    return round_to_storage(old.bias.detach(), config.dense_storage(old.bias, f"{name}.bias"))
 
 
-def _keep_bias_storage(layer: SINRLinear, old: nn.Linear, config: SINRConfig) -> None:
+def _keep_bias_storage(layer: SINRLinear, old: nn.Linear, config: SINRConfig, name: str) -> None:
     if old.bias is not None:
-        set_storage(layer, "bias", config.dense_storage(old.bias))
+        set_storage(layer, "bias", config.dense_storage(old.bias, f"{name}.bias"))
 
 
-def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig) -> SINRLinear:
+def _tied_copy(source: SINRLinear, old: nn.Linear, config: SINRConfig, name: str) -> SINRLinear:
     """A SINRLinear sharing ``source``'s codes (same Parameter objects) with its own bias."""
     layer = SINRLinear(source.spec, bias=old.bias is not None, device=source.values.device,
                        dtype=source.values.dtype)
     layer.values, layer.indices = source.values, source.indices
     if old.bias is not None:
         with torch.no_grad():
-            layer.bias.copy_(_stored_bias(old, config))
-        _keep_bias_storage(layer, old, config)
+            layer.bias.copy_(_stored_bias(old, config, name))
+        _keep_bias_storage(layer, old, config, name)
     layer.train(old.training)
     return layer
 
@@ -309,7 +334,7 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
                 if marked == INTEGER_STORAGE or isinstance(marked, StepQuantizer):
                     storage = marked
                 else:
-                    storage = config.dense_storage(tensor) if is_parameter else DTYPE_STORAGE[tensor.dtype]
+                    storage = config.dense_storage(tensor, name) if is_parameter else DTYPE_STORAGE[tensor.dtype]
                 with torch.no_grad():
                     tensor.data.copy_(round_to_storage(tensor.data, storage))
                 set_storage(module, leaf, storage)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -32,10 +33,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..format.model_io import codes_bytes, encoded_size
+from ..core.quantization import UniformQuantizer
+from ..format.model_io import codes_bytes, encoded_size, uniform_bytes
 from ..nn.config import SINRConfig
 from ..errors import SINRConfigError, SINRError
 from ..nn.layer import SINRLinear
+from ..nn.matching import as_patterns
+from ..nn.transform import set_module
 from ..nn.report import CompressionReport
 from ..core.sparsity import max_sparsity
 from ..core.tensor_codes import CodedTensor, encode_tensor
@@ -77,36 +81,82 @@ class AutotuneResult:
     choices: dict[str, tuple[int, int]]  # layer name -> (s, value bits)
     evaluations: int
     history: list[dict] = field(default_factory=list)  # one entry per accepted move
+    uniform: dict[str, int] = field(default_factory=dict)  # layer name -> bits, where uniform coding won
 
     def to_dict(self) -> dict:
         return {"reference_score": self.reference_score, "score": self.score, "file_bytes": self.file_bytes,
                 "choices": {k: {"s": s, "value_bits": b} for k, (s, b) in self.choices.items()},
-                "evaluations": self.evaluations, "history": self.history}
+                "uniform": dict(self.uniform), "evaluations": self.evaluations, "history": self.history}
+
+    def table(self) -> str:
+        """The coding chosen per layer (SINR's s and value bits, or a uniform grid's bits) beside the
+        coded layers' report, then the outcome."""
+        lines = ["| layer | coding | s | bits |", "|---|---|---|---|"]
+        lines += [f"| {name} | SINR | {s} | {bits} |" for name, (s, bits) in self.choices.items()]
+        lines += [f"| {name} | uniform | - | {bits} |" for name, bits in self.uniform.items()]
+        return ("\n".join(lines) + "\n\n" + self.report.table() + "\n\n"
+                + f"file: {self.file_bytes} B ({self.report.ratio:.2f}x), score {self.reference_score:.4g} -> "
+                + f"{self.score:.4g} after {self.evaluations} evaluations, {len(self.history)} accepted moves")
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def uniform_widths(uniform_bits, config: SINRConfig) -> list[int]:
+    """The uniform grid widths a layer may take instead of SINR codes, widest first (checked)."""
+    if not isinstance(uniform_bits, (tuple, list)) or any(
+            isinstance(b, bool) or not isinstance(b, int) or b not in range(2, 17) for b in uniform_bits):
+        raise SINRConfigError(f"uniform_bits must be a tuple of ints in 2..16, got {uniform_bits!r}")
+    if uniform_bits and config.dense_dtype is not None:
+        raise SINRConfigError("uniform_bits codes layers on uniform grids, dense_dtype stores dense tensors as a "
+                              "float dtype: choose one")
+    return sorted(set(uniform_bits), reverse=True)
 
 
 class _Layer:
     """One coded layer of the working copy and its menu of settings."""
 
     def __init__(self, name: str, module: SINRLinear, sharing: list[SINRLinear], weight: torch.Tensor,
-                 s_options: list[int], bit_options: list[int]):
+                 s_options: list[int], bit_options: list[int], uniform_options: list[int]):
         self.name, self.module, self.weight = name, module, weight
         self.sharing = sharing  # every module of the working copy that uses these codes (tied weights)
         self.s_options, self.bit_options = s_options, bit_options
+        # widths of a uniform grid the layer's weight may take instead of SINR codes (richest first);
+        # empty where the layer cannot leave SINR alone (tied or shared codes)
+        self.uniform_options = uniform_options
         self.s_at, self.bits_at = 0, 0  # positions in the menus (0 = richest)
+        self.uniform_at: int | None = None  # position in uniform_options when uniform coding won
         self.codes: dict[int, CodedTensor] = {}  # s -> raw float codes
         self.variants: dict[tuple[int, int], SINRLinear] = {}  # (s, bits) -> quantized codes
         self.sizes: dict[tuple[int, int], int] = {}
+        self.dense: dict[int, nn.Linear] = {}  # uniform bits -> the layer as a dense linear on that grid
+        self.dense_sizes: dict[int, int] = {}
 
     @property
     def setting(self) -> tuple[int, int]:
         return self.s_options[self.s_at], self.bit_options[self.bits_at]
 
+    @property
+    def state(self) -> tuple[int, int, int | None]:
+        return self.s_at, self.bits_at, self.uniform_at
+
+    @state.setter
+    def state(self, value: tuple[int, int, int | None]) -> None:
+        self.s_at, self.bits_at, self.uniform_at = value
+
 
 def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: MaxDrop | ByteBudget,
              config: SINRConfig | None = None, *, s_ratios: tuple[float, ...] = DEFAULT_S_RATIOS,
              value_bits: tuple[int, ...] = DEFAULT_VALUE_BITS, max_evaluations: int = 2000,
-             progress: bool = True, code_cache: dict | None = None) -> AutotuneResult:
+             progress: bool = True, code_cache: dict | None = None,
+             uniform_bits: tuple[int, ...] = ()) -> AutotuneResult:
     """Compress ``model`` in place with per-layer s and value bits chosen to meet ``target``.
+
+    ``uniform_bits`` lets the search code a layer's weight on a per-tensor uniform grid of one of
+    these widths instead (the file's ``uniform`` kind): a move like any other, taken when it saves
+    more bytes per unit of score than the SINR moves. At least one layer stays SINR-coded; layers
+    whose codes are tied or shared stay SINR-coded. The choice lands in the returned config as an
+    exclusion plus ``dense_bits_pattern``, and in ``AutotuneResult.uniform``.
 
     ``evaluate(model)`` returns a score, higher is better; it is called under ``torch.no_grad()``.
     ``config`` gives everything else (targets, dictionary, coder, dense dtype); its ``s``,
@@ -124,6 +174,7 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
         raise SINRConfigError(f"value_bits must be a non-empty set of ints in 2..16, got {value_bits!r}")
     if not ratio_menu or any(not 0 < r <= 1 for r in ratio_menu):
         raise SINRConfigError(f"s_ratios must be a non-empty set of numbers in (0, 1], got {s_ratios!r}")
+    uniform_menu = uniform_widths(uniform_bits, config)
 
     def score(m: nn.Module) -> float:
         with torch.no_grad():
@@ -140,15 +191,18 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     base_report = compress_model(work, rich, progress=False)
     originals = dict(model.named_modules(remove_duplicate=False))
     layers: list[_Layer] = []
+    tied_sources = {entry.tied_to for entry in base_report.layers if entry.tied_to}
     for entry in base_report.layers:
         if entry.tied_to:
             continue
         module = work.get_submodule(entry.name)
         sharing = [m for m in work.modules() if isinstance(m, SINRLinear) and m.values is module.values]
+        names = [n for n, m in work.named_modules(remove_duplicate=False) if m is module]
+        alone = len(sharing) == 1 and names == [entry.name] and entry.name not in tied_sources
         k1 = module.spec.k1
         s_options = sorted({min(max_sparsity(k1), max(1, math.ceil(r * k1))) for r in ratio_menu}, reverse=True)
         layers.append(_Layer(entry.name, module, sharing, originals[entry.name].weight.detach(), s_options,
-                             bit_menu))
+                             bit_menu, uniform_menu if alone else []))
 
     def codes_for(layer: _Layer, s: int) -> CodedTensor:
         if s not in layer.codes:
@@ -190,13 +244,70 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
                                                        brotli_quality=config.brotli_quality))
         return layer.sizes[(s, bits)]
 
+    def dense_variant(layer: _Layer, bits: int) -> nn.Linear:
+        """The layer as compress_model leaves an excluded linear whose weight has a ``bits`` grid:
+        the original weight on its own fitted grid, the bias as SINR's layer stores it (the same
+        dense grid either way)."""
+        if bits not in layer.dense:
+            grid = UniformQuantizer.fit(layer.weight, bits)
+            sinr = layer.module
+            linear = nn.Linear(sinr.in_features, sinr.out_features, bias=sinr.bias is not None,
+                               device=layer.weight.device, dtype=layer.weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(grid.round_trip(layer.weight).reshape(layer.weight.shape))
+                if sinr.bias is not None:
+                    linear.bias.copy_(sinr.bias)
+            linear.train(sinr.training)
+            layer.dense[bits] = linear
+            layer.dense_sizes[bits] = round(uniform_bytes(linear.weight.detach(), grid,
+                                                          symbol_coding=config.symbol_coding,
+                                                          brotli_quality=config.brotli_quality))
+        return layer.dense[bits]
+
+    def bytes_at(layer: _Layer, state: tuple[int, int, int | None]) -> int:
+        s_at, bits_at, uniform_at = state
+        if uniform_at is not None:
+            bits = layer.uniform_options[uniform_at]
+            dense_variant(layer, bits)
+            return layer.dense_sizes[bits]
+        return coded_bytes(layer, layer.s_options[s_at], layer.bit_options[bits_at])
+
+    def install(layer: _Layer, state: tuple[int, int, int | None]) -> None:
+        """Put the layer in ``state`` into the working copy (SINR codes, or the dense linear)."""
+        s_at, bits_at, uniform_at = state
+        if uniform_at is not None:
+            set_module(work, layer.name, dense_variant(layer, layer.uniform_options[uniform_at]))
+            return
+        set_module(work, layer.name, layer.module)
+        apply(layer, layer.s_options[s_at], layer.bit_options[bits_at])
+
+    def moves(layer: _Layer):
+        """The states below the layer's: one notch of s or value bits, to uniform, narrower grids."""
+        s_at, bits_at, uniform_at = layer.state
+        if uniform_at is not None:
+            # every narrower grid, not just the next: a grid that codes the weight exactly (a model
+            # trained at 4 bits) may sit past a lossy one (6 bits) that the search would not take
+            for narrower in range(uniform_at + 1, len(layer.uniform_options)):
+                yield s_at, bits_at, narrower
+            return
+        if s_at + 1 < len(layer.s_options):
+            yield s_at + 1, bits_at, None
+        if bits_at + 1 < len(layer.bit_options):
+            yield s_at, bits_at + 1, None
+        if layer.uniform_options and sum(other.uniform_at is None for other in layers) > 1:
+            # the richest grid that saves bytes against the layer's codes now; narrower ones follow
+            now = bytes_at(layer, layer.state)
+            cheaper = [i for i in range(len(layer.uniform_options)) if bytes_at(layer, (s_at, bits_at, i)) < now]
+            if cheaper:
+                yield s_at, bits_at, cheaper[0]
+
     for layer in layers:
         apply(layer, *layer.setting)
     # Everything in the file that autotune does not change (dense layers, biases, container).
     rest = _file_bytes(work) - sum(coded_bytes(layer, *layer.setting) for layer in layers)
 
     def total_bytes() -> int:
-        return rest + sum(coded_bytes(layer, *layer.setting) for layer in layers)
+        return rest + sum(bytes_at(layer, layer.state) for layer in layers)
 
     current = score(work)
     evaluations = 2  # the original and the richest setting
@@ -215,22 +326,18 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
         while not fits_budget():
             best = None  # (priority, layer, move, score, bytes)
             for layer in layers:
-                for move in ("s", "bits"):
-                    at = layer.s_at + (move == "s"), layer.bits_at + (move == "bits")
-                    if at[0] >= len(layer.s_options) or at[1] >= len(layer.bit_options):
-                        continue
-                    s, bits = layer.s_options[at[0]], layer.bit_options[at[1]]
-                    saved = coded_bytes(layer, *layer.setting) - coded_bytes(layer, s, bits)
+                for at in list(moves(layer)):
+                    saved = bytes_at(layer, layer.state) - bytes_at(layer, at)
                     if saved <= 0:
                         continue
                     if evaluations >= max_evaluations:
                         raise SINRError(f"autotune used its {max_evaluations} evaluations before meeting {target}; "
                                         f"raise max_evaluations or use coarser s_ratios / value_bits menus")
-                    apply(layer, s, bits)
+                    install(layer, at)
                     candidate = score(work)
                     evaluations += 1
                     bar.update(1)
-                    apply(layer, *layer.setting)
+                    install(layer, layer.state)
                     if candidate < floor:
                         continue
                     lost = current - candidate
@@ -241,11 +348,14 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
             if best is None:
                 break
             _, layer, at, candidate, saved = best
-            layer.s_at, layer.bits_at = at
-            apply(layer, *layer.setting)
+            layer.state = at
+            install(layer, at)
             current = candidate
-            history.append({"layer": layer.name, "s": layer.setting[0], "value_bits": layer.setting[1],
-                            "score": candidate, "bytes": total_bytes()})
+            if layer.uniform_at is None:
+                move = {"coding": "sinr", "s": layer.setting[0], "value_bits": layer.setting[1]}
+            else:
+                move = {"coding": "uniform", "bits": layer.uniform_options[layer.uniform_at]}
+            history.append({"layer": layer.name, **move, "score": candidate, "bytes": total_bytes()})
             bar.set_postfix(score=f"{current:.3f}", bytes=total_bytes())
     finally:
         bar.close()
@@ -253,15 +363,22 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
         raise SINRError(f"target {target} cannot be met: the smallest setting on the menus needs about "
                         f"{total_bytes()} bytes; add smaller s_ratios or value_bits, or exclude fewer layers")
 
-    choices = {layer.name: layer.setting for layer in layers}
+    choices = {layer.name: layer.setting for layer in layers if layer.uniform_at is None}
+    uniform = {layer.name: layer.uniform_options[layer.uniform_at] for layer in layers if layer.uniform_at is not None}
+    # Exact-name patterns: "net.2" alone would also match a "...net.2" elsewhere in the model.
+    exact = {name: "re:" + re.escape(name) for name in uniform}
     tuned = replace(config, s=None, s_pattern={name: s for name, (s, _) in choices.items()},
                     value_bits_pattern={name: b for name, (_, b) in choices.items()})
+    if uniform:
+        tuned = replace(tuned, exclude_modules=as_patterns(config.exclude_modules) + list(exact.values()),
+                        dense_bits_pattern={**config.dense_bits_pattern,
+                                            **{exact[name] + r"\.weight": bits for name, bits in uniform.items()}})
     report = compress_model(model, tuned, progress=False)
     final = score(model)
     evaluations += 1
     return AutotuneResult(config=tuned, report=report, reference_score=reference, score=final,
                           file_bytes=_file_bytes(model), choices=choices, evaluations=evaluations,
-                          history=history)
+                          history=history, uniform=uniform)
 
 
 def _file_bytes(model: nn.Module) -> int:

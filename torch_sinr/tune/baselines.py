@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..core.quantization import UniformQuantizer
 from ..errors import SINRError
@@ -106,7 +107,8 @@ def read_baseline(path, skeleton: nn.Module | None = None) -> dict[str, torch.Te
 
 def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], bits: int, steps: int,
                      lr: float = 1e-4, *, select: Callable[[nn.Module], float] | None = None,
-                     select_every: int = SELECT_EVERY) -> tuple[dict[str, torch.Tensor], dict[str, UniformQuantizer]]:
+                     select_every: int = SELECT_EVERY, progress: bool = False,
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, UniformQuantizer]]:
     """Quantization-aware fine-tuning of every parameter on a fixed per-tensor b-bit grid
     (straight-through), the same budget SINR's codes get, and the same choice of the best
     iterate (by the loss, or by ``select`` as in ``finetune_codes``). Returns the quantized
@@ -133,6 +135,7 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
             model.train(was_training)
 
     best_loss, best = float("inf"), None  # keep the best iterate, as finetune_codes does
+    bar = tqdm(total=steps, desc=f"uniform {bits}-bit fine-tuning", disable=not progress, unit="step", leave=False)
     for step in range(steps + 1):
         if select is not None and (step % select_every == 0 or step == steps):
             judged = -selected()
@@ -149,6 +152,8 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        bar.update(1)
+    bar.close()
     with torch.no_grad():
         return {n: grids[n].round_trip(v).reshape(v.shape) for n, v in best.items()}, grids
 
