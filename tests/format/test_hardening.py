@@ -142,13 +142,19 @@ def test_info_of_the_empty_bin_file_has_no_nan(tmp_path):
     assert np.isfinite(summary.tensors[0]["bytes"]) and summary.tensors[0]["segment_bytes"] == len(ranged)
 
 
-def test_histogram_moved_between_bins_with_the_sum_kept_is_refused(tmp_path):
-    """A real range-coded file whose model counts are moved between bins (sum kept), re-sealed."""
+def _range_coded_file(tmp_path):
+    """A real file of a small MLP whose 8-bit values are range-coded."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
     compress_model(model, fast_config(value_bits=8, symbol_coding="range"))
     path = tmp_path / "m.safetensors"
     save_compressed(model, path)
+    return path
+
+
+def test_histogram_moved_between_bins_with_the_sum_kept_is_refused(tmp_path):
+    """A real range-coded file whose model counts are moved between bins (sum kept), re-sealed."""
+    path = _range_coded_file(tmp_path)
     parsed = container.parse_payload(container.read_file(path).payload)
     entry = next(e for e in parsed.entries if e.kind == "sinr" and e.params.values.model.span > 1
                  and len(e.params.values.model.counts) > 1)
@@ -171,11 +177,7 @@ def test_histogram_moved_between_bins_with_the_sum_kept_is_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- 7. canonical bytes
 def test_trailing_words_in_the_range_coded_segment_are_refused(tmp_path):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
-    compress_model(model, fast_config(value_bits=8, symbol_coding="range"))
-    path = tmp_path / "m.safetensors"
-    save_compressed(model, path)
+    path = _range_coded_file(tmp_path)
     payload = container.read_file(path).payload
     assert len(container.parse_payload(payload).ranged) > 0
     assert decode_state_dict(path)  # canonical: accepted
