@@ -6,15 +6,15 @@ only the non-zero values and their indices are stored.
 
 from . import _old_paths
 from ._version import __version__
-from .tune.autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
+from .api import compress_model, decompress_model, plan_targets
+from .core.tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
+from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError, SINRInputError
+from .format import FileReport, FileSummary, decode_state_dict, load_compressed, read_compressed, save_compressed
 from .nn.config import SINRConfig
 from .nn.handlers import ModuleHandler, register_module_handler
-from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError, SINRInputError
 from .nn.layer import SINRLinear
+from .tune.autotune import AutotuneResult, ByteBudget, MaxDrop, autotune
 from .tune.pipeline import PIPELINE_CONFIG, PipelineResult, compress
-from .format import FileReport, FileSummary, decode_state_dict, load_compressed, read_compressed, save_compressed
-from .core.tensor_codes import CodedTensor, decode_codes, encode_tensor, encode_tensors
-from .api import compress_model, decompress_model, plan_targets
 
 _old_paths.install()  # `torch_sinr.transform`, `torch_sinr.codec.*`, ... still import (see _old_paths)
 

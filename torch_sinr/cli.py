@@ -14,13 +14,12 @@ from pathlib import Path
 
 import torch
 
-from .core.coders import CODER_NAMES
-from .nn.config import SINRConfig
-from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError
-from .format import container
-from .format import decode_state_dict, read_compressed, save_compressed
-from .format.statedict import load_checkpoint, module_from_state_dict, skeleton_from_state_dict
 from .api import compress_model
+from .core.coders import CODER_NAMES
+from .errors import SINRAlreadyCompressedError, SINRConfigError, SINRError, SINRFormatError
+from .format import container, decode_state_dict, read_compressed, save_compressed
+from .format.statedict import load_checkpoint, module_from_state_dict, skeleton_from_state_dict
+from .nn.config import SINRConfig
 
 # A compressed file is a safetensors file (one uint8 tensor and torch_sinr metadata), and its name
 # says so: safetensors tools open it, and ``load_checkpoint`` reads .safetensors by extension.

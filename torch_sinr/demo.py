@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from .tune.autotune import MaxDrop
-from .tune.baselines import finetune_uniform, read_baseline, write_uniform
+from .format import load_compressed, save_compressed
 from .inr.images import DEFAULT_IMAGE, load_image, save_image_row
 from .inr.models import Siren, SirenConfig, fit_image, image_loss, psnr, render
+from .tune.autotune import MaxDrop
+from .tune.baselines import finetune_uniform, read_baseline, write_uniform
 from .tune.pipeline import compress
-from .format import load_compressed, save_compressed
 
 UNIFORM_BITS = (6, 7, 8, 9, 10, 11, 12, 14, 16)
 

@@ -17,8 +17,8 @@ import math
 
 import torch
 
-from .coders.omp import omp
 from ..errors import SINRConfigError
+from .coders.omp import omp
 
 # The largest s the method allows (2s < k1): with a 2**16-atom dictionary this is what keeps the
 # default within 1 dB on Kodak SIRENs (0.45 k1 lost 0.84 dB, the maximum 0.35 dB, for 5% more bytes).

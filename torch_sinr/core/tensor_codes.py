@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .quantization import UniformQuantizer
+from ..errors import SINRConfigError, SINRInputError
 from .coders import CODER_NAMES, get_coder
 from .dictionary import DictionarySpec, default_k2, get_dictionary, used_atoms
-from ..errors import SINRConfigError, SINRInputError
+from .quantization import UniformQuantizer
 from .sparsity import DEFAULT_S_RATIO, auto_sparsity, max_sparsity, sparsity_for_error
 
 MODES = ("row", "flat")

@@ -19,8 +19,9 @@ from ..errors import SINRFormatError
 from . import schema
 from . import symbols as sym
 from .codec.bitpack import packed_size
-from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
+from .codec.indices import CODINGS
 from .codec.indices import decode_cost as index_decode_cost
+from .codec.indices import decode_indices, encode_indices, index_width
 from .kinds import Decoded, Kind, check_finite, decode_named, finite_limit, register_kind
 
 # The low-rank product costs m * n * r multiply-adds with no allocation to show for it: the budget

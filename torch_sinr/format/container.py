@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .codec.rangecoder import RangeDecoder
-from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
 from . import schema
-from .kinds import KINDS_BY_NAME, kind_for_id, PARTS, DecodeContext, Decoded, EncodeContext, Item
+from .codec.rangecoder import RangeDecoder
+from .codec.wire import ByteReader, ByteWriter
+from .kinds import KINDS_BY_NAME, PARTS, DecodeContext, Decoded, EncodeContext, Item, kind_for_id
 from .schema import Entry
 
 _MAX_METADATA_BYTES = 1 << 20  # user metadata strings, together

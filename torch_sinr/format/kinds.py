@@ -22,17 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .codec.indices import CODINGS, decode_indices, encode_indices, index_width
-from .codec.indices import decode_cost as index_decode_cost
-from .codec.bitpack import packed_size
-from ..core.quantization import SUPPORTED_BITS, StepQuantizer, UniformQuantizer
-from .codec.rangecoder import RangeDecoder, RangeEncoder
-from .codec.wire import ByteReader, ByteWriter
 from ..core.dictionary import DictionarySpec
+from ..core.quantization import SUPPORTED_BITS, StepQuantizer, UniformQuantizer
+from ..core.tensor_codes import MODES, CodedTensor, CodeSpec
 from ..errors import SINRError, SINRFormatError, SINRInputError
 from ..nn.storage import INTEGER_STORAGE
-from ..core.tensor_codes import MODES, CodedTensor, CodeSpec
 from . import symbols as sym
+from .codec.bitpack import packed_size
+from .codec.indices import CODINGS
+from .codec.indices import decode_cost as index_decode_cost
+from .codec.indices import decode_indices, encode_indices, index_width
+from .codec.rangecoder import RangeDecoder, RangeEncoder
+from .codec.wire import ByteReader, ByteWriter
 from .schema import DTYPE_IDS, DTYPES, FLOAT_DTYPES, Entry, element_size
 
 MAX_K2 = 1 << 24  # 24-bit indices: far beyond the paper's 16, and decoding cost does not grow with k2

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from ..core.quantization import StepQuantizer, UniformQuantizer
+from ..core.tensor_codes import CodedTensor, CodeSpec
 from ..errors import SINRError, SINRFormatError, SINRInputError
 from ..nn.layer import SINRLinear
 from ..nn.report import CompressionReport
-from ..nn.storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly,
-                       set_storage, storage_by_key)
-from ..core.tensor_codes import CodedTensor, CodeSpec
+from ..nn.storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage, is_stored_exactly, set_storage,
+                          storage_by_key)
 from ..nn.transform import set_module
 from . import container, schema
 from .kinds import Decoded, Item

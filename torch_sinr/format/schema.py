@@ -38,8 +38,8 @@ from typing import Any
 
 import torch
 
-from .codec.wire import ByteReader, ByteWriter
 from ..errors import SINRFormatError
+from .codec.wire import ByteReader, ByteWriter
 
 VERSION = 2
 TENSOR = "sinr"  # the payload tensor's name in the safetensors header

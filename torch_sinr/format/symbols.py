@@ -20,12 +20,12 @@ from typing import Callable
 import brotli
 import numpy as np
 
-from .codec.entropy import brotli_exact
+from ..errors import SINRFormatError
 from .codec.bitpack import (byte_planes, byte_planes_size, from_byte_planes, pack_uint, packed_size, unpack_cost,
-                             unpack_uint)
+                            unpack_uint)
+from .codec.entropy import brotli_exact
 from .codec.rangecoder import CHECK_CHUNK, HistogramModel, RangeDecoder, RangeEncoder, best_model
 from .codec.wire import ByteReader, ByteWriter
-from ..errors import SINRFormatError
 
 PACKED, BROTLI_PACKED, BROTLI_BYTES, RANGE = 0, 1, 2, 3
 NAMES = {PACKED: "packed", BROTLI_PACKED: "brotli-packed", BROTLI_BYTES: "brotli-bytes", RANGE: "range"}

@@ -26,20 +26,21 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .._version import __version__
-from .v1_streams import (DTYPE_NAMES, decode_dense, decode_layer_indices, decode_values, layer_streams,
-                         itemsize, tensor_to_bytes, torch_dtype)
-from .codec import entropy
-from .codec.bitpack import unpack_cost
-from .codec.indices import CODINGS, decoded_index_size
-from .codec.indices import decode_cost as index_decode_cost
-from ..core.quantization import SUPPORTED_BITS, UniformQuantizer
 from ..core.dictionary import GENERATOR, SUPPORTED_GENERATORS, DictionarySpec
+from ..core.quantization import SUPPORTED_BITS, UniformQuantizer
+from ..core.tensor_codes import MODES, CodeSpec
 from ..errors import SINRError, SINRFormatError
 from ..nn.layer import SINRLinear
 from ..nn.storage import set_storage
 from ..nn.transform import set_module
-from ..core.tensor_codes import MODES, CodeSpec
+from .codec import entropy
+from .codec.bitpack import unpack_cost
+from .codec.indices import CODINGS
+from .codec.indices import decode_cost as index_decode_cost
+from .codec.indices import decoded_index_size
 from .report import FileReport, FileSummary
+from .v1_streams import (DTYPE_NAMES, decode_dense, decode_layer_indices, decode_values, itemsize, layer_streams,
+                         tensor_to_bytes, torch_dtype)
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -459,8 +460,8 @@ def _build_layers(cf: CompressedFile, device) -> tuple[dict[str, SINRLinear], di
     built: dict[str, SINRLinear] = {}
     for record in sorted(cf.layers, key=lambda r: r.tied_to is not None):
         indices, values, bias = cf.layer_codes(record, by_name)
-        from .kinds import check_codes_finite
         from ..core.tensor_codes import CodedTensor
+        from .kinds import check_codes_finite
 
         check_codes_finite(CodedTensor(record.spec, indices, values), torch.float32, f"layer {record.name!r}")
         layer = SINRLinear(record.spec, bias=bias is not None)

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.tensor_codes import CodeSpec
+from ..errors import SINRFormatError, SINRInputError
 from .codec import entropy
 from .codec.bitpack import pack_uint, packed_size, unpack_uint
 from .codec.indices import decode_indices, encode_indices
-from ..errors import SINRFormatError, SINRInputError
-from ..core.tensor_codes import CodeSpec
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-
 ACTIVATIONS = ("siren", "gauss", "wire", "relu_pe")
 
 

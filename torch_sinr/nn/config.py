@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..format.codec.indices import CODINGS
 from ..core.quantization import SUPPORTED_BITS
-from ..errors import SINRConfigError
-from .matching import ALL_LINEAR, check_pattern, lookup
 from ..core.sparsity import DEFAULT_S_RATIO
 from ..core.tensor_codes import CODERS, DEFAULT_FLATTEN_BELOW, MODES
+from ..errors import SINRConfigError
+from ..format.codec.indices import CODINGS
+from .matching import ALL_LINEAR, check_pattern, lookup
 
 DENSE_DTYPES = ("float32", "float16", "bfloat16")
 SYMBOL_CODINGS = ("auto", "brotli", "range")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layer import SINRLinear
 from ..core.tensor_codes import CodedTensor
+from .layer import SINRLinear
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..format.codec.indices import index_width
-from ..core.quantization import UniformQuantizer
 from ..core.dictionary import DictionarySpec, get_dictionary, used_atoms
-from ..errors import SINRInputError
+from ..core.quantization import UniformQuantizer
 from ..core.tensor_codes import CodedTensor, CodeSpec, decode_with_atoms, encode_tensor
+from ..errors import SINRInputError
+from ..format.codec.indices import index_width
 
 
 class SINRLinear(nn.Module):

@@ -19,15 +19,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.coders.omp import omp_progress
-from .config import SINRConfig
+from ..core.quantization import StepQuantizer
+from ..core.tensor_codes import encode_tensors, relative_error
 from ..errors import SINRAlreadyCompressedError, SINRConfigError
+from .config import SINRConfig
 from .handlers import compressed_handler, handler_for, is_compressed
 from .layer import SINRLinear
 from .matching import as_patterns, is_regex, lookup, matches, matches_any, regex_hint, unused_patterns
 from .report import CompressionReport, LayerReport, TargetPlan
-from ..core.quantization import StepQuantizer
 from .storage import DTYPE_STORAGE, INTEGER_STORAGE, get_storage, round_to_storage, set_storage
-from ..core.tensor_codes import encode_tensors, relative_error
 
 _PROGRESS_MIN_LAYERS = 8
 

@@ -33,17 +33,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..api import compress_model
 from ..core.quantization import UniformQuantizer
-from ..format.model_io import codes_bytes, encoded_size, uniform_bytes
-from ..nn.config import SINRConfig
-from ..errors import SINRConfigError, SINRError
-from ..nn.layer import SINRLinear
-from ..nn.matching import as_patterns
-from ..nn.transform import set_module
-from ..nn.report import CompressionReport
 from ..core.sparsity import max_sparsity
 from ..core.tensor_codes import CodedTensor, encode_tensor
-from ..api import compress_model
+from ..errors import SINRConfigError, SINRError
+from ..format.model_io import codes_bytes, encoded_size, uniform_bytes
+from ..nn.config import SINRConfig
+from ..nn.layer import SINRLinear
+from ..nn.matching import as_patterns
+from ..nn.report import CompressionReport
+from ..nn.transform import set_module
 
 DEFAULT_S_RATIOS = (0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
 DEFAULT_VALUE_BITS = (16, 14, 12, 10, 9, 8, 7, 6, 5, 4)

@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 
 from ..core.quantization import UniformQuantizer
 from ..errors import SINRError
-from .finetune import SELECT_EVERY
+from ..format import baseline_kinds  # noqa: F401  (the pruned and low-rank kinds this module writes)
 from ..format import container
 from ..format.kinds import Item
-from ..format import baseline_kinds  # noqa: F401  (the pruned and low-rank kinds this module writes)
 from ..format.model_io import decode_state_dict
+from .finetune import SELECT_EVERY
 
 DEFAULT_QUALITY = 11
 

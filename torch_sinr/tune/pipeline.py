@@ -33,14 +33,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .autotune import ByteBudget, MaxDrop, autotune, uniform_widths
-from ..nn.config import SINRConfig
+from ..api import compress_model
 from ..errors import SINRConfigError, SINRError
-from .finetune import finetune_codes
+from ..format.model_io import encoded_size, fill_file_bytes
+from ..nn.config import SINRConfig
 from ..nn.report import CompressionReport
 from ..nn.transform import refuse_compressed
-from ..format.model_io import encoded_size, fill_file_bytes
-from ..api import compress_model
+from .autotune import ByteBudget, MaxDrop, autotune, uniform_widths
+from .finetune import finetune_codes
 
 # The measured winner (Kodak C1, format 2): 4x dictionary, 8-bit values and dense tensors.
 # s = 0.3 k1 is the fixed-setting default when no target is given (25-31% fewer bits than the
