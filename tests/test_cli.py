@@ -42,7 +42,7 @@ def test_compress_info_decompress(tmp_path, capsys, suffix):
     restored.load_state_dict(state)  # strict: same keys and shapes as the original
     x = torch.randn(8, 3)
     error = (restored(x) - model(x)).norm() / model(x).norm()
-    assert error < 0.2
+    assert error < 0.015  # measured 0.0074 (12-bit values, the default s and dictionary; 0.2 let a quarter of the non-zeros pass)
     # the input layer is not SINR-coded, only quantized: within half a 12-bit step of the original
     step = (model[0].weight.max() - model[0].weight.min()) / (2**12 - 1)
     assert (state["0.weight"] - model[0].weight).abs().max() <= step / 2 + 1e-7

@@ -74,9 +74,18 @@ def test_folder_of_images_end_to_end(tmp_path, monkeypatch):
     records = result["results"]["records"]
     assert sorted(r["image"] for r in records) == sorted(f"{s}.png" for s in STEMS)
     for r in records:
-        assert math.isfinite(r["fit_psnr"]) and r["fit_psnr"] > 5
+        # measured fits 11.19, 12.27 and 11.60 dB (10 steps at 16x12); "> 5" held for almost any image
+        assert math.isfinite(r["fit_psnr"]) and r["fit_psnr"] > 10
+        psnr = {}
         for p in r["points"]:
-            assert p["bytes"] > 0 and math.isfinite(p["psnr"]) and p["psnr"] > 5, p
+            assert p["bytes"] > 0 and math.isfinite(p["psnr"]), p
+            # every method near its fit: measured at most 0.96 dB below (pruning), 0.27 dB above (fine-tuned)
+            assert abs(p["psnr"] - r["fit_psnr"]) < 1.5, (r["image"], p)
+            psnr.setdefault(p["method"], p["psnr"])
+        assert psnr["float32"] == r["fit_psnr"]  # the fitted model stored bit for bit
+        # the near-lossless methods, to what they measure: float16 <= 0.0004 dB, SINR at paper settings (here
+        # k2 = 256) 0.035-0.040 dB below the fit; every SINR weight decoded at 0.8x fails this and passed "> 5"
+        assert abs(psnr["float16"] - r["fit_psnr"]) < 0.002 and abs(psnr["sinr-paper"] - r["fit_psnr"]) < 0.1, psnr
     # the pixel count, hence the bpp, is the same for all: the portrait image was cropped to 12x16
     copies = out / "fits" / "images-16x12"
     assert {s: Image.open(copies / f"{s}.png").size for s in STEMS} == {

@@ -42,7 +42,8 @@ class SharedMLP(_LinkedMLP):
 def fast_config(**options):
     """Settings for tests of mechanics (walking the model, targeting, files, reports): a 16x
     dictionary and s = 0.45 k1, the defaults before the data-free defaults moved to the paper's
-    2**16 atoms and s = max, which cost ~20x more to code; tests/test_defaults.py covers those."""
+    2**16 atoms and s = max, which cost ~20x more to code; tests/core/test_tensor_codes.py
+    (test_row_and_flat_modes, ROW_ERROR_BOUND) covers those."""
     from torch_sinr import SINRConfig
 
     return SINRConfig(**{"dict_ratio": 16, "s_ratio": 0.45, **options})

@@ -99,8 +99,14 @@ def test_decode_codes_is_differentiable():
     codes = encode_tensor(torch.randn(8, 64))
     values = codes.values.clone().requires_grad_(True)
     a = torch.randn(64, codes.spec.k2)
-    decode_codes(codes.indices, values, a).sum().backward()
-    assert values.grad is not None and values.grad.abs().sum() > 0
+    upstream = torch.randn(8, 64)
+    decoded = decode_codes(codes.indices, values, a)
+    (decoded * upstream).sum().backward()
+    # the decode is X @ A^T with X the sparse codes: row i is sum_j values[i, j] * a[:, indices[i, j]]
+    dense = torch.zeros(8, codes.spec.k2).scatter_(1, codes.indices, codes.values)
+    torch.testing.assert_close(decoded, dense @ a.t(), rtol=1e-5, atol=1e-5)
+    # so d/d values[i, j] of sum(upstream * decoded) is upstream[i] . a[:, indices[i, j]], exactly that
+    torch.testing.assert_close(values.grad, (upstream @ a).gather(1, codes.indices), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [torch.randn(3), torch.randn(2, 3, 4), torch.zeros(0, 4), torch.ones(2, 2, dtype=torch.int64),

@@ -14,7 +14,8 @@ fitting = importlib.import_module("torch_sinr.inr.fitting")
 def test_cache_round_trip(tmp_path, monkeypatch):
     config = INRConfig(hidden_features=16, hidden_layers=1)
     model, record = fit_cached(DEFAULT_IMAGE, config, 20, cache_dir=tmp_path, downscale=32, progress=False)
-    assert len(list(tmp_path.glob("*.safetensors"))) == 1 and record["psnr"] > 10
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert 14.0 < record["psnr"] < 15.3  # measured 14.66 dB (20 steps, 16 x 1 SIREN, kodim at 1/32)
     # where it was fitted travels with it (weights depend on torch version and thread count)
     assert record["env"] == {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": "cpu"}
 

@@ -183,4 +183,6 @@ def test_time_budget_bounds_the_work(fitted):
     result = compress(_model(state), image_loss(image), evaluate=_psnr(image), target=MaxDrop(3.0), steps=100_000,
                       time_budget_s=3.0, progress=False)
     assert result.finetune_steps < 100_000
-    assert result.seconds < 30  # the budget bounds the search and fine-tuning; setup and install add a little
+    # the budget bounds the search and fine-tuning; the probe under way, setup and install add a little.
+    # Measured 3.2 s (on a busy 2-core machine); a search that ignored the budget took 7.2 s.
+    assert result.seconds < 5.0

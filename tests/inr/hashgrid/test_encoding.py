@@ -51,6 +51,15 @@ def reference(grid: HashGrid, coords: torch.Tensor) -> torch.Tensor:
     return torch.cat(outs, dim=1)
 
 
+def corners(grid: HashGrid, coords: torch.Tensor):
+    """(level, cell, corner offset) of every corner ``reference`` reads for ``coords``."""
+    u = coords.double().clamp(0, 1)
+    for level, res in enumerate(grid.config.resolutions()):
+        cell = (u * (res - 1)).floor().clamp(0, res - 2).long()
+        for corner in itertools.product((0, 1), repeat=grid.dims):
+            yield level, cell, torch.tensor(corner, dtype=torch.int64)
+
+
 # --- configuration -------------------------------------------------------------------------------------------
 
 def test_resolutions_follow_the_geometric_rule():
@@ -256,6 +265,52 @@ def test_gradients_match_reference(config):
     (reference(grid, c2) * upstream).sum().backward()
     torch.testing.assert_close(ours[0], grid.latents.grad, rtol=0, atol=1e-10)
     torch.testing.assert_close(ours[1], c2.grad, rtol=0, atol=1e-9)
+
+
+# The domain's edge: u = 0, u = 1 and the float just below 1, on every axis. At u = 1 the point is the far
+# corner of the last cell (res - 2, frac = 1); a cell index clamped wrongly there reads one row past the
+# level (out of range when the finest level is dense; a neighbouring row with weight 0 when hashed), which
+# leaves the values right but not the coordinate gradient, so both are compared with the reference.
+DENSE_FINEST_2D = HashGridConfig(dims=2, levels=2, log2_table=8, latent_dim=2, min_res=4, max_res=12)  # 5, 13: dense
+DENSE_FINEST_3D = HashGridConfig(dims=3, levels=2, log2_table=9, latent_dim=2, min_res=4, max_res=5)  # 5, 6: dense
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("config", [DENSE_FINEST_2D, CONFIG_2D, DENSE_FINEST_3D, CONFIG_3D],
+                         ids=["2d-dense-finest", "2d-hashed-finest", "3d-dense-finest", "3d-hashed-finest"])
+def test_values_and_gradients_at_the_edge_of_the_domain(config, dtype):
+    assert config.dense_levels()[-1] == (config in (DENSE_FINEST_2D, DENSE_FINEST_3D))
+    grid = random_grid(config)
+    below_one = torch.nextafter(torch.tensor(1.0, dtype=dtype), torch.tensor(0.0, dtype=dtype))
+    inner = torch.rand(1, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    axis_values = torch.cat([torch.tensor([0.0, 1.0], dtype=dtype), below_one[None], inner])
+    coords = torch.cartesian_prod(*[axis_values] * config.dims)     # every mix of edges per axis
+    upstream = torch.randn(coords.shape[0], grid.out_features, generator=torch.Generator().manual_seed(8),
+                           dtype=torch.float64)
+    ours = coords.clone().requires_grad_()
+    out = grid(ours)
+    (out * upstream).sum().backward()
+    latent_grad = grid.latents.grad.clone()
+    grid.latents.grad = None
+    theirs = coords.double().requires_grad_()
+    expected = reference(grid, theirs)
+    (expected * upstream).sum().backward()
+    # float32 coordinates are placed in float32 vertex units: the same cells, fractions within float32 rounding
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out, expected, rtol=0, atol=tol)
+    torch.testing.assert_close(ours.grad.double(), theirs.grad, rtol=0, atol=tol * 1e3)
+    torch.testing.assert_close(latent_grad, grid.latents.grad, rtol=0, atol=tol)
+    # At u = 1 the clamp to [0, 1] passes no gradient to the coordinate, so a row read past the edge with
+    # weight 0 shows neither in the values nor in the gradients: every point must read its own cell's
+    # corners and nothing else. All other rows are NaN here, and 0 * NaN is NaN.
+    poisoned = random_grid(config)
+    with torch.no_grad():
+        for point in coords:
+            rows = torch.cat([grid.rows(level, cell + corner) for level, cell, corner in corners(grid, point[None])])
+            poisoned.latents.fill_(math.nan)
+            poisoned.latents[rows] = grid.latents[rows]
+            torch.testing.assert_close(poisoned(point[None]), grid(point[None]), rtol=0, atol=0,
+                                       msg=f"point {point.tolist()} reads a row outside its cell")
 
 
 def test_gradcheck():
