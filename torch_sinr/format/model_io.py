@@ -63,7 +63,9 @@ def _default_storage(config, tensor: torch.Tensor, key: str) -> Storage:
 def model_items(model: nn.Module, require_codes: bool = True) -> list[Item]:
     """The entries ``model`` is written as, with every check a writer must make."""
     layers = _sinr_prefixes(model)
-    if not layers and require_codes:
+    # A model the library coded with no layer left to SINR (a per-layer choice that put every
+    # layer on a grid, a uniform baseline) carries its config and storages: it is written as is.
+    if not layers and require_codes and getattr(model, "sinr_config", None) is None:
         raise SINRError("the model has no SINRLinear layers: run compress_model first (or pass require_codes=False "
                         "to write a model whose tensors carry storages without SINR codes, e.g. a baseline)")
     config = getattr(model, "sinr_config", None)

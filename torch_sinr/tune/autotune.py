@@ -192,8 +192,9 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
 
     ``uniform_bits`` lets the search code a layer's weight on a per-tensor uniform grid of one of
     these widths instead (the file's ``uniform`` kind): a move like any other, taken when it saves
-    more bytes per unit of score than the SINR moves. At least one layer stays SINR-coded; layers
-    whose codes are tied or shared stay SINR-coded. The choice lands in the returned config as an
+    more bytes per unit of score than the SINR moves. At least one layer stays SINR-coded, so that
+    ``compress_model(fresh, result.config)`` reproduces the model (``sinr=False`` is the search over
+    grids alone); layers whose codes are tied or shared stay SINR-coded. The choice lands in the returned config as an
     exclusion plus ``dense_bits_pattern``, and in ``AutotuneResult.uniform``.
 
     ``dense_bits`` gives every other float parameter (biases, input layers, anything SINR does not
@@ -434,8 +435,9 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
             best = None  # (priority, item, move, score, bytes)
             candidates = [(layer, at, bytes_at(layer, layer.state) - bytes_at(layer, at), install_layer, layer.state)
                           for layer in layers for at in list(moves(layer))]
-            candidates += [(item, item.at + 1, tensor_bytes(item, item.at) - tensor_bytes(item, item.at + 1),
-                            install_tensor, item.at) for item in tensors if item.at + 1 < len(item.widths)]
+            # every narrower width of a tensor, as for a layer's grids: an exact one may sit past a lossy one
+            candidates += [(item, at, tensor_bytes(item, item.at) - tensor_bytes(item, at), install_tensor, item.at)
+                           for item in tensors for at in range(item.at + 1, len(item.widths))]
             for item, at, saved, put, now in candidates:
                 if saved <= 0:
                     continue

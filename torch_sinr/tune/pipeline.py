@@ -170,7 +170,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     # --- install into the caller's model: same config gives the same modules and grids -------
     report = install_config(model, cfg)
     model.load_state_dict(chosen.state_dict())
-    fill_file_bytes(model, report, require_codes=sinr)  # re-measured after fine-tuning; layer errors kept from coding
+    fill_file_bytes(model, report)  # re-measured after fine-tuning; layer errors kept from coding
     final = score(model) if score is not None else None
     # The report's time is the call's (search, fine-tuning, install), not the install's alone:
     # printed, "compressed in 0.02 s" after a 22 s call would be the wrong number.
