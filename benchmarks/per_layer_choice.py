@@ -1,22 +1,29 @@
-"""``torch_sinr.compress`` with and without the per-layer choice between SINR and uniform coding.
+"""``torch_sinr.compress`` with SINR, with the per-layer choice, and with SINR switched off.
 
 ``python -m benchmarks.per_layer_choice`` writes ``benchmarks/results/per_layer_choice.{json,md}``:
 for each held-out Kodak image (default kodim13 and kodim14, which no setting of the library was
 ever tuned on) and SIREN size, the Kodak benchmark's protocol fit (2000 steps at 1/4 scale) is
-compressed to ``MaxDrop(drop)`` twice with the same fine-tuning steps and search:
+compressed to ``MaxDrop(drop)`` three times, with the same fine-tuning steps and the same search
+(the bisection of ``compress`` over autotune's greedy moves); every float tensor the layers' coding
+leaves (biases, the input layer) gets its own width from ``DENSE_BITS`` in all three:
 
-* ``sinr``: every target linear SINR-coded (``uniform_bits=()``, today's default);
-* ``choice``: ``uniform_bits=(12, 10, 9, 8, 7, 6, 5, 4)``: each layer SINR or a uniform grid,
-  whichever the greedy search finds cheaper per unit of PSNR.
+* ``sinr``: every target linear SINR-coded (``uniform_bits=()``);
+* ``choice``: each target linear SINR-coded or on a uniform grid of ``UNIFORM_BITS``, whichever the
+  search finds cheaper per unit of PSNR;
+* ``uniform``: SINR switched off (``sinr=False``): mixed-precision uniform quantization, bits per
+  tensor, fine-tuned: the baseline.
 
 Each file is written and decoded into a fresh model: bytes are the file's, PSNR the reloaded
-file's; the coding each layer got is recorded. Wall time is this machine's, CPU model recorded.
+file's; the coding each layer got, the probes and the wall time are recorded. Each run is cached
+(``--cache``), so an interrupted benchmark resumes. Wall time is this machine's, CPU model recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +36,15 @@ from torch_sinr.nn.layer import SINRLinear
 
 NAME = "per_layer_choice"
 OUT = kodak.REPO / "benchmarks" / "results"
+CACHE = kodak.REPO / "benchmarks" / "cache" / "per_layer_choice"
 UNIFORM_BITS = (12, 10, 9, 8, 7, 6, 5, 4)
-VARIANTS = {"sinr": (), "choice": UNIFORM_BITS}
+DENSE_BITS = (16, 14, 12, 10, 9, 8, 7, 6)
+VARIANTS = {"sinr": {"uniform_bits": (), "dense_bits": DENSE_BITS},
+            "choice": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS},
+            "uniform": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS, "sinr": False}}
 
 
-def run_one(image_name: str, layers: int, width: int, drop: float, steps: int) -> dict:
+def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, cache: Path) -> dict:
     config = kodak.inr_config(layers, width)
     model, image = kodak.kodak_fit(image_name, layers, width)
     height, width_px = image.shape[1:]
@@ -41,27 +52,39 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int) -
     reference = evaluate(model)
     record = {"image": image_name, "config": f"{layers}x{width}", "psnr_fit": reference, "pixels": height * width_px,
               "runs": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, uniform_bits in VARIANTS.items():
-            work = copy.deepcopy(model)
-            started = time.perf_counter()
-            result = compress(work, image_loss(image), evaluate=evaluate, target=MaxDrop(drop), steps=steps,
-                              uniform_bits=uniform_bits, progress=False)
-            seconds = time.perf_counter() - started
+    for label, search in VARIANTS.items():
+        key = json.dumps([image_name, layers, width, drop, steps, label, {k: list(v) if isinstance(v, tuple) else v
+                                                                        for k, v in search.items()}])
+        cached = cache / f"{image_name}-{layers}x{width}-{label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+        if cached.exists():
+            record["runs"][label] = json.loads(cached.read_text())
+            continue
+        work = copy.deepcopy(model)
+        started = time.perf_counter()
+        result = compress(work, image_loss(image), evaluate=evaluate, target=MaxDrop(drop), steps=steps,
+                          progress=False, **search)
+        seconds = time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{label}.safetensors"
             size = save_compressed(work, path).file_bytes
             reloaded = evaluate(load_compressed(path, INR(config)).eval())
-            codings = {**{layer.name: "sinr" for layer in result.report.layers},
-                       **{name: "uniform" for name in _excluded(result.config)}}
-            assert all(isinstance(work.get_submodule(n), SINRLinear) == (c == "sinr") for n, c in codings.items())
-            record["runs"][label] = {"bytes": size, "bpp": 8 * size / record["pixels"], "psnr_reloaded": reloaded,
-                                     "drop": reference - reloaded, "met": reloaded >= reference - drop,
-                                     "seconds": seconds, "probes": len(result.probes), "codings": codings,
-                                     "dense_bits_pattern": result.config.dense_bits_pattern}
-            print(f"{image_name} {layers}x{width} {label}: {size} B, {reloaded:.2f} dB (fit {reference:.2f}), "
-                  f"{seconds:.0f} s, {codings}", flush=True)
-    sinr, choice = record["runs"]["sinr"]["bytes"], record["runs"]["choice"]["bytes"]
-    record["choice_saving_vs_sinr"] = 1 - choice / sinr
+        coded = {layer.name for layer in result.report.layers}
+        codings = {name: "sinr" for name in coded}
+        codings.update({name: "uniform" for name in _excluded(result.config) if name not in coded})
+        assert all(isinstance(work.get_submodule(n), SINRLinear) == (c == "sinr") for n, c in codings.items())
+        run = {"bytes": size, "bpp": 8 * size / record["pixels"], "psnr_reloaded": reloaded,
+               "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
+               "probes": len(result.probes), "finetune_steps": result.finetune_steps, "codings": codings,
+               "dense_bits_pattern": result.config.dense_bits_pattern,
+               "search": {k: list(v) if isinstance(v, tuple) else v for k, v in search.items()}}
+        cache.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(run, indent=1))
+        record["runs"][label] = run
+        print(f"{image_name} {layers}x{width} {label}: {size} B, {reloaded:.2f} dB (fit {reference:.2f}), "
+              f"{seconds:.0f} s, {codings}", flush=True)
+    base = record["runs"]["uniform"]["bytes"]
+    record["saving_vs_uniform"] = {label: 1 - run["bytes"] / base for label, run in record["runs"].items()
+                                   if label != "uniform"}
     return record
 
 
@@ -78,19 +101,26 @@ def markdown(results: dict) -> str:
     p = results["protocol"]
     rows = []
     for r in results["records"]:
-        s, c = r["runs"]["sinr"], r["runs"]["choice"]
-        uniform = sorted(n for n, k in c["codings"].items() if k == "uniform")
-        rows.append([r["image"], r["config"], f"{r['psnr_fit']:.2f}", f"{s['bytes']} / {s['psnr_reloaded']:.2f}",
-                     f"{c['bytes']} / {c['psnr_reloaded']:.2f}", f"{100 * r['choice_saving_vs_sinr']:.1f}%",
-                     ", ".join(uniform) or "none", f"{s['seconds']:.0f} / {c['seconds']:.0f}"])
+        runs = r["runs"]
+        cells = [f"{runs[v]['bytes']} / {runs[v]['psnr_reloaded']:.2f}" for v in VARIANTS]
+        uniform = sorted(n for n, k in runs["choice"]["codings"].items() if k == "uniform")
+        rows.append([r["image"], r["config"], f"{r['psnr_fit']:.2f}", *cells,
+                     f"{100 * r['saving_vs_uniform']['sinr']:.1f}%", f"{100 * r['saving_vs_uniform']['choice']:.1f}%",
+                     ", ".join(uniform) or "none", " / ".join(f"{runs[v]['seconds']:.0f}" for v in VARIANTS),
+                     " / ".join(str(runs[v]["probes"]) for v in VARIANTS)])
     return "\n".join([
-        "# Per-layer choice between SINR and uniform coding in `torch_sinr.compress`", "",
-        f"Generated by `python -m benchmarks.per_layer_choice`. Held-out Kodak images, the Kodak protocol's fits; "
-        f"`compress(target=MaxDrop({p['drop']}), steps={p['steps']})` with `uniform_bits=()` (sinr) and "
-        f"`uniform_bits={UNIFORM_BITS}` (choice); bytes of the file written, PSNR of the file decoded. "
-        f"CPU: {p['cpu']}.", "",
-        md_table(["image", "SIREN", "fit (dB)", "sinr: bytes / dB", "choice: bytes / dB", "choice saves",
-                  "layers coded uniformly", "wall s (sinr / choice)"], rows), ""])
+        "# SINR, the per-layer choice and mixed-precision uniform quantization in `torch_sinr.compress`", "",
+        f"Generated by `python -m benchmarks.per_layer_choice`. Held-out Kodak images ({p['held_out']}), the Kodak "
+        f"protocol's fits; `compress(target=MaxDrop({p['drop']}), steps={p['steps']})`, the same search and "
+        f"fine-tuning for all three; dense tensors (biases, input layer) get widths from `dense_bits={DENSE_BITS}` "
+        f"in all three. **sinr**: every target linear SINR-coded; **choice**: SINR or a uniform grid of "
+        f"`uniform_bits={UNIFORM_BITS}` per layer; **uniform**: `sinr=False`, mixed-precision uniform "
+        f"quantization, the baseline. Bytes of the file written, PSNR of the file decoded; a saving is "
+        f"1 - bytes / the uniform baseline's bytes, each file meeting the same target (their PSNRs differ by "
+        f"what the table shows). CPU: {p['cpu']}.", "",
+        md_table(["image", "SIREN", "fit (dB)", "sinr: B / dB", "choice: B / dB", "uniform (baseline): B / dB",
+                  "sinr saves", "choice saves", "layers the choice coded uniformly", "wall s (s / c / u)",
+                  "probes (s / c / u)"], rows), ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=HelpFormatter)
     parser.add_argument("--images", nargs="+", default=["kodim13", "kodim14"],
                         help="Kodak images (file stems), held out from every choice the library made")
-    parser.add_argument("--configs", nargs="+", default=["3x64"], help="SIREN sizes LxW (the Kodak protocol's fits)")
+    parser.add_argument("--configs", nargs="+", default=["3x64", "3x128"], help="SIREN sizes LxW (the Kodak protocol's fits)")
     parser.add_argument("--drop", type=float, default=0.5, help="PSNR drop (dB) allowed by the MaxDrop target")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each compress call")
     parser.add_argument("--out", type=Path, default=OUT, help="folder per_layer_choice.{json,md} go to")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="folder of finished runs (a rerun resumes)")
     args = parser.parse_args(argv)
     if not kodak.DEFAULT_KODAK.is_dir():
         parser.error(f"Kodak images not found at {kodak.DEFAULT_KODAK} (the repo expects ../shared/data/kodak)")
@@ -109,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     for config in args.configs:
         layers, width = (int(v) for v in config.split("x"))
         for image in args.images:
-            records.append(run_one(image, layers, width, args.drop, args.steps))
+            records.append(run_one(image, layers, width, args.drop, args.steps, args.cache))
     results = {"protocol": {"drop": args.drop, "steps": args.steps, "uniform_bits": list(UNIFORM_BITS),
+                            "dense_bits": list(DENSE_BITS),
                             "images": args.images, "configs": args.configs, "cpu": cpu_model(),
                             "held_out": "kodim13-24 were never used to choose a setting"},
                "records": records}

@@ -809,3 +809,26 @@ def test_a_regex_over_an_input_layer_keeps_it_dense_and_says_so():
     assert [l.name for l in report.layers] == ["3"]
     # the warning points at the caller's line, not into the library
     assert seen[0].filename == __file__
+
+
+def test_store_dense_puts_every_tensor_on_its_grid_and_writes_a_file(tmp_path):
+    from torch_sinr.nn.transform import store_dense
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 2))
+    original = copy.deepcopy(model)
+    config = SINRConfig(value_bits=8, dense_bits_pattern={r"re:2\.weight": 4})
+    report = store_dense(model, config)
+    assert report.layers == [] and model.sinr_config is config
+    assert get_storage(model[2], "weight").bits == 4 and get_storage(model[0], "weight").bits == 8
+    for key, tensor in model.state_dict().items():
+        grid = get_storage(model[int(key[0])], key.split(".")[1])
+        assert torch.equal(grid.round_trip(original.state_dict()[key]).reshape(tensor.shape), tensor)
+    size = save_compressed(model, tmp_path / "u.safetensors").file_bytes
+    restored = load_compressed(tmp_path / "u.safetensors", copy.deepcopy(original))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), restored.state_dict().values()))
+    assert size < 4 * sum(t.numel() for t in model.state_dict().values())
+    coded = copy.deepcopy(original)
+    compress_model(coded, fast_config(target_modules=["2"]))
+    with pytest.raises(SINRError, match="already SINR-compressed"):
+        store_dense(coded, config)

@@ -199,3 +199,65 @@ def test_bad_uniform_bits_are_named(fitted):
             autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(), uniform_bits=bad)
     with pytest.raises(SINRConfigError, match="choose one"):
         autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(dense_dtype="float16"), uniform_bits=(8,))
+
+
+def test_dense_tensors_get_their_own_widths(fitted, tmp_path):
+    from torch_sinr.nn.storage import get_storage
+
+    image, state = fitted
+    state = _on_a_grid(state, "net.0.bias", 4)  # exact at 4 bits: every narrowing of it is free
+    model = _model(state)
+    result = autotune(model, _scorer(image), MaxDrop(0.3), fast_config(), **MENUS, progress=False,
+                      dense_bits=(16, 12, 8, 6, 4))
+    # every float parameter SINR does not code was searched: the input layer and every bias
+    assert set(result.dense) == {"net.0.weight", "net.0.bias", "net.2.bias", "net.4.bias", "net.6.bias"}
+    assert result.dense["net.0.bias"] == 4
+    assert get_storage(model.net[0], "bias").bits == 4 and torch.equal(model.net[0].bias, state["net.0.bias"])
+    assert get_storage(model.net[2], "bias").bits == result.dense["net.2.bias"]
+    assert "| net.0.weight | dense tensor | - |" in str(result) and result.seconds > 0
+    assert result.score >= result.reference_score - 0.3
+    assert save_compressed(model, tmp_path / "m.safetensors").file_bytes == result.file_bytes
+    restored = load_compressed(tmp_path / "m.safetensors", INR(ARCH)).eval()
+    assert _scorer(image)(restored) == result.score
+    again = _model(state)
+    compress_model(again, result.config)  # the widths are in the config: it alone reproduces the model
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_sinr_off_is_mixed_precision_uniform_quantization(fitted, tmp_path):
+    from torch_sinr.nn.layer import SINRLinear
+
+    image, state = fitted
+    model = _model(state)
+    result = autotune(model, _scorer(image), MaxDrop(1.0), fast_config(), **MENUS, progress=False,
+                      uniform_bits=(8, 6, 4), dense_bits=(16, 10, 8), sinr=False)
+    assert result.choices == {} and set(result.uniform) == {"net.2", "net.4", "net.6"}
+    assert not any(isinstance(m, SINRLinear) for m in model.modules())
+    assert result.history and result.score >= result.reference_score - 1.0
+    # the same container and reader as every SINR file: written, read back, the same score
+    assert save_compressed(model, tmp_path / "u.safetensors").file_bytes == result.file_bytes
+    restored = load_compressed(tmp_path / "u.safetensors", INR(ARCH)).eval()
+    assert _scorer(image)(restored) == result.score
+    # searched from its widest grids: 8-bit uniform everywhere is the start, and the search went below it
+    widest = autotune(_model(state), _scorer(image), ByteBudget(2**40), fast_config(), **MENUS, progress=False,
+                      uniform_bits=(8, 6, 4), dense_bits=(16, 10, 8), sinr=False)
+    assert set(widest.uniform.values()) == {8} and set(widest.dense.values()) == {16}
+    assert result.file_bytes < widest.file_bytes
+
+
+def test_sinr_off_needs_grids_and_refuses_tied_codes(fitted):
+    image, state = fitted
+    with pytest.raises(SINRConfigError, match="uniform_bits"):
+        autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(), sinr=False)
+    for bad in ((1,), (17,), (True,), "8"):
+        with pytest.raises(SINRConfigError, match="dense_bits"):
+            autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(), dense_bits=bad)
+    with pytest.raises(SINRConfigError, match="choose one"):
+        autotune(_model(state), _scorer(image), MaxDrop(1.0), fast_config(dense_dtype="float16"), dense_bits=(8,))
+    x = torch.rand(64, 2) * 2 - 1
+    model = TiedMLP()
+    before = snapshot(model)
+    with pytest.raises(SINRConfigError, match="tied or shared"):
+        autotune(model, lambda m: -float(m(x).square().mean()), MaxDrop(0.05), fast_config(), **MENUS,
+                 progress=False, uniform_bits=(8,), sinr=False)
+    assert_unchanged(model, before)

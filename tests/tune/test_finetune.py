@@ -200,3 +200,25 @@ def test_training_through_the_grid_saves_a_better_file_and_reports_its_loss(fitt
             # the kept iterate is the best loss seen, and that loss is the file's (float32 decoding noise only)
             assert saved[True] == pytest.approx(min(seen), rel=1e-5)
     assert saved[True] < ratio * saved[False], saved
+
+
+def test_a_model_stored_on_grids_without_sinr_layers_fine_tunes_on_them():
+    """The uniform baseline (``store_dense``) gets the same fine-tuning as SINR codes: through its grids."""
+    from torch_sinr.nn.storage import get_storage
+    from torch_sinr.nn.transform import store_dense
+
+    torch.manual_seed(0)
+    x = torch.rand(128, 2) * 2 - 1
+    target = torch.sin(3 * x).sum(1, keepdim=True)
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+    store_dense(model, SINRConfig(value_bits=6))
+    loss_fn = lambda m: ((m(x) - target) ** 2).mean()  # noqa: E731
+    before = float(loss_fn(model))
+    finetune_codes(model, loss_fn, 30, lr=1e-2, train_dense=True)
+    assert float(loss_fn(model)) < before
+    for module, name in ((model[0], "weight"), (model[2], "bias")):
+        grid = get_storage(module, name)
+        tensor = getattr(module, name).detach()
+        assert torch.equal(grid.round_trip(tensor).reshape(tensor.shape), tensor)  # ends on its grid
+    with pytest.raises(SINRError, match="no SINRLinear"):
+        finetune_codes(nn.Sequential(nn.Linear(2, 1)), loss_fn, 1, train_dense=True)

@@ -186,3 +186,21 @@ def test_time_budget_bounds_the_work(fitted):
     # the budget bounds the search and fine-tuning; the probe under way, setup and install add a little.
     # Measured 3.2 s (on a busy 2-core machine); a search that ignored the budget took 7.2 s.
     assert result.seconds < 5.0
+
+
+def test_the_uniform_baseline_gets_the_same_search_and_fine_tuning(fitted, tmp_path):
+    from torch_sinr.nn.layer import SINRLinear
+
+    image, state = fitted
+    model = _model(state)
+    result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=40,
+                      uniform_bits=(8, 6, 4), dense_bits=(12, 8, 6), sinr=False, progress=False)
+    assert not any(isinstance(m, SINRLinear) for m in model.modules())
+    assert result.probes and result.finetune_steps == 40
+    reloaded, size = _reloaded_psnr(model, image, tmp_path)
+    assert size == result.file_bytes and reloaded == pytest.approx(result.score, abs=1e-6)
+    assert reloaded >= result.reference_score - 1.0
+    with pytest.raises(SINRConfigError, match="uniform_bits"):
+        compress(_model(state), image_loss(image), target=MaxDrop(1.0), sinr=False)
+    with pytest.raises(SINRConfigError, match="MaxDrop or ByteBudget"):
+        compress(_model(state), image_loss(image), uniform_bits=(8,), sinr=False)

@@ -63,7 +63,9 @@ def _default_storage(config, tensor: torch.Tensor, key: str) -> Storage:
 def model_items(model: nn.Module, require_codes: bool = True) -> list[Item]:
     """The entries ``model`` is written as, with every check a writer must make."""
     layers = _sinr_prefixes(model)
-    if not layers and require_codes:
+    # A model the library coded with no layer left to SINR (a per-layer choice that put every
+    # layer on a grid, a uniform baseline) carries its config and storages: it is written as is.
+    if not layers and require_codes and getattr(model, "sinr_config", None) is None:
         raise SINRError("the model has no SINRLinear layers: run compress_model first (or pass require_codes=False "
                         "to write a model whose tensors carry storages without SINR codes, e.g. a baseline)")
     config = getattr(model, "sinr_config", None)
@@ -265,20 +267,20 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, names: bool | 
     return FileReport.from_parts(str(path), file_bytes, parts, items)
 
 
-def encoded_size(model: nn.Module, **settings) -> tuple[int, FileReport]:
+def encoded_size(model: nn.Module, require_codes: bool = True, **settings) -> tuple[int, FileReport]:
     """Bytes the file of ``model`` would have (written nowhere), and its report."""
     chosen = save_settings(model, settings.get("names"), settings.get("index_coding"),
                            settings.get("symbol_coding"), settings.get("brotli_quality"))
-    items = model_items(model)
+    items = model_items(model, require_codes)
     payload, parts = encode_items(items, chosen)
     size = container.safetensors_size(len(payload))
     return size, FileReport.from_parts("<memory>", size, parts, items)
 
 
-def fill_file_bytes(model: nn.Module, report: CompressionReport) -> None:
+def fill_file_bytes(model: nn.Module, report: CompressionReport, require_codes: bool = True) -> None:
     """Fill ``report`` with the bytes of the file this model writes, by layer and in total
     (container included): what ``compress_model`` reports after ``code_model``."""
-    size, file_report = encoded_size(model)
+    size, file_report = encoded_size(model, require_codes)
     report.file_bytes = size
     report.file_parts = file_report.parts()
     by_entry = file_report.entries

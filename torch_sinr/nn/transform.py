@@ -340,6 +340,21 @@ def _round_dense_state(model: nn.Module, config: SINRConfig, report: Compression
                 set_storage(module, leaf, storage)
 
 
+def store_dense(model: nn.Module, config: SINRConfig) -> CompressionReport:
+    """Put every float tensor of ``model`` on the grid (or dtype) ``config`` stores it at, and
+    record that storage, with no layer SINR-coded: what ``code_model`` does to the tensors it
+    leaves dense, for a model that leaves them all (a uniform baseline written in the same file
+    format, ``save_compressed(..., require_codes=False)``). In place."""
+    config = (config or SINRConfig()).validate()
+    refuse_compressed(model, config)
+    started = time.perf_counter()
+    report = CompressionReport()
+    _round_dense_state(model, config, report)
+    model.sinr_config = config
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def decompress_model(model: nn.Module) -> nn.Module:
     """Replace every SINRLinear by the nn.Linear it computes, in place (tied codes stay tied)."""
     replacements: dict[int, nn.Linear] = {}

@@ -54,10 +54,12 @@ def finetune_codes(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor
     if select is not None and not (isinstance(select_every, int) and select_every >= 1):
         raise SINRError(f"select_every must be an int >= 1, got {select_every!r}")
     layers = {id(m): m for m in model.modules() if isinstance(m, SINRLinear)}
-    if not layers:
-        raise SINRError("the model has no SINRLinear layers: run compress_model first")
     config = getattr(model, "sinr_config", None)
     storages = _owned_storage(model)
+    # A model with no SINR layer trains when its dense tensors are on recorded grids (a uniform
+    # baseline from ``store_dense``, fine-tuned exactly as SINR codes are); otherwise it was never coded.
+    if not layers and not (train_dense and storages):
+        raise SINRError("the model has no SINRLinear layers: run compress_model first")
     coded = {id(m.values) for m in layers.values()} | {id(m.indices) for m in layers.values()}
     values = {id(layer.values): layer.values for layer in layers.values()}
     dense: dict[int, nn.Parameter] = {}

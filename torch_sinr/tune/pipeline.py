@@ -39,7 +39,7 @@ from ..format.model_io import encoded_size, fill_file_bytes
 from ..nn.config import SINRConfig
 from ..nn.report import CompressionReport
 from ..nn.transform import refuse_compressed
-from .autotune import ByteBudget, MaxDrop, autotune, uniform_widths
+from .autotune import ByteBudget, MaxDrop, autotune, dense_widths, install_config, uniform_widths
 from .finetune import finetune_codes
 
 # The measured winner (Kodak C1, format 2): 4x dictionary, 8-bit values and dense tensors.
@@ -92,7 +92,8 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
              target: MaxDrop | ByteBudget | SINRConfig | None = None, steps: int = 300, lr: float = 1e-3,
              config: SINRConfig | None = None, value_bits: tuple[int, ...] = AUTOTUNE_VALUE_BITS,
              time_budget_s: float | None = None, max_probes: int = MAX_PROBES, select_by_score: bool = False,
-             uniform_bits: tuple[int, ...] = (), progress: bool = True) -> PipelineResult:
+             uniform_bits: tuple[int, ...] = (), dense_bits: tuple[int, ...] = (), sinr: bool = True,
+             progress: bool = True) -> PipelineResult:
     """Compress ``model`` in place to a target, fine-tuning the codes on ``loss_fn``.
 
     ``loss_fn(model) -> scalar tensor`` is what the model was trained on (e.g. MSE on the
@@ -107,7 +108,10 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     quality that counts (MSE on occupancy against IoU). ``uniform_bits`` lets autotune code a
     layer on a per-tensor uniform grid of one of these widths where that costs fewer bytes per
     unit of score than its SINR codes (``autotune``'s per-layer choice); empty, every target
-    linear is SINR-coded.
+    linear is SINR-coded. ``dense_bits`` lets autotune give every other float tensor (biases,
+    input layers) its own width from that menu. ``sinr=False`` switches SINR off (needs
+    ``uniform_bits``): the same search and fine-tuning over uniform grids only, the
+    mixed-precision baseline; write its model with ``save_compressed(..., require_codes=False)``.
     """
     started = time.perf_counter()
     deadline = started + time_budget_s if time_budget_s is not None else math.inf
@@ -121,6 +125,13 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
         raise SINRConfigError(f"target must be MaxDrop(...), ByteBudget(...), a SINRConfig or None, got {target!r}")
     base.validate()
     uniform_widths(uniform_bits, base)
+    dense_widths(dense_bits, base)
+    if not sinr and not uniform_bits:
+        raise SINRConfigError("sinr=False needs uniform_bits: with SINR switched off, the layers' weights can only "
+                              "take uniform grids")
+    if not sinr and not isinstance(target, (MaxDrop, ByteBudget)):
+        raise SINRConfigError(f"sinr=False searches grids for a MaxDrop or ByteBudget target, got target={target!r}")
+    search = {"uniform_bits": tuple(uniform_bits), "dense_bits": tuple(dense_bits), "sinr": sinr}
     refuse_compressed(model, base)
     if not (isinstance(steps, int) and steps >= 0):
         raise SINRConfigError(f"steps must be an int >= 0, got {steps!r}")
@@ -135,14 +146,14 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
         if isinstance(target, MaxDrop):
             ladder = [(base, tuple(value_bits), 1.0)] if config is not None else QUALITY_LADDER
             chosen, cfg, probes, used, lr = _max_drop(model, loss_fn, score, reference, target, ladder, steps, lr,
-                                                      deadline, bar, max_probes, select, uniform_bits)
+                                                      deadline, bar, max_probes, select, search)
         else:
             chosen, cfg, used, probes = copy.deepcopy(model), base, 0, []
             if isinstance(target, ByteBudget) and config is None:
                 chosen, cfg, probes, lr, base, value_bits = _budget_rungs(model, score, target.max_bytes, lr, bar,
-                                                                          uniform_bits)
+                                                                          search)
             elif isinstance(target, ByteBudget):
-                cfg = _autotune_budget(chosen, score, target.max_bytes, base, value_bits, uniform_bits=uniform_bits)
+                cfg = _autotune_budget(chosen, score, target.max_bytes, base, value_bits, search=search)
             else:
                 compress_model(chosen, cfg, progress=False)
             bar.set_postfix_str("coded")
@@ -153,11 +164,11 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
             used += remaining
         if isinstance(target, ByteBudget):
             chosen, cfg, used = _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target, base,
-                                                             value_bits, used, lr, deadline, select, uniform_bits)
+                                                             value_bits, used, lr, deadline, select, search)
     finally:
         bar.close()
     # --- install into the caller's model: same config gives the same modules and grids -------
-    report = compress_model(model, cfg, progress=False)
+    report = install_config(model, cfg)
     model.load_state_dict(chosen.state_dict())
     fill_file_bytes(model, report)  # re-measured after fine-tuning; layer errors kept from coding
     final = score(model) if score is not None else None
@@ -205,18 +216,34 @@ def _steps_left(steps: int, loss_fn, deadline: float, model: nn.Module) -> int:
 
 
 def _file_bytes(model: nn.Module) -> int:
-    return encoded_size(model)[0]  # the bytes save_compressed would write, without writing them
+    # the bytes save_compressed would write, without writing them (a model without SINR layers too)
+    return encoded_size(model, require_codes=False)[0]
+
+
+NO_SEARCH = {"uniform_bits": (), "dense_bits": (), "sinr": True}  # autotune's codings: SINR on every target
 
 
 def _autotune_budget(work: nn.Module, score, budget: int, base: SINRConfig, value_bits,
-                     code_cache: dict | None = None, uniform_bits: tuple[int, ...] = ()) -> SINRConfig:
-    """Compress ``work`` in place with autotune under ``budget`` bytes; its config."""
+                     code_cache: dict | None = None, search: dict = NO_SEARCH) -> SINRConfig:
+    """Compress ``work`` in place with autotune under ``budget`` bytes; its config. ``search``:
+    autotune's ``uniform_bits``, ``dense_bits`` and ``sinr``."""
     result = autotune(work, score, ByteBudget(int(budget)), base, value_bits=value_bits, progress=False,
-                      code_cache=code_cache, uniform_bits=uniform_bits)
+                      code_cache=code_cache, **search)
     return result.config
 
 
-def _budget_rungs(model, score, budget: int, lr: float, bar, uniform_bits: tuple[int, ...] = ()):
+def _richest(work: nn.Module, score, base: SINRConfig, bits: tuple[int, ...], search: dict) -> SINRConfig:
+    """Compress ``work`` in place at the richest setting the search starts from; its config."""
+    if search["sinr"] and not search["dense_bits"]:
+        cfg = replace(base, s=None, s_pattern={}, s_ratio=max(0.45, base.s_ratio), value_bits=max(bits),
+                      value_bits_pattern={})
+        compress_model(work, cfg, progress=False)
+        return cfg
+    # grids chosen per tensor start at their widest: autotune under a budget nothing exceeds stops there
+    return _autotune_budget(work, score, 2**62, replace(base, s_ratio=max(0.45, base.s_ratio)), bits, search=search)
+
+
+def _budget_rungs(model, score, budget: int, lr: float, bar, search: dict = NO_SEARCH):
     """ByteBudget without a config: autotune under the budget on each rung of the ladder but the
     paper's (whose 2**16-atom search is slow), and keep the best score. A rung whose richest
     setting is already under the budget cannot spend it (the 8-bit rung on a large budget)."""
@@ -224,7 +251,7 @@ def _budget_rungs(model, score, budget: int, lr: float, bar, uniform_bits: tuple
     for base, bits, scale in QUALITY_LADDER[:-1]:
         work = copy.deepcopy(model)
         try:
-            cfg = _autotune_budget(work, score, budget, base, bits, uniform_bits=uniform_bits)
+            cfg = _autotune_budget(work, score, budget, base, bits, search=search)
         except SINRError:
             probes.append({"budget": budget, "bytes": None, "score": None, "value_bits": list(bits)})
             continue
@@ -240,7 +267,7 @@ def _budget_rungs(model, score, budget: int, lr: float, bar, uniform_bits: tuple
 
 
 def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: ByteBudget, base, value_bits, used,
-                                 lr, deadline, select=None, uniform_bits: tuple[int, ...] = ()):
+                                 lr, deadline, select=None, search: dict = NO_SEARCH):
     """Fine-tuning moves values on their grids, which moves the entropy-coded size a little:
     if the file ended past the budget, re-tune under a budget shrunk by the overshoot."""
     budget = target.max_bytes
@@ -250,7 +277,7 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
             return chosen, cfg, used
         budget = int(budget * target.max_bytes / size) - 1
         chosen = copy.deepcopy(model)
-        cfg = _autotune_budget(chosen, score, budget, base, value_bits, uniform_bits=uniform_bits)
+        cfg = _autotune_budget(chosen, score, budget, base, value_bits, search=search)
         steps = _steps_left(used, loss_fn, deadline, chosen)
         if steps:
             finetune_codes(chosen, loss_fn, steps, lr=lr, train_dense=True, select=select)
@@ -261,7 +288,7 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
 
 
 def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, lr, deadline, bar,
-              max_probes: int = MAX_PROBES, select=None, uniform_bits: tuple[int, ...] = ()):
+              max_probes: int = MAX_PROBES, select=None, search: dict = NO_SEARCH):
     """Climb ``ladder`` to the first rung whose richest setting meets the drop after a short
     fine-tune, then bisect the byte budget for the smallest file that still meets it."""
     floor = reference - target.drop
@@ -273,11 +300,9 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
         work = copy.deepcopy(model)
         try:
             if budget is None:  # the richest setting autotune starts from
-                cfg = replace(base, s=None, s_pattern={}, s_ratio=max(0.45, base.s_ratio), value_bits=max(bits),
-                              value_bits_pattern={})
-                compress_model(work, cfg, progress=False)
+                cfg = _richest(work, score, base, bits, search)
             else:
-                cfg = _autotune_budget(work, score, budget, base, bits, codes, uniform_bits)
+                cfg = _autotune_budget(work, score, budget, base, bits, codes, search)
         except SINRError:
             probes.append({"budget": budget, "bytes": None, "score": None, "ok": False})
             return None
