@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SINRConfigError, SINRInputError
+from .fast import LevelPlan, interpolate_levels
 
 __all__ = ["HASH_PRIMES", "HashGrid", "HashGridConfig", "hash_coords", "interpolate_hashed_levels"]
 
@@ -185,6 +186,20 @@ class HashGrid(nn.Module):
         self.register_buffer("dense", torch.tensor(dense, dtype=torch.bool, **buffer), persistent=False)
         self.register_buffer("multipliers", torch.tensor(multipliers, dtype=torch.int64, **buffer),
                              persistent=False)
+        self._plans: dict[tuple[torch.device, torch.dtype], LevelPlan] = {}
+
+    def level_plan(self, work: torch.dtype = torch.float32) -> LevelPlan:
+        """The inference path's per-level constants on the latents' device, built once per device and dtype."""
+        device = self.latents.device
+        key = (device, work)
+        if key not in self._plans:
+            c = self.config
+            scale = torch.tensor([res - 1 for res in c.resolutions()], dtype=work, device=device).view(-1, 1)
+            strides = [[res**axis for axis in range(self.dims)] for res in c.resolutions()]
+            offsets = [int(o) for o in self.offsets.tolist()]
+            self._plans[key] = LevelPlan.build(self.dims, scale, scale - 1.0, strides, offsets, self.num_dense,
+                                               HASH_PRIMES, c.log2_table, self.latents.shape[0])
+        return self._plans[key]
 
     def extra_repr(self) -> str:
         c = self.config
@@ -209,11 +224,26 @@ class HashGrid(nn.Module):
         a batch reads instead of the whole table. With it, the gather and the weighted sum are
         plain autograd ops (slower backward than the fused path, which is used without it).
         """
+        if transform is not None or _needs_grad(self.latents, coords):
+            return self.training_forward(coords, transform)
+        # the inference path (fast.py): the same numbers, no autograd bookkeeping
+        self._check_coords(coords)
+        work = torch.float64 if coords.dtype == torch.float64 else torch.float32   # vertex units up to 2**24
+        u = coords.to(work).clamp(0.0, 1.0)
+        out = interpolate_levels(self.level_plan(work), self.latents.detach(), u, work)
+        return out.permute(1, 0, 2).reshape(coords.shape[0], self.out_features)
+
+    def training_forward(self, coords: Tensor, transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """``forward`` through the path autograd records (fused gather, scatter in backward), always.
+
+        ``forward`` takes it whenever a gradient is needed; called directly under ``torch.no_grad()`` it
+        is the inference path this module had before fast.py (benchmarks/hashgrid_speed.py times both).
+        """
         self._check_coords(coords)
         n, levels, nd = coords.shape[0], self.levels, self.num_dense
+        work = torch.float64 if coords.dtype == torch.float64 else torch.float32   # vertex units up to 2**24
         # Points last: every tensor below is (levels, ..., N), so each elementwise op runs over N
         # contiguous values instead of broadcasting over tiny corner/axis dimensions of size 2.
-        work = torch.float64 if coords.dtype == torch.float64 else torch.float32   # vertex units up to 2**24
         u = coords.to(work).clamp(0.0, 1.0).t()                                     # (d, N)
         # Integer buffers, converted here: Module.half() would round float buffers (res - 1 > 2048).
         scale = (self.resolution - 1).to(work)[:, None, None]
@@ -289,6 +319,14 @@ def interpolate_hashed_levels(table: Tensor, positions: Tensor, scalings: Tensor
         raise SINRInputError(f"table must have shape ({levels} * 2**{log2_table}, features), "
                              f"got {tuple(table.shape)}")
     n, dims = positions.shape
+    if not _needs_grad(table, positions):
+        # the inference path (fast.py): the same numbers, no autograd bookkeeping
+        scale = scalings.to(positions).view(-1, 1)
+        offsets = [level * rows for level in range(levels)]
+        plan = LevelPlan.build(dims, scale, None, [[0] * dims] * levels, offsets, 0, HASH_PRIMES, log2_table,
+                               table.shape[0])
+        out = interpolate_levels(plan, table.detach(), positions, positions.dtype)
+        return out.permute(1, 0, 2).reshape(n, levels * table.shape[1])
     # As nerfstudio: the float product position * scaling, its floor as the low vertex, the rest as
     # the weight of the high vertex (an integer product gives weight 0 to a vertex it never reads).
     pos = positions.t()[None] * scalings.to(positions).view(-1, 1, 1)           # (L, d, N)
@@ -304,6 +342,11 @@ def interpolate_hashed_levels(table: Tensor, positions: Tensor, scalings: Tensor
     weights = _corners(_pairs(1.0 - frac, frac), torch.mul)                        # (L, C, N)
     out = _WeightedRows.apply(table, index.view(levels, 2**dims, n), weights)
     return out.permute(1, 0, 2).reshape(n, levels * table.shape[1])
+
+
+def _needs_grad(table: Tensor, coords: Tensor) -> bool:
+    """Whether autograd must record this call: the fast inference path is taken otherwise."""
+    return torch.is_grad_enabled() and (table.requires_grad or getattr(coords, "requires_grad", False))
 
 
 def _pairs(lo: Tensor, hi: Tensor, x_shift: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
