@@ -227,11 +227,23 @@ class HashGrid(nn.Module):
         if transform is not None or _needs_grad(self.latents, coords):
             return self.training_forward(coords, transform)
         # the inference path (fast.py): the same numbers, no autograd bookkeeping
+        out = self.interpolate(coords, self.latents.detach())
+        return out.permute(1, 0, 2).reshape(coords.shape[0], self.out_features)
+
+    def interpolate(self, coords: Tensor, table: Tensor) -> Tensor:
+        """The inference path: features ``(levels, N, latent_dim)`` (level-major, not yet per point)
+        of ``coords`` read from ``table`` (``latents`` or a same-shaped stand-in, e.g. rounded).
+
+        Records nothing for autograd; ``forward`` uses it whenever no gradient is needed.
+        """
         self._check_coords(coords)
+        if table.shape != self.latents.shape:
+            raise SINRInputError(f"table must have the latents' shape {tuple(self.latents.shape)}, "
+                                 f"got {tuple(table.shape)}")
         work = torch.float64 if coords.dtype == torch.float64 else torch.float32   # vertex units up to 2**24
         u = coords.to(work).clamp(0.0, 1.0)
-        out = interpolate_levels(self.level_plan(work), self.latents.detach(), u, work)
-        return out.permute(1, 0, 2).reshape(coords.shape[0], self.out_features)
+        with torch.no_grad():
+            return interpolate_levels(self.level_plan(work), table.contiguous(), u, work)
 
     def training_forward(self, coords: Tensor, transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """``forward`` through the path autograd records (fused gather, scatter in backward), always.
