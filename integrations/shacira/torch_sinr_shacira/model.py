@@ -23,7 +23,7 @@ from torch_sinr import SINRLinear
 from torch_sinr.errors import SINRConfigError
 from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig
 from torch_sinr.inr.hashgrid.entropy import FactorizedPrior
-from torch_sinr.inr.hashgrid.quantize import soft_round
+from torch_sinr.inr.hashgrid.quantize import soft_round, soft_round_with_slope
 
 
 # Layers decode folds: both compute F.linear(x, weight, bias) (SINRLinear from its decoded weight).
@@ -87,6 +87,10 @@ class ImageModel(nn.Module):
         # soft rounding at ``temperature``), "hard" (straight-through rounding: the file's values).
         self.rounding = "hard"
         self.temperature = 1.0
+        # True: soft/hard rounding fused into the grid's gather and backward scatter
+        # (soft_round_with_slope); False: soft_round as an autograd transform of the gathered rows,
+        # the path before the fusion (same function; tests and benchmarks compare the two).
+        self.fused_rounding = True
 
     def _round(self, rows: torch.Tensor) -> torch.Tensor:
         if self.rounding == "soft":
@@ -95,11 +99,18 @@ class ImageModel(nn.Module):
             return soft_round(rows, 0.0, hard=True)
         return rows
 
+    def _round_with_slope(self, rows: torch.Tensor):
+        return soft_round_with_slope(rows, self.temperature, hard=self.rounding == "hard")
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         # "float" reads the rows as they are: no transform, so the grid takes its fused gather
         # (and, without a gradient, its inference path)
-        transform = None if self.rounding == "float" else self._round
-        latents = self.grid(coords, transform=transform)  # (N, levels * latent_dim)
+        if self.rounding == "float":
+            latents = self.grid(coords)  # (N, levels * latent_dim)
+        elif self.fused_rounding:
+            latents = self.grid(coords, rounding=self._round_with_slope)
+        else:
+            latents = self.grid(coords, transform=self._round)
         n = latents.shape[0]
         features = self.latent_decoder(latents.reshape(n, self.config.levels, self.config.latent_dim))
         return self.mlp(features.reshape(n, -1))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig, fast, interpolate_hashed_levels
+from torch_sinr.inr.hashgrid.quantize import soft_round, soft_round_with_slope
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -81,3 +82,30 @@ def test_interpolate_hashed_levels_inference_path_equals_training_path(dims, fea
         fast_out = interpolate_hashed_levels(table, positions, scalings, log2_table)
     assert fast_out.grad_fn is None
     assert torch.equal(fast_out, trained.detach())
+
+
+@pytest.mark.parametrize("config", CONFIGS[:2], ids=["2d-f1", "2d-f2"])
+@pytest.mark.parametrize("temperature,hard", [(0.4, False), (0.0, True)])
+def test_fused_rounding_equals_the_autograd_transform(config, temperature, hard):
+    """``rounding=`` (gather, rounding and scatter fused) against ``transform=`` (autograd)."""
+    grid = _grid(config, torch.float32)
+    with torch.no_grad():
+        grid.latents.mul_(4.0)  # several integers apart, so rounding matters
+    x = _coords(config.dims, 300, torch.float32)
+    upstream = torch.randn(x.shape[0], grid.out_features, generator=torch.Generator().manual_seed(4))
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(9)  # soft rounding's draws
+        if fused:
+            out = grid(x, rounding=lambda rows: soft_round_with_slope(rows, temperature, hard=hard))
+        else:
+            out = grid(x, transform=lambda rows: soft_round(rows, temperature, hard=hard))
+        (out * upstream).sum().backward()
+        results.append((out.detach(), grid.latents.grad.clone()))
+        grid.latents.grad = None
+    (out_ref, grad_ref), (out_fused, grad_fused) = results
+    # soft: one sigmoid against softmax / log-sum-exp; both: the addcmul chain against the
+    # transform path's sum over corners; float32 rounding apart
+    assert float((out_fused - out_ref).abs().max()) <= 1e-5 * float(out_ref.abs().max())
+    assert float((grad_fused - grad_ref).abs().max()) <= 1e-5 * float(grad_ref.abs().max())
+    assert int((grad_ref != 0).sum()) > 0

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK", "LevelPlan", "interpolate_levels"]
+__all__ = ["CHUNK", "LevelPlan", "index_and_weights", "interpolate_levels", "row_gatherer"]
 
 # Points per chunk: 2**13 points x 16 levels x 4 corners of int32 index, float32 weights and
 # rows is ~6 MB of temporaries (L3-resident). On the SHACIRA large-image grid, 1 thread, 2**13
@@ -97,10 +97,10 @@ def interpolate_levels(plan: LevelPlan, table: Tensor, coords: Tensor, work: tor
     """
     n = coords.shape[0]
     out = torch.empty(plan.levels, n, table.shape[1], dtype=table.dtype, device=table.device)
-    gather = _gatherer(table)
+    gather = row_gatherer(table)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
-        index, weights = _index_and_weights(plan, coords[start:stop], work, table.dtype)
+        index, weights = index_and_weights(plan, coords[start:stop], work, table.dtype)
         rows = gather(index.view(-1)).view(*index.shape, table.shape[1])
         target = out[:, start:stop]
         # as the training path's _WeightedRows: corner 0 times its weight, then the others added
@@ -111,7 +111,7 @@ def interpolate_levels(plan: LevelPlan, table: Tensor, coords: Tensor, work: tor
     return out
 
 
-def _gatherer(table: Tensor):
+def row_gatherer(table: Tensor):
     """``index -> table[index]`` as ``(len(index), F)``, by the fastest 1-D gather the row allows."""
     features = table.shape[1]
     if features == 1:
@@ -126,7 +126,7 @@ def _gatherer(table: Tensor):
     return lambda index: table.index_select(0, index)
 
 
-def _index_and_weights(plan: LevelPlan, coords: Tensor, work: torch.dtype, dtype: torch.dtype
+def index_and_weights(plan: LevelPlan, coords: Tensor, work: torch.dtype, dtype: torch.dtype
                        ) -> tuple[Tensor, Tensor]:
     """Flat table rows ``(L, C, n)`` (``plan.index_dtype``) and weights ``(L, C, n)`` of one chunk; corner
     ``c = bx + 2*by (+ 4*bz)`` as in the training path."""
