@@ -28,8 +28,9 @@ from torch_sinr.inr.hashgrid.quantize import soft_round, soft_round_with_slope
 
 # Layers decode folds: both compute F.linear(x, weight, bias) (SINRLinear from its decoded weight).
 _AFFINE = (nn.Linear, SINRLinear)
-# Points per decode chunk: the MLP's (chunk, 96) activations stay in the L2/L3 caches.
-DECODE_CHUNK = 1 << 14
+# Points per decode chunk: one grid chunk (torch_sinr.inr.hashgrid.fast.CHUNK, which says why
+# this size), the MLP's (chunk, 96) activations 25 MB.
+DECODE_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ with less work per point:
   ``index_select`` on the flat table (a 1-D gather is ~4x faster than ``index_select`` on a 2-D ``(rows, 1)`` table here);
   2-D tables whose row fits 2, 4 or 8 bytes (nerfstudio's 2 float32 features) are gathered as
   one integer per row;
-- points go through in chunks of ``CHUNK`` so that the temporaries (index, weights, rows: ~100
-  bytes per point and level) stay in the L2/L3 caches instead of streaming through memory;
+- points go through in chunks of ``CHUNK``, bounding the temporaries (see CHUNK for the size);
 - no tensor is recorded for backward, nothing is checked twice.
 
 What the profile of the old path showed (SHACIRA-style large-image grid, 16 levels, 2**20 random
@@ -34,10 +33,12 @@ from torch import Tensor
 
 __all__ = ["CHUNK", "LevelPlan", "index_and_weights", "interpolate_levels", "row_gatherer"]
 
-# Points per chunk: 2**13 points x 16 levels x 4 corners of int32 index, float32 weights and
-# rows is ~6 MB of temporaries (L3-resident). On the SHACIRA large-image grid, 1 thread, 2**13
-# and 2**14 were fastest (1.7-1.8 M points/s), 2**11 and 2**12 10-30% slower (per-op overhead).
-CHUNK = 1 << 13
+# Points per chunk. Alone on a core, 2**13..2**14 were fastest (temporaries in cache; 2**16
+# within ~20%). With 2 threads on cores shared with other processes, every op ends in a barrier
+# that waits for the thread the scheduler paused, so fewer, larger ops win: 2**16 and 2**17
+# decoded 2-3x faster than 2**13 on this 2-core machine at load ~8. 2**16 points x 16 levels x 4
+# corners of int32 index, float32 weights and rows is ~50 MB of temporaries.
+CHUNK = 1 << 16
 # Rows are addressed in int32 where the table allows (fewer bytes through every index op: ~15%
 # faster here); hashed terms are multiplied in int64 (a prime times a vertex overflows int32) and
 # masked below 2**30 before they are narrowed.
