@@ -122,7 +122,7 @@ def decode_image(path: str | os.PathLike, skeleton: ImageModel, source: PixelSou
         out = Path(out)
         image = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(source.height, source.width, 3))
     squared = 0.0
-    with torch.inference_mode():
+    with torch.no_grad():
         for r0, r1, c0, c1 in source.tiles(tile):
             # the inference path: the grid's fast gather, the latent decoder folded into the MLP
             rendered = model.decode(source.tile_coordinates(r0, r1, c0, c1)).clamp(0, 1)

@@ -116,7 +116,9 @@ class ImageModel(nn.Module):
         features = self.latent_decoder(latents.reshape(n, self.config.levels, self.config.latent_dim))
         return self.mlp(features.reshape(n, -1))
 
-    @torch.inference_mode()
+    # no_grad rather than inference_mode: SINRLinear caches its decoded weight, and an inference
+    # tensor in that cache could not be saved for a later backward
+    @torch.no_grad()
     def decode(self, coords: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
         """RGB ``(N, 3)`` of ``coords`` without autograd: what ``forward`` computes, faster.
 
