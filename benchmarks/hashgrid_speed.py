@@ -17,7 +17,13 @@ and 2**18 points: one training step, ``out = encoding(x)`` then ``out.sum().back
 is the first part (with autograd recording, as in training), "forward+backward" the whole step. The two implementations alternate
 (and swap order every repeat); medians of 5 repeats after one warm-up step per size. Process CPU
 seconds are recorded next to wall seconds: CPU / wall well below the thread count means other
-processes were competing for the cores. Writes hashgrid_speed.json and hashgrid_speed.md.
+processes were competing for the cores.
+
+Second section (``benchmarks/_hashgrid_shacira.py``): the SHACIRA-style image model on its
+large-image configuration, side by side in the same run: inference of 2**20 random positions by
+the previous path, the new one (``ImageModel.decode``) and the MLP alone (the bound), and training
+(pixels per second, loss after the same steps) by the previous and the fused path.
+Writes hashgrid_speed.json and hashgrid_speed.md.
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ import torch
 
 from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig, hash_coords
 
+from . import _hashgrid_shacira as shacira
 from ._common import DEFAULT_OUT, HelpFormatter, cpu_model, md_table, publish
 
 NAME = "hashgrid_speed"
 DESCRIPTION = ("CPU time of one forward and one forward+backward of torch_sinr.inr.hashgrid.HashGrid and of "
                "nerfstudio's torch HashEncoding on the nerfacto field configuration (3-D, 16 levels, "
-               "log2 T = 19, 2 features, resolutions 16..2048), for 2**16 and 2**18 random points.")
+               "log2 T = 19, 2 features, resolutions 16..2048), for 2**16 and 2**18 random points; and the "
+               "SHACIRA-style image model's inference (previous path, new path, MLP alone) and training "
+               "(previous, fused) on its large-image configuration.")
 
 CONFIG = HashGridConfig(dims=3, levels=16, log2_table=19, latent_dim=2, min_res=16, max_res=2048)
 SIZES = (2**16, 2**18)
@@ -134,7 +143,7 @@ def measure(nerfstudio: torch.nn.Module | None) -> dict:
 def render(results: dict) -> str:
     ns_ok = results["nerfstudio"]["available"]
     rows = []
-    for run in results["runs"].values():
+    for run in results.get("runs", {}).values():
         for label, key, ratio in (("forward", "forward_median_s", "ratio_forward"),
                                   ("forward+backward", "step_median_s", "ratio_step")):
             ours = run["hashgrid"][key] * 1e3
@@ -144,7 +153,7 @@ def render(results: dict) -> str:
     m = results["machine_summary"]
     cpu_ratio = "; ".join(f"2^{run['points'].bit_length() - 1}: " + ", ".join(
         f"{name} {run[name]['cpu_over_wall']:.2f}" for name in ("hashgrid", "nerfstudio") if name in run)
-        for run in results["runs"].values())
+        for run in results.get("runs", {}).values())
     lines = [
         "# Hash-grid encoding speed on CPU: torch_sinr HashGrid vs nerfstudio HashEncoding (torch)",
         "",
@@ -169,8 +178,56 @@ def render(results: dict) -> str:
         ]
     else:
         lines.append(f"- {results['nerfstudio']['version']}: only HashGrid was timed.")
+    if "shacira" in results:
+        lines += ["", render_shacira(results)]
     lines.append(f"- Total benchmark time {results['total_seconds']:.0f} s.")
     return "\n".join(lines)
+
+
+def render_shacira(results: dict) -> str:
+    inf, tr, m = results["shacira"]["inference"], results["shacira"]["training"], results["machine_summary"]
+    paths = inf["paths"]
+    labels = {"previous": "previous path (model forward, no_grad, 2^18-point tiles)",
+              "new": "new path (`ImageModel.decode`)",
+              "grid_alone_new": "grid alone, new path (`HashGrid` without gradient)"}
+    labels.update({f"mlp_alone_{c}": f"MLP alone, 2^{c.bit_length() - 1}-row chunks" for c in shacira.MLP_CHUNKS})
+    bound = paths[inf["mlp_bound"]]["points_per_s"]
+    rows = [[labels[name], f"{run['points_per_s'] / 1e6:.3f}", f"{run['median_wall_s'] * 1e3:.0f}",
+             f"{run['points_per_s'] / bound:.2f}", f"{run['cpu_over_wall']:.2f}"] for name, run in paths.items()]
+    c = inf["model_config"]
+    train_rows = [[path, f"{tr[path]['pixels_per_s'] / 1e3:.1f}", f"{tr[path]['final_mse']:.6f}",
+                   f"{tr[path]['final_psnr']:.3f}", f"{tr[path]['final_bits_per_latent']:.4f}"]
+                  for path in ("previous", "new")]
+    return "\n".join([
+        "## SHACIRA-style image model: inference and training paths",
+        "",
+        f"Large-image configuration: {c['levels']} levels, log2 T = {c['log2_table']}, resolutions "
+        f"{c['min_res']}..{c['max_res']}, {inf['latents']:,} latents, latent decoder 1 -> {c['features']}, "
+        f"MLP {c['levels'] * c['features']} -> {c['hidden']} x {c['hidden_layers']} -> 3; float32, "
+        f"{m['threads']} threads, 2^{inf['points'].bit_length() - 1} random positions, median of {inf['repeats']} "
+        "repeats after a warm-up, the paths alternating (order reversed every repeat).",
+        "",
+        md_table(["path", "M points/s", "ms", "/ MLP alone", "CPU / wall"], rows),
+        "",
+        f"- New path / previous path: **{inf['new_over_previous']:.2f}x**; new / MLP alone: "
+        f"**{inf['new_over_mlp']:.2f}** (previous: {inf['previous_over_mlp']:.2f}). The new path folds the "
+        f"latent decoder into the MLP's first linear ({c['levels']} -> {c['hidden']} instead of "
+        f"{c['levels'] * c['features']} -> {c['hidden']}), so its MLP costs less than the MLP-alone bound's.",
+        f"- Largest |new - previous| over {shacira.AGREEMENT_POINTS} points: "
+        f"{inf['max_abs_difference_new_vs_previous']:.2e} (the fold sums in another order; the grid's features "
+        "are bit-identical, tests/inr/hashgrid/test_fast.py).",
+        "",
+        f"Training on {tr['image']} ({tr['shape'][1]} x {tr['shape'][0]}), {tr['steps']} steps of "
+        f"{tr['batch']:,} pixels (the reduced CPU protocol: 90% soft rounding, then hard), same seed; "
+        "median of 2 runs per path, alternating:",
+        "",
+        md_table(["path", "k pixels/s", "MSE after the steps", "PSNR (dB)", "bits / latent"], train_rows),
+        "",
+        f"- Fused / previous: **{tr['new_over_previous']:.2f}x** pixels per second. Previous: soft rounding as an "
+        "autograd transform of the gathered rows, Adam; new: rounding fused into the gather and one scatter, "
+        "fused Adam (`train(fused=True)`).",
+        f"- Load average at the start of the run {m['load_average_at_start']}, at the end {m['load_average_at_end']}.",
+    ])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -179,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: benchmarks/results)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own default, as the results record)")
+    parser.add_argument("--sections", choices=("all", "nerfacto", "shacira"), default="all",
+                        help="which comparisons to run")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -203,7 +262,14 @@ def main(argv: list[str] | None = None) -> dict:
         "hashgrid": {"rows": sum(CONFIG.level_sizes()), "dense_levels": sum(CONFIG.dense_levels())},
         "nerfstudio": ns_info,
     }
-    results["runs"] = measure(nerfstudio)
+    if args.sections in ("all", "nerfacto"):
+        results["runs"] = measure(nerfstudio)
+    if args.sections in ("all", "shacira"):
+        results["shacira"] = {"inference": shacira.measure_inference()}
+        print("SHACIRA inference: done", flush=True)
+        results["shacira"]["training"] = shacira.measure_training()
+        print("SHACIRA training: done", flush=True)
+    results["machine_summary"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["total_seconds"] = time.perf_counter() - started
     markdown = render(results)
     publish(args.out, NAME, DESCRIPTION, results, markdown)

@@ -124,7 +124,8 @@ def decode_image(path: str | os.PathLike, skeleton: ImageModel, source: PixelSou
     squared = 0.0
     with torch.no_grad():
         for r0, r1, c0, c1 in source.tiles(tile):
-            rendered = model(source.tile_coordinates(r0, r1, c0, c1)).clamp(0, 1)
+            # the inference path: the grid's fast gather, the latent decoder folded into the MLP
+            rendered = model.decode(source.tile_coordinates(r0, r1, c0, c1)).clamp(0, 1)
             pixels = (rendered * 255.0).round().to(torch.uint8).reshape(r1 - r0, c1 - c0, 3).numpy()
             diff = pixels.astype(np.float64) - source.tile_pixels(r0, r1, c0, c1)
             squared += float((diff * diff).sum())

@@ -19,10 +19,18 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from torch_sinr import SINRLinear
 from torch_sinr.errors import SINRConfigError
 from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig
 from torch_sinr.inr.hashgrid.entropy import FactorizedPrior
-from torch_sinr.inr.hashgrid.quantize import soft_round
+from torch_sinr.inr.hashgrid.quantize import soft_round, soft_round_with_slope
+
+
+# Layers decode folds: both compute F.linear(x, weight, bias) (SINRLinear from its decoded weight).
+_AFFINE = (nn.Linear, SINRLinear)
+# Points per decode chunk: one grid chunk (torch_sinr.inr.hashgrid.fast.CHUNK, which says why
+# this size), the MLP's (chunk, 96) activations 25 MB.
+DECODE_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,10 @@ class ImageModel(nn.Module):
         # soft rounding at ``temperature``), "hard" (straight-through rounding: the file's values).
         self.rounding = "hard"
         self.temperature = 1.0
+        # True: soft/hard rounding fused into the grid's gather and backward scatter
+        # (soft_round_with_slope); False: soft_round as an autograd transform of the gathered rows,
+        # the path before the fusion (same function; tests and benchmarks compare the two).
+        self.fused_rounding = True
 
     def _round(self, rows: torch.Tensor) -> torch.Tensor:
         if self.rounding == "soft":
@@ -88,11 +100,58 @@ class ImageModel(nn.Module):
             return soft_round(rows, 0.0, hard=True)
         return rows
 
+    def _round_with_slope(self, rows: torch.Tensor):
+        return soft_round_with_slope(rows, self.temperature, hard=self.rounding == "hard")
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        latents = self.grid(coords, transform=self._round)  # (N, levels * latent_dim)
+        # "float" reads the rows as they are: no transform, so the grid takes its fused gather
+        # (and, without a gradient, its inference path)
+        if self.rounding == "float":
+            latents = self.grid(coords)  # (N, levels * latent_dim)
+        elif self.fused_rounding:
+            latents = self.grid(coords, rounding=self._round_with_slope)
+        else:
+            latents = self.grid(coords, transform=self._round)
         n = latents.shape[0]
         features = self.latent_decoder(latents.reshape(n, self.config.levels, self.config.latent_dim))
         return self.mlp(features.reshape(n, -1))
+
+    # no_grad rather than inference_mode: SINRLinear caches its decoded weight, and an inference
+    # tensor in that cache could not be saved for a later backward
+    @torch.no_grad()
+    def decode(self, coords: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+        """RGB ``(N, 3)`` of ``coords`` without autograd: what ``forward`` computes, faster.
+
+        The grid's inference path (``torch_sinr.inr.hashgrid.fast``), and the latent decoder folded
+        into the MLP's first linear: both are affine, so ``W1 @ (W_dec x + b_dec) + b1`` is one
+        ``levels * latent_dim -> hidden`` linear (16 -> 96 at the default settings instead of
+        the decoder's output and a 64 -> 96 linear). Same function as ``forward``; float32 sums
+        in another order, so equal to it within float32 rounding (test_model.py bounds it).
+        Points go through in chunks of ``chunk`` so the MLP's activations stay in cache.
+        Latents are read as ``rounding`` says: "float" as they are, "hard" rounded; "soft" is
+        random and refused.
+        """
+        if self.rounding == "soft":
+            raise SINRConfigError("decode reads latents as they are or rounded; set rounding to 'float' or 'hard'")
+        grid, levels, latent_dim = self.grid, self.config.levels, self.config.latent_dim
+        first, rest = self.mlp[0], self.mlp[1:]
+        if not (isinstance(first, _AFFINE) and isinstance(self.latent_decoder, _AFFINE)):
+            raise SINRConfigError(f"decode folds two linear layers (nn.Linear or SINRLinear), got "
+                                  f"{type(self.latent_decoder).__name__} and {type(first).__name__}")
+        # W1 (hidden, levels, features) @ W_dec (features, latent_dim): one weight per level and latent
+        w1 = first.weight.view(first.out_features, levels, -1)
+        weight = torch.einsum("hlf,fk->hlk", w1, self.latent_decoder.weight).reshape(first.out_features, -1)
+        bias = first.bias + w1.sum(dim=1) @ self.latent_decoder.bias
+        table = grid.latents.detach()
+        if self.rounding == "hard":
+            table = torch.round(table)
+        out = torch.empty(coords.shape[0], self.mlp[-1].out_features, dtype=table.dtype, device=table.device)
+        for start in range(0, coords.shape[0], chunk):
+            stop = min(coords.shape[0], start + chunk)
+            latents = grid.interpolate(coords[start:stop], table)  # (levels, n, latent_dim)
+            flat = latents.permute(1, 0, 2).reshape(stop - start, levels * latent_dim)
+            out[start:stop] = rest(torch.addmm(bias, flat, weight.t()))
+        return out
 
     def parts(self) -> dict[str, list[str]]:
         """State-dict names by part: latents, latent decoder, MLP (for byte reports)."""

@@ -99,7 +99,11 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step * 104_729) % (2**63 - 1)
 
 
-def _optimizer(trainable: Trainable, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(trainable: Trainable, config: TrainConfig, fused: bool = True) -> torch.optim.Optimizer:
+    """Adam over every group; ``fused``: torch's fused Adam kernel (one pass per tensor: 4-5 ms
+    against ~35 ms a step for the 4.9M-latent table on one core, the same update up to float
+    rounding: 2.4e-7 apart after 6 steps). The update stays dense: untouched rows' moments decay
+    as in plain Adam."""
     model = trainable.model
     groups = [
         {"params": list(model.mlp.parameters()), "lr": config.lr_mlp},
@@ -107,7 +111,7 @@ def _optimizer(trainable: Trainable, config: TrainConfig) -> torch.optim.Optimiz
         {"params": list(model.latent_decoder.parameters()), "lr": config.lr_decoder},
         {"params": list(trainable.rate.parameters()), "lr": config.lr_prior},
     ]
-    return torch.optim.Adam(groups)
+    return torch.optim.Adam(groups, fused=True) if fused else torch.optim.Adam(groups)
 
 
 def save_checkpoint(path: Path, trainable: Trainable, optimizer: torch.optim.Optimizer, step: int,
@@ -139,16 +143,20 @@ def load_checkpoint(path: Path, trainable: Trainable, optimizer: torch.optim.Opt
 
 def train(model: ImageModel, source: PixelSource, config: TrainConfig = CPU_TRAINING, *,
           rate: RateModel | None = None, checkpoint: str | os.PathLike | None = None, progress: bool = True,
-          log_every: int = 50) -> dict:
+          log_every: int = 50, fused: bool = True) -> dict:
     """Train ``model`` (and ``rate``) in place on ``source``; returns a record (losses, seconds).
 
     With ``checkpoint``, a checkpoint there is resumed from and one is written every
-    ``checkpoint_every`` steps and at the end (rank 0 only).
+    ``checkpoint_every`` steps and at the end (rank 0 only). ``fused`` (default): the rounding
+    fused into the grid's gather and scatter (``ImageModel.fused_rounding``) and fused Adam, about
+    twice the pixels per second on a CPU; the same training up to float rounding
+    (tests/integrations/shacira/test_train_fused.py). ``fused=False``: the path before them.
     """
     rank, world = _rank_world()
     rate = rate if rate is not None else RateModel(channels=model.config.latent_dim)
     trainable = Trainable(model, rate)
-    optimizer = _optimizer(trainable, config)
+    model.fused_rounding = fused
+    optimizer = _optimizer(trainable, config, fused)
     start = 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
@@ -188,5 +196,6 @@ def train(model: ImageModel, source: PixelSource, config: TrainConfig = CPU_TRAI
     if path is not None and rank == 0:
         save_checkpoint(path, trainable, optimizer, config.steps, config)
     model.rounding = "hard"
+    model.fused_rounding = True
     return {"steps": config.steps, "resumed_from": start, "seconds": time.perf_counter() - started,
             "history": history, "world_size": world, "config": config.to_dict()}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from torch_sinr import SINRError
-from torch_sinr.inr.hashgrid.quantize import hard_from, soft_round, temperature_at
+from torch_sinr.inr.hashgrid.quantize import hard_from, soft_round, soft_round_with_slope, temperature_at
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -105,3 +105,30 @@ def test_temperature_schedule():
             temperature_at(args.pop("step"), args.pop("total"), **args)
     with pytest.raises(SINRError):
         soft_round(torch.zeros(3), float("inf"))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 0.1])
+def test_soft_round_with_slope_is_soft_round_and_its_derivative(temperature):
+    x = _latents()
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(7)
+    y = soft_round(x, temperature)
+    (y * weights).sum().backward()
+    torch.manual_seed(7)  # the same draws from the global RNG
+    value, slope = soft_round_with_slope(x.detach(), temperature)
+    assert value.grad_fn is None and slope.shape == x.shape
+    # closed form (one sigmoid) against softmax / log-sum-exp: float32 rounding apart
+    assert float((value - y.detach()).abs().max()) <= 4e-6 * float(x.detach().abs().max())
+    gradient = x.grad
+    assert float((slope * weights - gradient).abs().max()) <= 1e-5 * float(gradient.abs().max())
+    # integers stay exactly themselves with slope 0, as soft_round keeps them
+    integers = torch.arange(-3.0, 4.0)
+    v, s = soft_round_with_slope(integers, temperature)
+    assert torch.equal(v, integers) and torch.equal(s, torch.zeros_like(integers))
+
+
+def test_hard_soft_round_with_slope_is_the_straight_through_value():
+    x = _latents().detach()
+    value, slope = soft_round_with_slope(x, 0.5, hard=True)
+    assert slope is None
+    assert torch.equal(value, soft_round(x, 0.5, hard=True))

@@ -29,8 +29,8 @@ def trained(kodak_crop):
 
 
 def _render(model, source):
-    with torch.no_grad():
-        out = model(source.tile_coordinates(0, source.height, 0, source.width)).clamp(0, 1)
+    # the inference path decode_image takes (test_model.py ties it to forward)
+    out = model.decode(source.tile_coordinates(0, source.height, 0, source.width)).clamp(0, 1)
     return (out * 255).round().to(torch.uint8).reshape(source.height, source.width, 3).numpy()
 
 

@@ -3,6 +3,7 @@
 Not imported by ``import torch_sinr``: ``import torch_sinr.inr.hashgrid`` when needed.
 """
 
+from . import fast
 from .encoding import HashGrid, HashGridConfig, hash_coords, interpolate_hashed_levels
 
-__all__ = ["HashGrid", "HashGridConfig", "hash_coords", "interpolate_hashed_levels"]
+__all__ = ["fast", "HashGrid", "HashGridConfig", "hash_coords", "interpolate_hashed_levels"]
