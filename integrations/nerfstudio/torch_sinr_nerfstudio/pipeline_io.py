@@ -28,15 +28,9 @@ def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
         return eval_setup(Path(load_config), test_mode=test_mode)
 
 
-def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str | None = None):
-    """The pipeline of ``load_config`` with freshly initialised weights (no checkpoint is read).
-
-    Mirrors the first half of nerfstudio's ``eval_setup``; the weights then come from a
-    compressed file instead of a checkpoint. Returns ``(config, pipeline)``.
-    """
-    from nerfstudio.configs.method_configs import all_methods
+def read_trainer_config(load_config: Path):
+    """The ``TrainerConfig`` of an ns-train run's config.yml (nerfstudio's full YAML loader)."""
     from nerfstudio.engine.trainer import TrainerConfig
-    from nerfstudio.pipelines.base_pipeline import Pipeline
 
     load_config = Path(load_config)
     if not load_config.is_file():
@@ -44,11 +38,30 @@ def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str 
     config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
     if not isinstance(config, TrainerConfig):
         raise ValueError(f"{load_config} is not a nerfstudio TrainerConfig (got {type(config).__name__})")
+    return config
+
+
+def setup_pipeline(config, test_mode: TestMode = "test", device: str | None = None):
+    """The pipeline of a ``TrainerConfig`` with freshly initialised weights, as ``eval_setup``
+    builds it before it reads the checkpoint (nerfstudio/utils/eval_utils.py, ``eval_setup``)."""
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.pipelines.base_pipeline import Pipeline
+
     if config.method_name in all_methods:  # as eval_setup: the datamanager class of the method
         config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
     if not isinstance(pipeline, Pipeline):
-        raise ValueError(f"{load_config} did not build a nerfstudio Pipeline")
+        raise ValueError(f"the config of {config.method_name} did not build a nerfstudio Pipeline")
     pipeline.eval()
-    return config, pipeline
+    return pipeline
+
+
+def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str | None = None):
+    """The pipeline of ``load_config`` with freshly initialised weights (no checkpoint is read).
+
+    Mirrors the first half of nerfstudio's ``eval_setup``; the weights then come from a
+    compressed file instead of a checkpoint. Returns ``(config, pipeline)``.
+    """
+    config = read_trainer_config(load_config)
+    return config, setup_pipeline(config, test_mode=test_mode, device=device)
