@@ -23,6 +23,7 @@ from torch_sinr.format import FileReport, decode_state_dict, save_compressed
 from . import metrics as ns_metrics
 from .compat import check_not_tcnn
 from .pipeline_io import load_trained_pipeline
+from .render_support import check_can_render, render_problem
 from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
 
 if TYPE_CHECKING:
@@ -148,6 +149,16 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     scene = scene_tables(view) if tables else []
     if scene and target is None:
         target = SceneTarget(psnr_drop=DEFAULT_PSNR_DROP)
+    # instant-ngp renders only on CUDA: refuse what renders before anything is done, and score the
+    # tables only where the scene renders (a byte target needs no score)
+    can_render = render_problem(model) is None
+    if evaluate:
+        check_can_render(model, "evaluation", "skip it (--skip-eval)")
+    if scene and target.psnr_drop is not None:
+        check_can_render(model, "the hash tables' PSNR target",
+                         "give a byte target alone (--target-bytes) or keep the tables dense (--no-tables)")
+    if scene and finetune is not None and finetune.steps:
+        check_can_render(model, "fine-tuning", "leave --finetune-steps at 0")
 
     timings = {}
     before = after = None
@@ -159,7 +170,7 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
         timings["eval_before"] = time.perf_counter() - t0
 
     score = score_before = rays = None
-    if scene:
+    if scene and can_render:
         rays, score, score_before = scene_scorer(model, pipeline.datamanager.train_dataset, score_rays, pipeline.device)
     t0 = time.perf_counter()
     # with tables to code, the file is measured once they are (see compress_model's measure_file)

@@ -80,6 +80,16 @@ def tiny_config(method: str, scene: Path, output_dir: Path, steps: int = STEPS):
         model.disable_scene_contraction = True
         model.near_plane, model.far_plane = 2.0, 6.0
         model.camera_optimizer.mode = "off"
+    elif method == "instant-ngp":
+        # nerfstudio's instant-ngp has no implementation option: its NerfactoField asks for tcnn and
+        # falls back to torch layers where tiny-cuda-nn is not installed (as on this CPU machine)
+        model.log2_hashmap_size = 10
+        model.max_res = 64
+        model.grid_resolution = 16
+        model.grid_levels = 1
+        model.background_color = "white"
+        model.disable_scene_contraction = True
+        model.near_plane, model.far_plane = 2.0, 6.0
     else:
         model.num_coarse_samples = 8
         model.num_importance_samples = 8
