@@ -48,9 +48,6 @@ from .compress import META_METHOD, META_STEP
 from .load import load_into_model
 from .pipeline_io import read_trainer_config, setup_pipeline
 
-CHECKPOINT_DIR = "nerfstudio_models"  # nerfstudio's TrainerConfig.relative_model_dir default
-
-
 @dataclass
 class DecompressResult:
     config_path: Path
@@ -93,14 +90,14 @@ def _check_inputs(compressed: Path, load_config: Path, output_dir: Path, overwri
     return metadata
 
 
-def _dense_state(pipeline, dense_keys: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _dense_state(pipeline, dense_keys: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str, torch.Tensor]:
     """``pipeline``'s state (a compressed scene loaded into it) under the keys, shapes and dtypes
-    of ``dense_keys`` (the state of the same pipeline before loading): a SINR-coded linear's
+    of ``dense_keys`` (those of the same pipeline before loading): a SINR-coded linear's
     ``weight`` is its decoded dense weight."""
     modules = dict(pipeline.named_modules())
     loaded = pipeline.state_dict()
     state = {}
-    for key, fresh in dense_keys.items():
+    for key, (shape, dtype) in dense_keys.items():
         owner, _, leaf = key.rpartition(".")
         module = modules.get(owner)
         if isinstance(module, SINRLinear) and leaf == "weight":
@@ -109,9 +106,9 @@ def _dense_state(pipeline, dense_keys: dict[str, torch.Tensor]) -> dict[str, tor
             value = loaded[key]
         else:
             raise SINRFormatError(f"the loaded scene has no tensor for {key!r}")
-        if value.shape != fresh.shape:
-            raise SINRFormatError(f"{key}: decoded shape {tuple(value.shape)}, the model's {tuple(fresh.shape)}")
-        state[key] = value.to("cpu", fresh.dtype).clone().contiguous()
+        if value.shape != shape:
+            raise SINRFormatError(f"{key}: decoded shape {tuple(value.shape)}, the model's {tuple(shape)}")
+        state[key] = value.to("cpu", dtype).clone().contiguous()
     return state
 
 
@@ -147,7 +144,7 @@ def decompress_run(compressed: Path, load_config: Path, output_dir: Path, *, dat
     written = copy.deepcopy(config)  # building the pipeline edits the config it is given
 
     pipeline = setup_pipeline(config, test_mode="inference", device=device)
-    dense_keys = {k: v.detach().clone() for k, v in pipeline.state_dict().items()}
+    dense_keys = {k: (v.shape, v.dtype) for k, v in pipeline.state_dict().items()}
     load_into_model(pipeline.model, compressed, method_name=config.method_name)
     state = _dense_state(pipeline, dense_keys)
 

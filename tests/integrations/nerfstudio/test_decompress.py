@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,12 @@ def test_command_data_override_and_refusals(trained_runs, compressed_runs, tiny_
     assert not stale.exists() and again["checkpoint"] == summary["checkpoint"]
     _, pipeline, checkpoint, _ = eval_setup(out / "tiny" / "nerfacto" / "run" / "config.yml")
     assert str(checkpoint) == summary["checkpoint"]
+
+
+def test_setup_declares_the_command():
+    # the installed entry points are those of the checkout pip installed; setup.py is this one's
+    import torch_sinr_nerfstudio.cli as cli
+
+    setup_py = (Path(__file__).parents[3] / "setup.py").read_text()
+    assert '"ns-sinr-decompress=torch_sinr_nerfstudio.cli:decompress_main"' in setup_py
+    assert callable(cli.decompress_main)
