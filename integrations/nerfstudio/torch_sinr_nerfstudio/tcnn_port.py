@@ -232,7 +232,15 @@ class TcnnHashGrid(nn.Module):
         self.param_dtype = _param_dtype(param_dtype)
         self.hash_table = nn.Parameter(torch.zeros(config.entries, config.n_features_per_level))
         levels = config.levels
-        self.register_buffer("_scales", torch.tensor([lv.scale for lv in levels], dtype=torch.float32), persistent=False)
+        dims = config.n_input_dims
+        # per-level constants of tcnn's grid_index (not state: they follow from the config)
+        for name, values, dtype in (
+                ("_scales", [lv.scale for lv in levels], torch.float32),
+                ("_strides", [[lv.resolution**d for d in range(dims)] for lv in levels], torch.int64),
+                ("_hashed", [lv.hashed for lv in levels], torch.bool),
+                ("_entries", [lv.entries for lv in levels], torch.int64),
+                ("_offsets", [lv.offset for lv in levels], torch.int64)):
+            self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
 
     @property
     def n_params(self) -> int:
@@ -264,39 +272,55 @@ class TcnnHashGrid(nn.Module):
         config = self.config
         if x.dim() < 1 or x.shape[-1] != config.n_input_dims:
             raise SINRInputError(f"TcnnHashGrid expects (..., {config.n_input_dims}) positions, got {tuple(x.shape)}")
-        lead = x.shape[:-1]
-        x = x.reshape(-1, config.n_input_dims).float()
-        table = self.table()
-        out = []
-        for level, scale in zip(config.levels, self._scales.tolist()):
-            # fma(scale, x, 0.5): one rounding, emulated in float64 then rounded to float32
-            pos = (x.double() * scale + 0.5).float()
-            lower = torch.floor(pos)
-            frac = pos - lower
-            base = lower.long()
-            if config.interpolation == "Smoothstep":
-                frac = frac * frac * (3.0 - 2.0 * frac)
-            offset = level.offset
-            if config.interpolation == "Nearest":
-                value = self._read(table, grid_entry_index(config, level, base) + offset)
-                out.append(value)
-                continue
-            value = 0.0
-            for corner in range(2**config.n_input_dims):
-                bits = [(corner >> d) & 1 for d in range(config.n_input_dims)]
-                weight = torch.ones_like(frac[:, 0])
-                for d in range(config.n_input_dims):
-                    weight = weight * (frac[:, d] if bits[d] else 1.0 - frac[:, d])
-                rows = grid_entry_index(config, level, base + torch.tensor(bits, device=x.device)) + offset
-                value = value + weight[:, None] * self._read(table, rows)
-            out.append(value)
-        return torch.cat(out, dim=-1).view(*lead, config.n_output_dims)
+        lead, dims = x.shape[:-1], config.n_input_dims
+        x = x.reshape(-1, dims).float()
+        table, rounded = self._readable(self.table(), x.shape[0])
+        # every level at once: (N, L, dims); fma(scale, x, 0.5) rounds once, emulated in float64
+        pos = (x.double()[:, None, :] * self._scales.double()[None, :, None] + 0.5).float()
+        lower = torch.floor(pos)
+        frac = pos - lower
+        base = lower.long() & _MASK32  # tcnn's (uint32)(int)floor(pos)
+        if config.interpolation == "Smoothstep":
+            frac = frac * frac * (3.0 - 2.0 * frac)
+        if config.interpolation == "Nearest":
+            return self._gather(table, base, rounded).reshape(*lead, config.n_output_dims)
+        out = 0.0
+        for corner in range(2**dims):
+            bits = [(corner >> d) & 1 for d in range(dims)]
+            weight = frac[..., 0] if bits[0] else 1.0 - frac[..., 0]
+            for d in range(1, dims):
+                weight = weight * (frac[..., d] if bits[d] else 1.0 - frac[..., d])
+            vertices = (base + torch.tensor(bits, device=x.device)) & _MASK32
+            out = out + weight[..., None] * self._gather(table, vertices, rounded)
+        return out.reshape(*lead, config.n_output_dims)
 
-    def _read(self, table: Tensor, rows: Tensor) -> Tensor:
-        values = table[rows]
-        if self.param_dtype != torch.float32:
+    def _gather(self, table: Tensor, vertices: Tensor, rounded: bool) -> Tensor:
+        """Features ``(N, L, F)`` of vertices ``(N, L, dims)`` (one per level), at the parameter precision."""
+        values = table[self._level_rows(vertices)]
+        if not rounded:
             values = values.to(self.param_dtype).to(torch.float32)
         return values
+
+    def _readable(self, table: Tensor, points: int) -> tuple[Tensor, bool]:
+        """``(table, rounded)``: the table rounded whole to the parameter precision when that is
+        cheaper than rounding every gathered value (then ``_gather`` does)."""
+        if self.param_dtype == torch.float32:
+            return table, True
+        if table.numel() < points * 2**self.config.n_input_dims * self.config.n_output_dims:
+            return table.to(self.param_dtype).to(table.dtype), True
+        return table, False
+
+    def _level_rows(self, vertices: Tensor) -> Tensor:
+        """tcnn's ``grid_index`` for every level at once, plus the level offsets: table rows ``(N, L)``."""
+        dims = self.config.n_input_dims
+        dense = (vertices * self._strides).sum(-1) & _MASK32
+        # int64 products of uint32 values wrap past 2**63 in two's complement: the low 32 bits,
+        # all the hash keeps, are exact
+        hashed = (vertices[..., 0] * COHERENT_PRIMES[0]) & _MASK32
+        for d in range(1, dims):
+            hashed = hashed ^ ((vertices[..., d] * COHERENT_PRIMES[d]) & _MASK32)
+        index = torch.where(self._hashed, hashed, dense)
+        return index % self._entries + self._offsets
 
     @torch.no_grad()
     def reachable_entries(self) -> Tensor:
