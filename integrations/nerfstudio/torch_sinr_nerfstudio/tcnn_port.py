@@ -377,7 +377,8 @@ class TcnnNetworkConfig:
             raise SINRConfigError(f"FullyFusedMLP has 16, 32, 64 or 128 neurons, got {self.n_neurons}")
 
     @classmethod
-    def from_tcnn(cls, n_input_dims: int, n_output_dims: int, config: dict, input_padding: float) -> "TcnnNetworkConfig":
+    def from_tcnn(cls, n_input_dims: int, n_output_dims: int, config: dict,
+                  input_padding: float) -> "TcnnNetworkConfig":
         return cls(n_input_dims=n_input_dims, n_output_dims=n_output_dims, n_neurons=int(config.get("n_neurons", 128)),
                    n_hidden_layers=int(config.get("n_hidden_layers", 5)),
                    activation=str(config.get("activation", "ReLU")),

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 
 from torch_sinr import SINRConfigError, SINRFormatError  # noqa: E402
 from torch_sinr_nerfstudio.cli import compress_main, eval_main  # noqa: E402
+from torch_sinr_nerfstudio.compress import compress_fields  # noqa: E402
 from torch_sinr_nerfstudio.load import load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.metrics import evaluate  # noqa: E402
 from torch_sinr_nerfstudio.pipeline_io import build_pipeline, load_trained_pipeline  # noqa: E402
@@ -126,8 +127,9 @@ def test_loaded_scene_computes_tcnns_function_from_the_checkpoint(tcnn_run):
 def test_compress_decode_and_render_on_a_cpu(tcnn_run, tmp_path):
     path, _, _ = tcnn_run
     out = tmp_path / "out"
-    report = compress_main(["--load-config", str(path), "--output-dir", str(out), "--s-ratio", str(FAST_SINR["s_ratio"]),
-                            "--dict-ratio", str(FAST_SINR["dict_ratio"]), "--score-rays", "512", "--skip-eval"])
+    report = compress_main(["--load-config", str(path), "--output-dir", str(out), "--s-ratio",
+                            str(FAST_SINR["s_ratio"]), "--dict-ratio", str(FAST_SINR["dict_ratio"]),
+                            "--score-rays", "512", "--skip-eval"])
     assert report["tcnn_port"]["field.mlp_base.model"]["kind"] == "TcnnNetworkWithInputEncoding"
     assert report["layers"] and all(layer["name"].startswith(("field", "proposal")) for layer in report["layers"])
     assert report["compressed"]["file_bytes"] < report["original"]["bytes"]
@@ -169,6 +171,10 @@ def test_unsupported_tcnn_parts_are_named(tcnn_run):
     path, _, _ = tcnn_run
     _, pipeline = build_pipeline(path, device="cpu")
     model = pipeline.model
+    # a tcnn model nobody ported (the training hook's case) is refused with both ways out
+    with pytest.raises(SINRConfigError, match="not converted to the torch port") as info:
+        compress_fields(model)
+    assert "ns-sinr-compress" in str(info.value) and "--pipeline.model.implementation torch" in str(info.value)
     model.field.use_pred_normals = True
     model.proposal_networks[0].mlp_base[1].activation = torch.nn.SiLU()
     before = {k: v.clone() for k, v in model.state_dict().items()}
