@@ -13,9 +13,9 @@ pytest.importorskip("nerfstudio", reason="nerfstudio is not installed: pip insta
 
 import torch  # noqa: E402
 
-from torch_sinr import SINRConfigError, SINRFormatError  # noqa: E402
+from torch_sinr import SINRConfig, SINRConfigError, SINRFormatError, SINRLinear  # noqa: E402
 from torch_sinr_nerfstudio.cli import compress_main, eval_main  # noqa: E402
-from torch_sinr_nerfstudio.compress import compress_fields  # noqa: E402
+from torch_sinr_nerfstudio.compress import compress_fields, save_scene  # noqa: E402
 from torch_sinr_nerfstudio.load import load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.metrics import evaluate  # noqa: E402
 from torch_sinr_nerfstudio.pipeline_io import build_pipeline, load_trained_pipeline  # noqa: E402
@@ -31,15 +31,20 @@ STEP = 10
 
 
 def _fill_like_a_trained_scene(model, generator):
-    """Random tables and weights at scales that make a visible scene (tcnn's own init is near zero)."""
+    """Random tables and weights at scales that make a visible scene (tcnn's own init is near zero):
+    the density outputs (row 0 of the field's base network and of each proposal MLP) read the
+    non-negative hidden units with positive weights, so the scene is dense enough to be seen
+    (nerfacto scales densities by average_init_density = 0.01) and its density follows the grids."""
     with torch.no_grad():
-        for _, port in tcnn_places(model):
+        for path, port in tcnn_places(model):
             for module in port.modules():
                 if isinstance(module, TcnnHashGrid):
                     module.hash_table.normal_(0.0, 0.5, generator=generator)
                 elif isinstance(module, TcnnNetwork):
                     for layer in module.layers:
                         layer.weight.normal_(0.0, 1.5 / layer.in_features**0.5, generator=generator)
+                    if path == "field.mlp_base.model" or path.startswith("proposal_networks."):
+                        module.layers[-1].weight[0].uniform_(0.2, 0.5, generator=generator)
 
 
 @pytest.fixture(scope="module")
@@ -124,34 +129,45 @@ def test_loaded_scene_computes_tcnns_function_from_the_checkpoint(tcnn_run):
         assert torch.equal(back[key][kept], state[key][kept]) and not back[key][~kept].any()
 
 
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10(((a - b) ** 2).mean()))
+
+
 def test_compress_decode_and_render_on_a_cpu(tcnn_run, tmp_path):
     path, _, _ = tcnn_run
-    out = tmp_path / "out"
-    report = compress_main(["--load-config", str(path), "--output-dir", str(out), "--s-ratio",
-                            str(FAST_SINR["s_ratio"]), "--dict-ratio", str(FAST_SINR["dict_ratio"]),
-                            "--score-rays", "512", "--skip-eval"])
+    options = ["--load-config", str(path), "--s-ratio", str(FAST_SINR["s_ratio"]), "--dict-ratio",
+               str(FAST_SINR["dict_ratio"]), "--score-rays", "512", "--skip-eval"]
+    # the whole scene: MLPs by SINR, the tcnn grids quantized level by level to the default target
+    report = compress_main(options + ["--output-dir", str(tmp_path / "scene")])
     assert report["tcnn_port"]["field.mlp_base.model"]["kind"] == "TcnnNetworkWithInputEncoding"
     assert report["layers"] and all(layer["name"].startswith(("field", "proposal")) for layer in report["layers"])
-    assert report["compressed"]["file_bytes"] < report["original"]["bytes"]
-    assert report["tables"]["target_met"]
-    compressed = out / "scene.sinr.safetensors"
+    assert report["compressed"]["file_bytes"] < report["original"]["bytes"] and report["tables"]["target_met"]
 
     # the way back: a fresh tcnn-configured pipeline, ported, loaded from the file alone
     _, original, _, _ = load_trained_pipeline(path)
-    _, decoded = load_compressed_pipeline(path, compressed, device="cpu")
+    _, scene = load_compressed_pipeline(path, tmp_path / "scene" / "scene.sinr.safetensors", device="cpu")
     bundle, batch = TrainRays(original.datamanager.train_dataset).batch(256, torch.Generator().manual_seed(4))
-    before, after = render_rgb(original.model, bundle), render_rgb(decoded.model, bundle)
+    before = render_rgb(original.model, bundle)
     image = original.model.renderer_rgb.blend_background(batch["image"])
-    psnr = lambda a, b: float(-10 * torch.log10(((a - b) ** 2).mean()))  # noqa: E731
-    # the decoded scene renders close to the tcnn scene, and as well (within the table target)
-    assert psnr(before, after) > 25.0
-    assert psnr(after, image) > psnr(before, image) - 0.5
-    # ns-sinr-eval on the test views: as good as the tcnn scene itself, within the table target and the
-    # MLPs' coding (on this random scene the measured drop is well under 1 dB)
-    result = eval_main(["--load-config", str(path), "--compressed", str(compressed),
+    # the table target (0.3 dB on training pixels against the images) holds on these other pixels
+    # (measured: 10.38 -> 9.99 dB on this random scene, whose images it does not resemble)
+    assert _psnr(render_rgb(scene.model, bundle), image) > _psnr(before, image) - 0.5
+
+    # ns-sinr-eval on the test views: as good as the tcnn scene itself, within the table target
+    result = eval_main(["--load-config", str(path), "--compressed",
+                        str(tmp_path / "scene" / "scene.sinr.safetensors"),
                         "--output-path", str(tmp_path / "eval.json")])
     assert abs(result["results"]["psnr"] - evaluate(original)["psnr"]) < 1.0
     assert json.loads((tmp_path / "eval.json").read_text())["provenance"]["nerfstudio_method"] == "nerfacto"
+
+    # the MLPs coded in memory (grids dense), saved, decoded into a fresh pipeline: the same pixels
+    view, _ = compress_fields(original.model, SINRConfig(**FAST_SINR), method_name="nerfacto")
+    in_memory = render_rgb(original.model, bundle)
+    save_scene(view, tmp_path / "mlps.safetensors", method_name="nerfacto", step=STEP)
+    _, decoded = load_compressed_pipeline(path, tmp_path / "mlps.safetensors", device="cpu")
+    assert any(isinstance(m, SINRLinear) for m in decoded.model.field.mlp_head.modules())
+    torch.testing.assert_close(render_rgb(decoded.model, bundle), in_memory, rtol=0, atol=1e-6)
+    assert _psnr(in_memory, before) < 100  # the codes did change the scene (lossy), the file keeps it exactly
 
 
 def test_a_torch_checkpoint_under_a_tcnn_config_is_refused(trained_runs, tmp_path, capsys):
