@@ -6,7 +6,9 @@ them as compressed.
 - ``load_compressed_pipeline(load_config, file)``: the ``ns-sinr-eval`` way back, key-checked;
 - ``decompress.decompress_run(file, load_config, output_dir)``: the ``ns-sinr-decompress`` way out, a
   standard nerfstudio run directory (config.yml + checkpoint) for nerfstudio's own tools;
-- methods ``sinr-vanilla-nerf`` and ``sinr-nerfacto`` (see ``methods``), registered with ns-train.
+- methods ``sinr-vanilla-nerf`` and ``sinr-nerfacto`` (see ``methods``), registered with ns-train;
+- tiny-cuda-nn runs (nerfacto's default) go through a pure-torch port of tcnn (``tcnn_port``,
+  ``tcnn_scene``): the same function, SINR-codable linears, rendering on a CPU.
 """
 
 from .compat import require_nerfstudio

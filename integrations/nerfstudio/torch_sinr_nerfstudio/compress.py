@@ -21,7 +21,7 @@ from torch_sinr import SINRConfig, SINRConfigError, SINRLinear, compress_model
 from torch_sinr.format import FileReport, decode_state_dict, save_compressed
 
 from . import metrics as ns_metrics
-from .compat import check_not_tcnn
+from .compat import check_tcnn_ported
 from .pipeline_io import load_trained_pipeline
 from .render_support import check_can_render, render_problem
 from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
@@ -65,7 +65,7 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     Metric modules (LPIPS, ...) are never touched. Returns ``(view, report)``: ``view`` is the
     scene part of the model (see ``state.scene_view``), the module to save and load.
     """
-    check_not_tcnn(model, method_name)
+    check_tcnn_ported(model, method_name)
     config = replace(config or SINRConfig(s_ratio=NERF_S_RATIO, dict_ratio=NERF_DICT_RATIO))
     view = scene_view(model)
     if config.target_modules == "all-linear":
@@ -140,7 +140,7 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     trainer_config, pipeline, checkpoint, step = load_trained_pipeline(Path(load_config))
     model = pipeline.model
     method = trainer_config.method_name
-    check_not_tcnn(model, method)  # before the (slow) evaluation
+    check_tcnn_ported(model, method)  # before the (slow) evaluation
 
     view = scene_view(model)
     original = state_bytes_by_part(view)
@@ -227,6 +227,9 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
             "share_of_compressed_file": compressed["mlp"] / file_report.file_bytes,
         },
         "hash_grid_share_of_original_model": original["hash_grid"] / max(1, original_total),
+        # a tcnn run: each tcnn place's fused params and what the torch port of it keeps (the
+        # "original" bytes above are the port's, which leaves out tcnn's padded output rows)
+        "tcnn_port": getattr(model, "sinr_tcnn_port", None),
         "tables": None if table_coding is None else {
             **table_coding.to_dict(), "finetune": finetune_log,
             "original_bytes": original["hash_grid"] + original["proposal_networks"],

@@ -16,10 +16,11 @@ from torch import nn
 from torch_sinr import SINRFormatError
 from torch_sinr.format import load_compressed, read_compressed
 
-from .compat import check_not_tcnn
+from .compat import check_tcnn_ported, is_tcnn_model
 from .compress import META_METHOD, META_STEP
 from .pipeline_io import TestMode, build_pipeline
 from .state import scene_view, sync_children
+from .tcnn_scene import port_tcnn_model
 
 
 class SceneMismatchError(SINRFormatError):
@@ -54,7 +55,9 @@ def check_scene_keys(view: nn.Module, path: Path) -> None:
 def load_into_model(model: nn.Module, path: Path, *, method_name: str = "<method>") -> nn.Module:
     """Load a compressed scene into a freshly built nerfstudio model, in place; returns the view."""
     path = Path(path)
-    check_not_tcnn(model, method_name)
+    if is_tcnn_model(model):  # a file of a tcnn run holds the port's tensors
+        port_tcnn_model(model)
+    check_tcnn_ported(model, method_name)
     metadata = read_compressed(path).metadata
     stored_method = metadata.get(META_METHOD)
     if stored_method is not None and method_name != "<method>" and stored_method != method_name:

@@ -19,13 +19,24 @@ TestMode = Literal["test", "val", "inference"]
 
 def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
     """nerfstudio's ``eval_setup`` (config + latest checkpoint), with nerfstudio's numpy scalars
-    allowed by torch's ``weights_only`` loader for exactly the duration of the load."""
+    allowed by torch's ``weights_only`` loader for exactly the duration of the load; a tcnn run is
+    loaded into the torch port of tcnn (``tcnn_scene.load_tcnn_run``)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     if not Path(load_config).is_file():
         raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
+    if is_tcnn_config(Path(load_config)):  # nerfstudio would skip its tcnn tensors: convert them to the port
+        from .tcnn_scene import load_tcnn_run
+
+        return load_tcnn_run(Path(load_config), test_mode=test_mode)
     with nerfstudio_checkpoint_loading():
         return eval_setup(Path(load_config), test_mode=test_mode)
+
+
+def is_tcnn_config(load_config: Path) -> bool:
+    """The run's model is configured for tiny-cuda-nn (``implementation: tcnn``)."""
+    config = yaml.load(Path(load_config).read_text(), Loader=yaml.Loader)
+    return getattr(getattr(getattr(config, "pipeline", None), "model", None), "implementation", None) == "tcnn"
 
 
 def read_trainer_config(load_config: Path):
