@@ -60,7 +60,9 @@ parameter precision (float16 on every GPU nerfstudio trains on: ``Module.forward
 ``params`` before the call). These modules keep the master values exactly (so a round trip is
 exact) and, with ``param_dtype=torch.float16``, read them rounded to float16 as tcnn does; the
 arithmetic itself is float32 (tcnn's is float16 in its MLPs), hence agreement to about 1e-3,
-not bit for bit.
+not bit for bit. A layer coded with SINR is read the same way (its decoded weight rounded to
+the parameter precision): that decoded weight is what a decompressed tcnn checkpoint holds, so
+the port computes the same function from the compressed file as from the decompressed run.
 
 The padded output rows of a network's last matrix never reach an output: the port does not
 keep them, and ``tcnn_params`` writes zeros there (the same function; ``dropped_params``
@@ -457,10 +459,9 @@ class TcnnNetwork(nn.Module):
         hidden, output = ACTIVATIONS[config.activation], ACTIVATIONS[config.output_activation]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            if type(layer) is nn.Linear:  # a dense layer: tcnn's weights at its parameter precision
-                x = F.linear(x, self._rounded(layer.weight))
-            else:  # a coded layer (SINRLinear): its own forward
-                x = layer(x)
+            # a coded layer (SINRLinear) too: its decoded weight is what goes back into tcnn's params
+            # (ns-sinr-decompress), which tcnn reads at its parameter precision like any other
+            x = F.linear(x, self._rounded(_weight_of(layer)))
             activation = output if i == last else hidden
             if activation is not None:
                 x = activation(x)
