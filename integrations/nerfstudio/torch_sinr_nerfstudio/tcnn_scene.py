@@ -12,9 +12,13 @@ of ``tcnn_port`` computing the same function, at the same attribute (``MLPWithHa
 ``MLP.tcnn_encoding``, ``HashEncoding.tcnn_encoding``, ``SHEncoding.tcnn_encoding``), so
 nerfstudio's forward code runs unchanged, on a CPU too. ``load_tcnn_state_`` fills them from a
 checkpoint's ``<place>.params`` tensors (key-checked, nothing half-loaded), ``tcnn_state`` writes
-them back, and ``load_tcnn_run`` is the ``eval_setup`` of a tcnn run. What the port does not
-cover (predicted normals: tcnn's Frequency encoding; activations other than ReLU / Sigmoid /
-Tanh / none; other tcnn modules) is refused by name before anything is changed.
+them back (with the empty ``params`` of the parameterless encodings the port leaves out, so
+the layout is the checkpoint's), and ``load_tcnn_run`` is the ``eval_setup`` of a tcnn run.
+instant-ngp's NerfactoField is the same field, built with tcnn wherever tinycudann is installed
+(its config has no implementation option): such a run is known by its checkpoint's keys
+(``holds_tcnn_params``). What the port does not cover (predicted normals: tcnn's Frequency
+encoding; activations other than ReLU / Sigmoid / Tanh / none; other tcnn modules) is refused by
+name before anything is changed.
 
 Without tcnn installed the parameter precision cannot be read from the modules: it is taken as
 float16, tcnn's precision on every GPU nerfstudio trains on (the torch binding's default); with
@@ -38,6 +42,9 @@ from .tcnn_port import (TcnnGridConfig, TcnnHashGrid, TcnnNetwork, TcnnNetworkCo
 PORT_TYPES = (TcnnNetworkWithInputEncoding, TcnnNetwork, TcnnHashGrid, TcnnSphericalHarmonics)
 DEFAULT_PARAM_DTYPE = torch.float16
 _CHECKPOINT = re.compile(r"step-(\d+)\.ckpt")
+# The attributes nerfstudio keeps a tcnn module at (MLPWithHashEncoding.model, <encoding or
+# MLP>.tcnn_encoding): a checkpoint key ``<...>.<attribute>.params`` is a tcnn module's params.
+TCNN_ATTRIBUTES = ("model", "tcnn_encoding")
 
 
 def _tcnn_module(module: nn.Module | None) -> nn.Module | None:
@@ -81,19 +88,26 @@ def _network_config(mlp, n_input_dims: int, tcnn_module: nn.Module | None, paddi
     return TcnnNetworkConfig.from_tcnn(n_input_dims, mlp.out_dim, config, padding)
 
 
-def _plan(model: nn.Module) -> tuple[list, list[str]]:
-    """What ``port_tcnn_model`` would install, ``[(owner, attribute, port module)]``, and what it cannot port."""
+def _plan(model: nn.Module) -> tuple[list, list[str], list[str]]:
+    """What ``port_tcnn_model`` would install, ``[(owner, attribute, port module)]``, what it
+    cannot port, and the places of tcnn modules without parameters that the port leaves out."""
     from nerfstudio.field_components.encodings import HashEncoding, NeRFEncoding, SHEncoding
     from nerfstudio.field_components.mlp import MLP, MLPWithHashEncoding
     from nerfstudio.fields.nerfacto_field import NerfactoField
 
     from .state import scene_view
 
-    installs, unsupported, covered = [], [], set()
+    installs, unsupported, parameterless, covered = [], [], [], set()
     for name, module in scene_view(model).named_modules():
         try:
             if isinstance(module, NerfactoField) and module.use_pred_normals:
                 unsupported.append(f"{name}: predicted normals (tcnn's 'Frequency' encoding, predict_normals=True)")
+            elif isinstance(module, NerfactoField) and isinstance(module.position_encoding, NeRFEncoding):
+                # NerfactoField builds its position encoding with the field's implementation
+                # (nerfstudio/fields/nerfacto_field.py, NerfactoField.__init__): under tcnn a
+                # Frequency encoding, no parameters, read only by predicted normals (refused above),
+                # whose empty params tensor a tcnn checkpoint nonetheless holds
+                parameterless.append(f"{name}.position_encoding.tcnn_encoding")
             elif isinstance(module, MLPWithHashEncoding):
                 fused = _tcnn_module(module.model)
                 grid = TcnnHashGrid(_grid_config(getattr(fused, "encoding_config", None), module.num_levels,
@@ -118,7 +132,7 @@ def _plan(model: nn.Module) -> tuple[list, list[str]]:
                 installs.append((module, "tcnn_encoding", None))  # unused without predicted normals (refused above)
         except SINRConfigError as exc:
             unsupported.append(f"{name}: {exc}")
-    return installs, unsupported
+    return installs, unsupported, parameterless
 
 
 def port_tcnn_model(model: nn.Module) -> dict:
@@ -129,7 +143,7 @@ def port_tcnn_model(model: nn.Module) -> dict:
     """
     if getattr(model, "sinr_tcnn_port", None):
         return model.sinr_tcnn_port
-    installs, unsupported = _plan(model)
+    installs, unsupported, parameterless = _plan(model)
     if unsupported:
         raise SINRConfigError("this tcnn scene uses parts the torch port of tcnn does not cover:\n  "
                               + "\n  ".join(unsupported))
@@ -147,6 +161,7 @@ def port_tcnn_model(model: nn.Module) -> dict:
     for path, port in tcnn_places(model):
         summary[path] = {"kind": type(port).__name__, "tcnn_params": port.n_params,
                          "port_params": sum(p.numel() for p in port.parameters())}
+    model.sinr_tcnn_parameterless = parameterless
     model.sinr_tcnn_port = summary
     return summary
 
@@ -165,12 +180,35 @@ def tcnn_places(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def tcnn_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The ported model's state in a tcnn checkpoint's layout: each place's ``params`` tensor
-    (float32, as tcnn's torch binding keeps it) instead of the port's tensors."""
+    (float32, as tcnn's torch binding keeps it) instead of the port's tensors, and the empty
+    ``params`` of the parameterless tcnn encodings the port leaves out. A SINR-coded layer of a
+    place is written as its decoded weight."""
     places = tcnn_places(model)
     state = {k: v for k, v in model.state_dict().items() if not _under(k, [p for p, _ in places])}
     for path, port in places:
         state[f"{path}.params"] = port.tcnn_params(torch.float32)
+    for path in getattr(model, "sinr_tcnn_parameterless", ()):
+        state[f"{path}.params"] = torch.zeros(0)
     return state
+
+
+def holds_tcnn_params(keys) -> bool:
+    """Whether checkpoint state keys (with or without ``_model.``) include a tcnn module's ``params``."""
+    return any(len(parts := key.split(".")) >= 2 and parts[-1] == "params" and parts[-2] in TCNN_ATTRIBUTES
+               for key in keys)
+
+
+def checkpoint_holds_tcnn_params(checkpoint: Path) -> bool:
+    """Whether a nerfstudio checkpoint's pipeline state holds tcnn ``params`` (its keys are read
+    memory-mapped: the tensors are not loaded)."""
+    from .compat import nerfstudio_checkpoint_loading
+
+    with nerfstudio_checkpoint_loading():
+        try:
+            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be mapped
+            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return holds_tcnn_params(loaded.get("pipeline", {}))
 
 
 def _under(key: str, paths: list[str]) -> bool:
@@ -259,44 +297,72 @@ def load_tcnn_run(load_config: Path, test_mode: str = "test", device: str | None
     return config, pipeline, checkpoint, step
 
 
+def _grid(levels: int, features: int, log2_size: int, base_res: int, max_res: int) -> TcnnGridConfig:
+    """The tcnn grid nerfstudio configures for these HashEncoding / MLPWithHashEncoding arguments
+    (their growth factor, nerfstudio/field_components/encodings.py, ``HashEncoding.__init__``)."""
+    growth = math.exp((math.log(max_res) - math.log(base_res)) / (levels - 1)) if levels > 1 else 1.0
+    return TcnnGridConfig(3, levels, features, log2_size, base_res, growth)
+
+
+def _mlp_params(n_in: int, n_out: int, width: int, layers: int, padding: float) -> int:
+    """The params of the tcnn network nerfstudio's ``MLP.get_tcnn_network_config`` picks (fully
+    fused for widths 16, 32, 64 and 128, else CutlassMLP)."""
+    otype = "FullyFusedMLP" if width in (16, 32, 64, 128) else "CutlassMLP"
+    return TcnnNetworkConfig(n_in, n_out, width, layers - 1, otype=otype, input_padding=padding).n_params
+
+
+def _nerfacto_field_counts(*, num_levels: int = 16, base_res: int = 16, max_res: int = 2048,
+                           log2_hashmap_size: int = 19, features_per_level: int = 2, hidden_dim: int = 64,
+                           hidden_dim_color: int = 64, appearance_embedding_dim: int = 32) -> dict[str, int]:
+    """A NerfactoField's params under tcnn, for its constructor's arguments (defaults as in
+    nerfstudio/fields/nerfacto_field.py; two base layers giving density + 15 geometry features,
+    a three-layer color head reading 16 SH values, those features and the appearance embedding)."""
+    grid = _grid(num_levels, features_per_level, log2_hashmap_size, base_res, max_res)
+    return {
+        "field.mlp_base.model.params": _mlp_params(grid.n_output_dims, 16, hidden_dim, 2, 0.0) + grid.n_params,
+        "field.direction_encoding.tcnn_encoding.params": 0,
+        "field.position_encoding.tcnn_encoding.params": 0,
+        "field.mlp_head.tcnn_encoding.params": _mlp_params(16 + 15 + appearance_embedding_dim, 3, hidden_dim_color,
+                                                           3, 1.0),
+    }
+
+
 def nerfacto_tcnn_param_counts(model_config) -> dict[str, int]:
     """The ``params`` tensors (numel) nerfstudio 1.1.5 creates with tcnn for a nerfacto model
     config, computed from the config alone (no model built): the field's fused base network,
     its color head, its parameterless direction (and position) encodings, and each proposal
     network's grid and MLP (under both names a proposal grid is registered)."""
-    growth = lambda lo, hi, n: math.exp((math.log(hi) - math.log(lo)) / (n - 1)) if n > 1 else 1.0  # noqa: E731
-
-    def grid(levels, features, log2, base, max_res) -> TcnnGridConfig:
-        return TcnnGridConfig(3, levels, features, log2, base, growth(base, max_res, levels))
-
-    def mlp(n_in, n_out, width, layers, padding) -> int:
-        otype = "FullyFusedMLP" if width in (16, 32, 64, 128) else "CutlassMLP"
-        return TcnnNetworkConfig(n_in, n_out, width, layers - 1, otype=otype, input_padding=padding).n_params
-
     c = model_config
-    field_grid = grid(c.num_levels, c.features_per_level, c.log2_hashmap_size, c.base_res, c.max_res)
-    appearance = c.appearance_embed_dim if c.use_appearance_embedding else 0
-    counts = {
-        "field.mlp_base.model.params": mlp(field_grid.n_output_dims, 16, c.hidden_dim, 2, 0.0) + field_grid.n_params,
-        "field.direction_encoding.tcnn_encoding.params": 0,
-        "field.position_encoding.tcnn_encoding.params": 0,
-        "field.mlp_head.tcnn_encoding.params": mlp(16 + 15 + appearance, 3, c.hidden_dim_color, 3, 1.0),
-    }
+    counts = _nerfacto_field_counts(
+        num_levels=c.num_levels, base_res=c.base_res, max_res=c.max_res, log2_hashmap_size=c.log2_hashmap_size,
+        features_per_level=c.features_per_level, hidden_dim=c.hidden_dim, hidden_dim_color=c.hidden_dim_color,
+        appearance_embedding_dim=c.appearance_embed_dim if c.use_appearance_embedding else 0)
     networks = 1 if c.use_same_proposal_network else c.num_proposal_iterations
     for i in range(networks):
         args = {"num_layers": 2, "hidden_dim": 64, "num_levels": 8, "max_res": 1024, "base_res": 16,
                 "log2_hashmap_size": 18, "features_per_level": 2, "use_linear": False}
         args.update(c.proposal_net_args_list[min(i, len(c.proposal_net_args_list) - 1)])
-        g = grid(args["num_levels"], args["features_per_level"], args["log2_hashmap_size"], args["base_res"],
-                 args["max_res"])
+        g = _grid(args["num_levels"], args["features_per_level"], args["log2_hashmap_size"], args["base_res"],
+                  args["max_res"])
         counts[f"proposal_networks.{i}.encoding.tcnn_encoding.params"] = g.n_params
         if args["use_linear"]:
             continue
         counts[f"proposal_networks.{i}.mlp_base.0.tcnn_encoding.params"] = g.n_params
-        counts[f"proposal_networks.{i}.mlp_base.1.tcnn_encoding.params"] = mlp(
+        counts[f"proposal_networks.{i}.mlp_base.1.tcnn_encoding.params"] = _mlp_params(
             g.n_output_dims, 1, args["hidden_dim"], args["num_layers"], 1.0)
     return counts
 
 
-__all__ = ["load_tcnn_run", "load_tcnn_state_", "nerfacto_tcnn_param_counts", "port_tcnn_model", "tcnn_places",
-           "tcnn_state"]
+def instant_ngp_tcnn_param_counts(model_config) -> dict[str, int]:
+    """The ``params`` tensors (numel) nerfstudio 1.1.5 creates with tcnn for an instant-ngp model
+    config: its NerfactoField, built with the field's defaults but for the config's hash-map
+    size, finest resolution and appearance embedding (nerfstudio/models/instant_ngp.py,
+    ``NGPModel.populate_modules``, which passes an embedding of 0 when the config enables it
+    and of 32 when it does not, as written there)."""
+    c = model_config
+    return _nerfacto_field_counts(log2_hashmap_size=c.log2_hashmap_size, max_res=c.max_res,
+                                  appearance_embedding_dim=0 if c.use_appearance_embedding else 32)
+
+
+__all__ = ["checkpoint_holds_tcnn_params", "holds_tcnn_params", "instant_ngp_tcnn_param_counts", "load_tcnn_run",
+           "load_tcnn_state_", "nerfacto_tcnn_param_counts", "port_tcnn_model", "tcnn_places", "tcnn_state"]
