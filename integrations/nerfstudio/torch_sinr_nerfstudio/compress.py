@@ -25,6 +25,7 @@ from .compat import check_tcnn_ported
 from .pipeline_io import load_trained_pipeline
 from .render_support import check_can_render, render_problem
 from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
+from .tcnn_scene import tcnn_places
 
 if TYPE_CHECKING:
     from .scene_codec import FinetuneOptions, SceneTarget
@@ -45,6 +46,9 @@ DEFAULT_PSNR_DROP = 0.3
 META_METHOD = "nerfstudio_method"
 META_STEP = "nerfstudio_step"
 META_CONFIG = "nerfstudio_sinr_config"
+# "true" in a file of a tcnn run: its tensors are those of the torch port of tcnn (tcnn_scene), which
+# the reader builds even where the config alone does not say tcnn (instant-ngp has no such option)
+META_TCNN_PORT = "nerfstudio_tcnn_port"
 
 def field_targets(view: nn.Module) -> str:
     """A regex naming every linear under the scene's nerfstudio Fields (fields and proposal
@@ -86,6 +90,8 @@ def save_scene(view: nn.Module, path: Path, *, method_name: str, step: int) -> F
     config = getattr(view, "sinr_config", None)
     metadata = {META_METHOD: method_name, META_STEP: str(int(step)),
                 META_CONFIG: json.dumps(config.to_dict() if config else None)}
+    if tcnn_places(view):
+        metadata[META_TCNN_PORT] = "true"
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_compressed(view, path, metadata=metadata)
 

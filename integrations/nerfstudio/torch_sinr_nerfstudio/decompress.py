@@ -19,6 +19,13 @@ holds (nerfstudio/utils/eval_utils.py, ``eval_load_checkpoint``; pipelines/base_
   cast to the model's dtype; the metric modules (LPIPS' AlexNet) as the freshly built model holds
   them, which is what nerfstudio itself builds them from.
 
+A tcnn run (a file made through the torch port of tcnn, ``tcnn_scene``) comes back in tcnn's
+layout: each tcnn module's one ``params`` tensor (float32, tcnn's order; ``tcnn_scene.tcnn_state``)
+where the port has its tensors, a SINR-coded layer as its decoded weight inside them, and the
+config keeps the run's tcnn implementation. With tinycudann installed, nerfstudio's own loader
+reads it into tcnn's modules; without it, the plugin's loader (``tcnn_scene.load_tcnn_run``)
+reads it into the port, which computes from it exactly what it computes from the file.
+
 The checkpoint holds tensors and an int only, so ``torch.load``'s ``weights_only`` default reads it
 with no allow-list. It holds no optimizer, scheduler or grad-scaler state (the compressed file
 does not: compression discards it), so it renders, exports and evaluates but cannot resume
@@ -45,8 +52,9 @@ from torch_sinr import SINRFormatError, SINRInputError, SINRLinear
 from torch_sinr.format import read_compressed
 
 from .compress import META_METHOD, META_STEP
-from .load import load_into_model
+from .load import is_tcnn_scene, load_into_model
 from .pipeline_io import read_trainer_config, setup_pipeline
+from .tcnn_scene import port_tcnn_model, tcnn_state
 
 @dataclass
 class DecompressResult:
@@ -90,12 +98,24 @@ def _check_inputs(compressed: Path, load_config: Path, output_dir: Path, overwri
     return metadata
 
 
+def _checkpoint_state(pipeline) -> dict[str, torch.Tensor]:
+    """``pipeline``'s state in the layout of nerfstudio's checkpoint of the run: a model ported
+    from tcnn with its tcnn places as tcnn ``params`` (``tcnn_scene.tcnn_state``)."""
+    state = pipeline.state_dict()
+    if not getattr(pipeline.model, "sinr_tcnn_port", None):
+        return state
+    prefix = "_model."  # VanillaPipeline keeps its model as ``_model``
+    state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    state.update({prefix + k: v for k, v in tcnn_state(pipeline.model).items()})
+    return state
+
+
 def _dense_state(pipeline, dense_keys: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str, torch.Tensor]:
     """``pipeline``'s state (a compressed scene loaded into it) under the keys, shapes and dtypes
     of ``dense_keys`` (those of the same pipeline before loading): a SINR-coded linear's
     ``weight`` is its decoded dense weight."""
     modules = dict(pipeline.named_modules())
-    loaded = pipeline.state_dict()
+    loaded = _checkpoint_state(pipeline)
     state = {}
     for key, (shape, dtype) in dense_keys.items():
         owner, _, leaf = key.rpartition(".")
@@ -144,7 +164,9 @@ def decompress_run(compressed: Path, load_config: Path, output_dir: Path, *, dat
     written = copy.deepcopy(config)  # building the pipeline edits the config it is given
 
     pipeline = setup_pipeline(config, test_mode="inference", device=device)
-    dense_keys = {k: (v.shape, v.dtype) for k, v in pipeline.state_dict().items()}
+    if is_tcnn_scene(pipeline.model, metadata):  # the layout to write is the ported model's, in tcnn's terms
+        port_tcnn_model(pipeline.model)
+    dense_keys = {k: (v.shape, v.dtype) for k, v in _checkpoint_state(pipeline).items()}
     load_into_model(pipeline.model, compressed, method_name=config.method_name)
     state = _dense_state(pipeline, dense_keys)
 

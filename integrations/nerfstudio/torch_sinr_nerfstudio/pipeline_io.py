@@ -25,7 +25,7 @@ def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
 
     if not Path(load_config).is_file():
         raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
-    if is_tcnn_config(Path(load_config)):  # nerfstudio would skip its tcnn tensors: convert them to the port
+    if is_tcnn_run(Path(load_config)):  # nerfstudio would skip its tcnn tensors: convert them to the port
         from .tcnn_scene import load_tcnn_run
 
         return load_tcnn_run(Path(load_config), test_mode=test_mode)
@@ -33,10 +33,25 @@ def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
         return eval_setup(Path(load_config), test_mode=test_mode)
 
 
-def is_tcnn_config(load_config: Path) -> bool:
-    """The run's model is configured for tiny-cuda-nn (``implementation: tcnn``)."""
+def is_tcnn_run(load_config: Path) -> bool:
+    """The run's model holds tiny-cuda-nn modules: its config says ``implementation: tcnn``, or,
+    for a model config without that option (instant-ngp, whose field takes tcnn wherever
+    tinycudann is installed), its latest checkpoint holds tcnn ``params`` tensors."""
+    from nerfstudio.configs.experiment_config import ExperimentConfig
+
+    from .tcnn_scene import checkpoint_holds_tcnn_params, latest_checkpoint
+
     config = yaml.load(Path(load_config).read_text(), Loader=yaml.Loader)
-    return getattr(getattr(getattr(config, "pipeline", None), "model", None), "implementation", None) == "tcnn"
+    model = getattr(getattr(config, "pipeline", None), "model", None)
+    if hasattr(model, "implementation"):
+        return model.implementation == "tcnn"
+    if not isinstance(config, ExperimentConfig):
+        return False
+    try:
+        checkpoint, _ = latest_checkpoint(config.get_checkpoint_dir())
+    except FileNotFoundError:
+        return False  # nerfstudio's own loader says what is missing
+    return checkpoint_holds_tcnn_params(checkpoint)
 
 
 def read_trainer_config(load_config: Path):
