@@ -20,61 +20,11 @@ from torch_sinr_nerfstudio.load import load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.metrics import evaluate  # noqa: E402
 from torch_sinr_nerfstudio.pipeline_io import build_pipeline, load_trained_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.rays import TrainRays, render_rgb  # noqa: E402
-from torch_sinr_nerfstudio.tcnn_port import TcnnHashGrid, TcnnNetwork, TcnnNetworkConfig  # noqa: E402
-from torch_sinr_nerfstudio.tcnn_scene import (nerfacto_tcnn_param_counts, port_tcnn_model, tcnn_places,  # noqa: E402
-                                              tcnn_state)
+from torch_sinr_nerfstudio.tcnn_port import TcnnNetworkConfig  # noqa: E402
+from torch_sinr_nerfstudio.tcnn_scene import nerfacto_tcnn_param_counts, port_tcnn_model, tcnn_state  # noqa: E402
 
-from .conftest import FAST_SINR, tiny_config  # noqa: E402
+from .conftest import FAST_SINR, TCNN_STEP as STEP  # noqa: E402
 from .test_tcnn_port import reference_grid, reference_mlp  # noqa: E402
-
-STEP = 10
-
-
-def _fill_like_a_trained_scene(model, generator):
-    """Random tables and weights at scales that make a visible scene (tcnn's own init is near zero):
-    the density outputs (row 0 of the field's base network and of each proposal MLP) read the
-    non-negative hidden units with positive weights, so the scene is dense enough to be seen
-    (nerfacto scales densities by average_init_density = 0.01) and its density follows the grids."""
-    with torch.no_grad():
-        for path, port in tcnn_places(model):
-            for module in port.modules():
-                if isinstance(module, TcnnHashGrid):
-                    module.hash_table.normal_(0.0, 0.5, generator=generator)
-                elif isinstance(module, TcnnNetwork):
-                    for layer in module.layers:
-                        layer.weight.normal_(0.0, 1.5 / layer.in_features**0.5, generator=generator)
-                    if path == "field.mlp_base.model" or path.startswith("proposal_networks."):
-                        module.layers[-1].weight[0].uniform_(0.2, 0.5, generator=generator)
-
-
-@pytest.fixture(scope="module")
-def tcnn_run(tiny_scene, offline_torch_home, tmp_path_factory):
-    """A nerfacto run configured for tcnn whose checkpoint holds tcnn's fused ``params`` tensors
-    (written from a ported model filled at random, with junk in tcnn's padded output rows)."""
-    config = tiny_config("nerfacto", tiny_scene, tmp_path_factory.mktemp("tcnn"))
-    config.pipeline.model.implementation = "tcnn"
-    config.save_config()
-    path = config.get_base_dir() / "config.yml"
-    _, pipeline = build_pipeline(path, device="cpu")
-    model = pipeline.model
-    port_tcnn_model(model)
-    generator = torch.Generator().manual_seed(0)
-    _fill_like_a_trained_scene(model, generator)
-    state = tcnn_state(model)
-    for place, port in tcnn_places(model):
-        network = port if isinstance(port, TcnnNetwork) else getattr(port, "network", None)
-        if network is not None and network.dropped_params:  # never read by tcnn: must not matter
-            end = network.n_params
-            state[f"{place}.params"][end - network.dropped_params:end] = 7.0
-    state["field.position_encoding.tcnn_encoding.params"] = torch.zeros(0)  # tcnn's Frequency encoding, unused
-    pipeline_state = {k: v for k, v in pipeline.state_dict().items() if not k.startswith("_model.")}
-    pipeline_state.update({f"_model.{k}": v for k, v in state.items()})
-    checkpoints = config.get_checkpoint_dir()
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    torch.save({"step": STEP, "pipeline": pipeline_state, "optimizers": {}, "scalers": {}},
-               checkpoints / f"step-{STEP:09d}.ckpt")
-    return path, state, config.pipeline.model
-
 
 def test_checkpoint_shapes_are_nerfstudios_tcnn_shapes(tcnn_run):
     _, state, model_config = tcnn_run
