@@ -39,6 +39,13 @@ def test_tcnn_instant_ngp_is_coded_and_decompressed_to_tcnns_layout(ngp_tcnn_run
     counts = instant_ngp_tcnn_param_counts(model_config)
     assert {k: v.numel() for k, v in state.items() if k.endswith(".params")} == counts
     assert is_tcnn_run(path)  # by the checkpoint's keys: the config cannot say
+    # the default instant-ngp: nerfacto's field grid (HASHGRIDS.md section 4), and a color head reading
+    # 16 SH + 15 features + the 32-wide embedding nerfstudio passes when use_appearance_embedding is off
+    from nerfstudio.models.instant_ngp import InstantNGPModelConfig
+
+    full = instant_ngp_tcnn_param_counts(InstantNGPModelConfig())
+    assert full["field.mlp_base.model.params"] == 12_196_240 + 64 * 32 + 16 * 64
+    assert full["field.mlp_head.tcnn_encoding.params"] == 64 * 64 + 64 * 64 + 16 * 64  # 63 inputs padded to 64
 
     report = compress_main(["--load-config", str(path), "--output-dir", str(tmp_path / "scene"), "--skip-eval",
                             "--target-bytes", str(TARGET_BYTES), "--s-ratio", str(FAST_SINR["s_ratio"]),
