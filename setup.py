@@ -51,6 +51,7 @@ setup(
             "torch-sinr=torch_sinr.cli:main",
             "ns-sinr-compress=torch_sinr_nerfstudio.cli:compress_main",
             "ns-sinr-eval=torch_sinr_nerfstudio.cli:eval_main",
+            "ns-sinr-decompress=torch_sinr_nerfstudio.cli:decompress_main",
         ],
         "nerfstudio.method_configs": [
             "sinr-vanilla-nerf=torch_sinr_nerfstudio.methods:sinr_vanilla_nerf",

@@ -4,7 +4,11 @@ them as compressed.
 - ``compress_run(load_config, output_dir, config)``: the ``ns-sinr-compress`` command;
 - ``compress_fields(model, config)``: compress a live model's field MLPs in place;
 - ``load_compressed_pipeline(load_config, file)``: the ``ns-sinr-eval`` way back, key-checked;
-- methods ``sinr-vanilla-nerf`` and ``sinr-nerfacto`` (see ``methods``), registered with ns-train.
+- ``decompress.decompress_run(file, load_config, output_dir)``: the ``ns-sinr-decompress`` way out, a
+  standard nerfstudio run directory (config.yml + checkpoint) for nerfstudio's own tools;
+- methods ``sinr-vanilla-nerf`` and ``sinr-nerfacto`` (see ``methods``), registered with ns-train;
+- tiny-cuda-nn runs (nerfacto's default) go through a pure-torch port of tcnn (``tcnn_port``,
+  ``tcnn_scene``): the same function, SINR-codable linears, rendering on a CPU.
 """
 
 from .compat import require_nerfstudio

@@ -1,6 +1,6 @@
-"""ns-sinr-compress and ns-sinr-eval (nerfstudio-style commands, tyro options).
+"""ns-sinr-compress, ns-sinr-eval and ns-sinr-decompress (nerfstudio-style commands, tyro options).
 
-Both are guarded by ``if __name__ == "__main__"`` when run as modules: nerfacto's parallel data
+They are guarded by ``if __name__ == "__main__"`` when run as modules: nerfacto's parallel data
 manager starts worker processes, which re-import the main module on spawn platforms.
 """
 
@@ -91,11 +91,12 @@ class CompressCommand:
               + f", container {after['container']}")
         if report["tables"]:
             t = report["tables"]
+            scores = ("; not scored (the scene cannot render here)" if t["score_after"] is None else
+                      f"; training-ray PSNR {t['score_before']:.3f} -> {t['score_after']:.3f} dB"
+                      + (f", {t['finetune']['score_after']:.3f} dB after {t['finetune']['steps']} fine-tuning steps"
+                         if t["finetune"] and t["finetune"].get("steps") else ""))
             print(f"hash tables: step {t['step']:.3g}, target {t['target']} "
-                  f"{'met' if t['target_met'] else 'NOT met'}; training-ray PSNR {t['score_before']:.3f} -> "
-                  f"{t['score_after']:.3f} dB" + (f", {t['finetune']['score_after']:.3f} dB after "
-                                                  f"{t['finetune']['steps']} fine-tuning steps"
-                                                  if t["finetune"] and t["finetune"].get("steps") else ""))
+                  f"{'met' if t['target_met'] else 'NOT met'}" + scores)
         if report["metrics"]:
             m = report["metrics"]
             print(f"PSNR {m['psnr_before']:.3f} -> {m['psnr_after']:.3f} dB, SSIM {m['ssim_before']:.4f} -> "
@@ -133,6 +134,34 @@ class EvalCommand:
         return result
 
 
+@dataclass
+class DecompressCommand:
+    """Turn a SINR-compressed scene back into a standard nerfstudio run directory (config.yml and
+    nerfstudio_models/step-N.ckpt) that ns-viewer, ns-render, ns-export and ns-eval load as it is."""
+
+    compressed: Path
+    """The .safetensors file written by ns-sinr-compress or by a sinr-* method."""
+    load_config: Path
+    """config.yml of the ns-train run the file was made from (it travels with the file)."""
+    output_dir: Path
+    """Where the run is written: <output-dir>/<experiment>/<method>/<timestamp>/, as ns-train does."""
+    data: Optional[Path] = None
+    """The dataset, where it is on this machine (default: the path in the config)."""
+    overwrite: bool = False
+    """Write into a non-empty output-dir (an older checkpoint of the same run is replaced)."""
+
+    def main(self) -> dict:
+        from .decompress import decompress_run
+
+        result = decompress_run(self.compressed, self.load_config, self.output_dir, data=self.data,
+                                overwrite=self.overwrite)
+        print(f"{result.method}, step {result.step}: wrote {result.checkpoint_path} ({result.keys} tensors) "
+              f"and {result.config_path}")
+        print(f"view it with: ns-viewer --load-config {result.config_path}")
+        return {"config": str(result.config_path), "checkpoint": str(result.checkpoint_path),
+                "method": result.method, "step": result.step, "keys": result.keys}
+
+
 def _run(command_type, argv):
     require_nerfstudio()
     import tyro
@@ -151,6 +180,10 @@ def compress_main(argv: list[str] | None = None) -> dict:
 
 def eval_main(argv: list[str] | None = None) -> dict:
     return _run(EvalCommand, argv)
+
+
+def decompress_main(argv: list[str] | None = None) -> dict:
+    return _run(DecompressCommand, argv)
 
 
 if __name__ == "__main__":

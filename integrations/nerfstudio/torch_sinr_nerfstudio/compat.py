@@ -2,10 +2,12 @@
 
 - nerfstudio is an optional dependency: importing this package without it says how to install it.
 - tiny-cuda-nn ("tcnn") fuses a field's MLP into one CUDA kernel with no ``nn.Linear`` inside,
-  and its hash grid places vertices differently from nerfstudio's torch ``HashEncoding`` (a
-  +0.5 offset, ``base * b**l - 1`` scales, dense coarse levels), so a tcnn checkpoint cannot be
-  converted to the torch layout exactly: refuse, say why, and tell the user to train with the
-  torch implementation, rather than silently compress nothing or a different scene.
+  and its hash grid is another function than nerfstudio's torch ``HashEncoding`` (a +0.5
+  offset, ``base * b**l - 1`` scales, dense coarse levels), so a tcnn scene is never read into
+  the torch layout: ``tcnn_scene`` converts it to the torch port of tcnn (``tcnn_port``), which
+  computes tcnn's own function. ``check_tcnn_ported`` refuses any model still holding, or
+  configured for, tcnn modules that were not converted (the training hook cannot convert a
+  live run).
 - torch >= 2.6 loads checkpoints with ``weights_only=True``; nerfstudio's checkpoints hold numpy
   scalars (optimizer and scheduler state), which that unpickler refuses. We allow exactly those
   numpy types, only while a checkpoint is being loaded, and never turn ``weights_only`` off.
@@ -32,31 +34,37 @@ def require_nerfstudio() -> None:
 
 
 TCNN_MESSAGE = (
-    "{what} uses the tiny-cuda-nn ('tcnn') implementation, which cannot be converted exactly: its fused "
-    "MLPs contain no nn.Linear, and its hash grids are another function than nerfstudio's torch "
-    "HashEncoding (vertices at x * (base * b**l - 1) + 0.5 with dense coarse levels, against x * "
-    "floor(min_res * b**l) hashed everywhere), so no reordering of the fused 'params' tensor gives the "
-    "torch layout the same scene. Train the scene with the torch implementation instead: "
-    "ns-train {method} --pipeline.model.implementation torch ... (then compress that run)."
+    "{what} uses tiny-cuda-nn ('tcnn') modules that were not converted to the torch port of tcnn: "
+    "ns-sinr-compress and ns-sinr-eval convert a tcnn run themselves (torch_sinr_nerfstudio.tcnn_scene); "
+    "the sinr-* training methods compress during training and need the torch implementation: "
+    "ns-train {method} --pipeline.model.implementation torch ..."
 )
 
 
-def check_not_tcnn(model: nn.Module, method_name: str = "<method>") -> None:
-    """Refuse a model configured for, or built with, tiny-cuda-nn.
+def is_tcnn_model(model: nn.Module) -> bool:
+    """Configured for tcnn (``implementation='tcnn'``) or holding tinycudann modules.
 
-    The config is checked as well as the modules: without tcnn installed nerfstudio silently
-    falls back to torch layers, but a file made from such a run would not load into the same
-    config on a machine that has tcnn (its state has different keys), so the config is what
-    decides.
+    The config decides as well as the modules: without tcnn installed nerfstudio silently
+    builds torch layers for a tcnn config, whose checkpoint nonetheless holds tcnn's fused
+    ``params`` tensors.
     """
-    implementation = getattr(getattr(model, "config", None), "implementation", None)
-    if implementation == "tcnn":
-        raise SINRConfigError(TCNN_MESSAGE.format(what="the model's config (implementation='tcnn')",
-                                                  method=method_name))
-    fused = sorted({type(m).__module__ + "." + type(m).__name__ for m in model.modules()
-                    if type(m).__module__.split(".")[0] in ("tinycudann", "tcnn")})
+    return getattr(getattr(model, "config", None), "implementation", None) == "tcnn" or bool(fused_tcnn_modules(model))
+
+
+def fused_tcnn_modules(model: nn.Module) -> list[str]:
+    return sorted({type(m).__module__ + "." + type(m).__name__ for m in model.modules()
+                   if type(m).__module__.split(".")[0] in ("tinycudann", "tcnn")})
+
+
+def check_tcnn_ported(model: nn.Module, method_name: str = "<method>") -> None:
+    """Refuse a model configured for, or built with, tiny-cuda-nn unless it was converted to the port."""
+    fused = fused_tcnn_modules(model)
     if fused:
         raise SINRConfigError(TCNN_MESSAGE.format(what=f"the model ({', '.join(fused)})", method=method_name))
+    implementation = getattr(getattr(model, "config", None), "implementation", None)
+    if implementation == "tcnn" and not getattr(model, "sinr_tcnn_port", None):
+        raise SINRConfigError(TCNN_MESSAGE.format(what="the model's config (implementation='tcnn')",
+                                                  method=method_name))
 
 
 def checkpoint_safe_globals() -> list:

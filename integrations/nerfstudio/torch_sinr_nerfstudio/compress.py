@@ -21,9 +21,11 @@ from torch_sinr import SINRConfig, SINRConfigError, SINRLinear, compress_model
 from torch_sinr.format import FileReport, decode_state_dict, save_compressed
 
 from . import metrics as ns_metrics
-from .compat import check_not_tcnn
+from .compat import check_tcnn_ported
 from .pipeline_io import load_trained_pipeline
+from .render_support import check_can_render, render_problem
 from .state import file_bytes_by_part, metric_keys, scene_view, state_bytes_by_part, sync_children
+from .tcnn_scene import tcnn_places
 
 if TYPE_CHECKING:
     from .scene_codec import FinetuneOptions, SceneTarget
@@ -44,6 +46,9 @@ DEFAULT_PSNR_DROP = 0.3
 META_METHOD = "nerfstudio_method"
 META_STEP = "nerfstudio_step"
 META_CONFIG = "nerfstudio_sinr_config"
+# "true" in a file of a tcnn run: its tensors are those of the torch port of tcnn (tcnn_scene), which
+# the reader builds even where the config alone does not say tcnn (instant-ngp has no such option)
+META_TCNN_PORT = "nerfstudio_tcnn_port"
 
 def field_targets(view: nn.Module) -> str:
     """A regex naming every linear under the scene's nerfstudio Fields (fields and proposal
@@ -64,7 +69,7 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     Metric modules (LPIPS, ...) are never touched. Returns ``(view, report)``: ``view`` is the
     scene part of the model (see ``state.scene_view``), the module to save and load.
     """
-    check_not_tcnn(model, method_name)
+    check_tcnn_ported(model, method_name)
     config = replace(config or SINRConfig(s_ratio=NERF_S_RATIO, dict_ratio=NERF_DICT_RATIO))
     view = scene_view(model)
     if config.target_modules == "all-linear":
@@ -85,6 +90,8 @@ def save_scene(view: nn.Module, path: Path, *, method_name: str, step: int) -> F
     config = getattr(view, "sinr_config", None)
     metadata = {META_METHOD: method_name, META_STEP: str(int(step)),
                 META_CONFIG: json.dumps(config.to_dict() if config else None)}
+    if tcnn_places(view):
+        metadata[META_TCNN_PORT] = "true"
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_compressed(view, path, metadata=metadata)
 
@@ -139,7 +146,7 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     trainer_config, pipeline, checkpoint, step = load_trained_pipeline(Path(load_config))
     model = pipeline.model
     method = trainer_config.method_name
-    check_not_tcnn(model, method)  # before the (slow) evaluation
+    check_tcnn_ported(model, method)  # before the (slow) evaluation
 
     view = scene_view(model)
     original = state_bytes_by_part(view)
@@ -148,6 +155,16 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     scene = scene_tables(view) if tables else []
     if scene and target is None:
         target = SceneTarget(psnr_drop=DEFAULT_PSNR_DROP)
+    # instant-ngp renders only on CUDA: refuse what renders before anything is done, and score the
+    # tables only where the scene renders (a byte target needs no score)
+    can_render = render_problem(model) is None
+    if evaluate:
+        check_can_render(model, "evaluation", "skip it (--skip-eval)")
+    if scene and target.psnr_drop is not None:
+        check_can_render(model, "the hash tables' PSNR target",
+                         "give a byte target alone (--target-bytes) or keep the tables dense (--no-tables)")
+    if scene and finetune is not None and finetune.steps:
+        check_can_render(model, "fine-tuning", "leave --finetune-steps at 0")
 
     timings = {}
     before = after = None
@@ -159,7 +176,7 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
         timings["eval_before"] = time.perf_counter() - t0
 
     score = score_before = rays = None
-    if scene:
+    if scene and can_render:
         rays, score, score_before = scene_scorer(model, pipeline.datamanager.train_dataset, score_rays, pipeline.device)
     t0 = time.perf_counter()
     # with tables to code, the file is measured once they are (see compress_model's measure_file)
@@ -216,6 +233,9 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
             "share_of_compressed_file": compressed["mlp"] / file_report.file_bytes,
         },
         "hash_grid_share_of_original_model": original["hash_grid"] / max(1, original_total),
+        # a tcnn run: each tcnn place's fused params and what the torch port of it keeps (the
+        # "original" bytes above are the port's, which leaves out tcnn's padded output rows)
+        "tcnn_port": getattr(model, "sinr_tcnn_port", None),
         "tables": None if table_coding is None else {
             **table_coding.to_dict(), "finetune": finetune_log,
             "original_bytes": original["hash_grid"] + original["proposal_networks"],

@@ -6,7 +6,9 @@ field's and the proposal networks'). Here every table is quantized level by leve
 file range-codes each level's integers with a stored histogram (format kind ``stepped``).
 
 - ``scene_tables``: the torch hash encodings of a scene, each once (nerfacto registers each
-  proposal network's encoding under two names; the file stores the second as an alias).
+  proposal network's encoding under two names; the file stores the second as an alias):
+  nerfstudio's ``HashEncoding`` (``2**T`` rows per level) or, in a tcnn scene converted to the
+  torch port, ``tcnn_port.TcnnHashGrid`` (tcnn's row count per level, dense coarse levels).
 - ``reachable_rows`` / ``zero_unreachable_``: nerfstudio hashes every level into its own
   ``2**T`` rows, also the coarse ones, whose ``(res + 1)**3`` vertices fill under 1% of them;
   the other rows keep their random initial values forever and no position in [0, 1]^3 reads
@@ -29,6 +31,8 @@ from torch_sinr.core.quantization import StepQuantizer
 from torch_sinr.inr.hashgrid import hash_coords
 from torch_sinr.nn.storage import round_to_storage, set_storage
 
+from .tcnn_port import TcnnHashGrid
+
 # Levels with at most this many vertices per table row are enumerated to find the rows they
 # read; finer levels read practically every row (a row is missed with probability e**-16).
 _ENUMERATE_VERTICES_PER_ROW = 16
@@ -37,15 +41,18 @@ _ENUMERATE_VERTICES_PER_ROW = 16
 @dataclass
 class SceneTable:
     name: str  # the first state-dict prefix of the encoding
-    encoding: nn.Module  # nerfstudio's HashEncoding (torch implementation)
+    encoding: nn.Module  # nerfstudio's HashEncoding (torch implementation) or the port's TcnnHashGrid
 
     @property
     def levels(self) -> int:
-        return int(self.encoding.num_levels)
+        return len(self.level_rows)
 
     @property
-    def rows_per_level(self) -> int:
-        return int(self.encoding.hash_table_size)
+    def level_rows(self) -> list[int]:
+        """Rows of each level, in table order."""
+        if isinstance(self.encoding, TcnnHashGrid):
+            return self.encoding.level_entries()
+        return [int(self.encoding.hash_table_size)] * int(self.encoding.num_levels)
 
     @property
     def table(self) -> nn.Parameter:
@@ -53,15 +60,16 @@ class SceneTable:
 
 
 def scene_tables(view: nn.Module) -> list[SceneTable]:
-    """Every torch ``HashEncoding`` of ``view`` once, in module order."""
+    """Every torch hash table of ``view`` once, in module order."""
     from nerfstudio.field_components.encodings import HashEncoding
 
-    from .compat import check_not_tcnn
+    from .compat import check_tcnn_ported
 
-    check_not_tcnn(view)
+    check_tcnn_ported(view)
     seen, out = set(), []
     for name, module in view.named_modules():  # remove_duplicate: a shared encoding comes once
-        if isinstance(module, HashEncoding) and id(module) not in seen:
+        torch_table = isinstance(module, HashEncoding) and module.tcnn_encoding is None
+        if (torch_table or isinstance(module, TcnnHashGrid)) and id(module) not in seen:
             seen.add(id(module))
             out.append(SceneTable(name, module))
     return out
@@ -70,10 +78,14 @@ def scene_tables(view: nn.Module) -> list[SceneTable]:
 def reachable_rows(table: SceneTable) -> torch.Tensor:
     """Bool mask over the table's rows: True where some position in [0, 1]^3 reads the row.
 
+    A tcnn port's grid answers for itself (``TcnnHashGrid.reachable_entries``); for nerfstudio's:
+
     Level ``l`` scales a position by ``s = scalings[l]`` and reads the vertices ``floor`` and
     ``ceil`` of each axis, so its vertices are ``0..s`` per axis; their hashes are its rows.
     """
-    rows = table.rows_per_level
+    if isinstance(table.encoding, TcnnHashGrid):
+        return table.encoding.reachable_entries()
+    rows = table.level_rows[0]
     log2_rows = int(table.encoding.log2_hashmap_size)
     mask = torch.zeros(table.levels, rows, dtype=torch.bool)
     for level, scaling in enumerate(table.encoding.scalings.tolist()):
@@ -103,7 +115,7 @@ def level_quantizer(table: SceneTable, step: float) -> StepQuantizer:
     """``step`` for every level of ``table``."""
     if not (math.isfinite(step) and step > 0):
         raise SINRConfigError(f"the table step must be a finite number > 0, got {step!r}")
-    return StepQuantizer.per_group([table.rows_per_level] * table.levels, [step] * table.levels)
+    return StepQuantizer.per_group(table.level_rows, [step] * table.levels)
 
 
 @torch.no_grad()
@@ -130,7 +142,7 @@ def tables_bytes(tables: list[SceneTable], step: float, originals: dict[str, tor
     for t in tables:
         table = originals[t.name] if originals is not None else t.table
         codes = level_quantizer(t, step).quantize(table.detach().cpu())
-        for level in codes.split(t.rows_per_level):
+        for level in codes.split(t.level_rows):
             total += _entropy_bytes(level) + 64  # the stored model: a few dozen bytes per level
     return total
 

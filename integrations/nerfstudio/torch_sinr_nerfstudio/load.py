@@ -16,10 +16,11 @@ from torch import nn
 from torch_sinr import SINRFormatError
 from torch_sinr.format import load_compressed, read_compressed
 
-from .compat import check_not_tcnn
-from .compress import META_METHOD, META_STEP
+from .compat import check_tcnn_ported, is_tcnn_model
+from .compress import META_METHOD, META_STEP, META_TCNN_PORT
 from .pipeline_io import TestMode, build_pipeline
 from .state import scene_view, sync_children
+from .tcnn_scene import port_tcnn_model
 
 
 class SceneMismatchError(SINRFormatError):
@@ -51,11 +52,24 @@ def check_scene_keys(view: nn.Module, path: Path) -> None:
         raise SceneMismatchError("\n".join(lines))
 
 
+def is_tcnn_scene(model: nn.Module, metadata: dict[str, str]) -> bool:
+    """Whether a file with ``metadata`` is read into ``model`` through the torch port of tcnn.
+
+    The model's config decides where it has an implementation option (a file of the other kind
+    then fails the key check); where it has none (instant-ngp, which takes tcnn wherever
+    tinycudann is installed) the file does, by the mark ns-sinr-compress writes into it.
+    """
+    config_decides = hasattr(getattr(model, "config", None), "implementation")
+    return is_tcnn_model(model) or (not config_decides and metadata.get(META_TCNN_PORT) == "true")
+
+
 def load_into_model(model: nn.Module, path: Path, *, method_name: str = "<method>") -> nn.Module:
     """Load a compressed scene into a freshly built nerfstudio model, in place; returns the view."""
     path = Path(path)
-    check_not_tcnn(model, method_name)
     metadata = read_compressed(path).metadata
+    if is_tcnn_scene(model, metadata):  # a file of a tcnn run holds the port's tensors
+        port_tcnn_model(model)
+    check_tcnn_ported(model, method_name)
     stored_method = metadata.get(META_METHOD)
     if stored_method is not None and method_name != "<method>" and stored_method != method_name:
         raise SceneMismatchError(f"{path} was made from a '{stored_method}' run, the config is '{method_name}'")

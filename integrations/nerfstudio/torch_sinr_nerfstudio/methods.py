@@ -44,7 +44,7 @@ class SINRVanillaModelConfig(VanillaModelConfig, SINRHookOptions):
 @dataclass
 class SINRNerfactoModelConfig(NerfactoModelConfig, SINRHookOptions):
     _target: Type = field(default_factory=lambda: SINRNerfactoModel)
-    implementation: str = "torch"  # tcnn's fused MLPs have no nn.Linear (see compat.check_not_tcnn)
+    implementation: str = "torch"  # tcnn's fused MLPs have no nn.Linear (see compat.check_tcnn_ported)
 
 
 def _exponential(lr_final: float, max_steps: int) -> ExponentialDecaySchedulerConfig:

@@ -54,6 +54,9 @@ def evaluate(pipeline, image_dir: Path | None = None) -> dict:
     ``image_dir`` keeps nerfstudio's rendered eval images (``eval_img_0000.png``: ground truth
     then prediction(s), side by side).
     """
+    from .render_support import check_can_render
+
+    check_can_render(pipeline.model, "evaluation")
     raw = pipeline.get_average_eval_image_metrics(output_path=image_dir)
     genuine, why = alexnet_weights_genuine()
     kept = {k: float(v) for k, v in raw.items() if "psnr" in k or "ssim" in k or (genuine and "lpips" in k)}

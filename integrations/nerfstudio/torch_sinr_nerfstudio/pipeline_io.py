@@ -19,13 +19,68 @@ TestMode = Literal["test", "val", "inference"]
 
 def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
     """nerfstudio's ``eval_setup`` (config + latest checkpoint), with nerfstudio's numpy scalars
-    allowed by torch's ``weights_only`` loader for exactly the duration of the load."""
+    allowed by torch's ``weights_only`` loader for exactly the duration of the load; a tcnn run is
+    loaded into the torch port of tcnn (``tcnn_scene.load_tcnn_run``)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     if not Path(load_config).is_file():
         raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
+    if is_tcnn_run(Path(load_config)):  # nerfstudio would skip its tcnn tensors: convert them to the port
+        from .tcnn_scene import load_tcnn_run
+
+        return load_tcnn_run(Path(load_config), test_mode=test_mode)
     with nerfstudio_checkpoint_loading():
         return eval_setup(Path(load_config), test_mode=test_mode)
+
+
+def is_tcnn_run(load_config: Path) -> bool:
+    """The run's model holds tiny-cuda-nn modules: its config says ``implementation: tcnn``, or,
+    for a model config without that option (instant-ngp, whose field takes tcnn wherever
+    tinycudann is installed), its latest checkpoint holds tcnn ``params`` tensors."""
+    from nerfstudio.configs.experiment_config import ExperimentConfig
+
+    from .tcnn_scene import checkpoint_holds_tcnn_params, latest_checkpoint
+
+    config = yaml.load(Path(load_config).read_text(), Loader=yaml.Loader)
+    model = getattr(getattr(config, "pipeline", None), "model", None)
+    if hasattr(model, "implementation"):
+        return model.implementation == "tcnn"
+    if not isinstance(config, ExperimentConfig):
+        return False
+    try:
+        checkpoint, _ = latest_checkpoint(config.get_checkpoint_dir())
+    except FileNotFoundError:
+        return False  # nerfstudio's own loader says what is missing
+    return checkpoint_holds_tcnn_params(checkpoint)
+
+
+def read_trainer_config(load_config: Path):
+    """The ``TrainerConfig`` of an ns-train run's config.yml (nerfstudio's full YAML loader)."""
+    from nerfstudio.engine.trainer import TrainerConfig
+
+    load_config = Path(load_config)
+    if not load_config.is_file():
+        raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
+    config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
+    if not isinstance(config, TrainerConfig):
+        raise ValueError(f"{load_config} is not a nerfstudio TrainerConfig (got {type(config).__name__})")
+    return config
+
+
+def setup_pipeline(config, test_mode: TestMode = "test", device: str | None = None):
+    """The pipeline of a ``TrainerConfig`` with freshly initialised weights, as ``eval_setup``
+    builds it before it reads the checkpoint (nerfstudio/utils/eval_utils.py, ``eval_setup``)."""
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.pipelines.base_pipeline import Pipeline
+
+    if config.method_name in all_methods:  # as eval_setup: the datamanager class of the method
+        config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
+    if not isinstance(pipeline, Pipeline):
+        raise ValueError(f"the config of {config.method_name} did not build a nerfstudio Pipeline")
+    pipeline.eval()
+    return pipeline
 
 
 def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str | None = None):
@@ -34,21 +89,5 @@ def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str 
     Mirrors the first half of nerfstudio's ``eval_setup``; the weights then come from a
     compressed file instead of a checkpoint. Returns ``(config, pipeline)``.
     """
-    from nerfstudio.configs.method_configs import all_methods
-    from nerfstudio.engine.trainer import TrainerConfig
-    from nerfstudio.pipelines.base_pipeline import Pipeline
-
-    load_config = Path(load_config)
-    if not load_config.is_file():
-        raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
-    config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
-    if not isinstance(config, TrainerConfig):
-        raise ValueError(f"{load_config} is not a nerfstudio TrainerConfig (got {type(config).__name__})")
-    if config.method_name in all_methods:  # as eval_setup: the datamanager class of the method
-        config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
-    if not isinstance(pipeline, Pipeline):
-        raise ValueError(f"{load_config} did not build a nerfstudio Pipeline")
-    pipeline.eval()
-    return config, pipeline
+    config = read_trainer_config(load_config)
+    return config, setup_pipeline(config, test_mode=test_mode, device=device)

@@ -216,8 +216,11 @@ class TableRate(nn.Module):
         for t, prior in zip(self.tables, self.priors):
             quantizer = get_storage(t.encoding, "hash_table")
             steps = torch.tensor(quantizer.steps, dtype=t.table.dtype, device=t.table.device)
-            pick = torch.randint(t.rows_per_level, (t.levels, rows), generator=generator)
-            pick = (pick + torch.arange(t.levels)[:, None] * t.rows_per_level).to(t.table.device)
+            # rows drawn uniformly within each level (levels of a tcnn grid differ in size)
+            sizes = torch.tensor(t.level_rows, dtype=torch.float64)
+            starts = torch.cumsum(sizes, 0) - sizes
+            pick = (torch.rand(t.levels, rows, generator=generator, dtype=torch.float64) * sizes[:, None]).long()
+            pick = (pick + starts.long()[:, None]).to(t.table.device)
             values = t.table[pick.reshape(-1)].reshape(t.levels, rows, -1) / steps[:, None, None]
             x = values.permute(1, 2, 0).reshape(-1, t.levels)  # (rows * features, levels)
             bits = prior.bits(noisy(x))

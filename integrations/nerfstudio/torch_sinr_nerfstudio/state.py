@@ -16,6 +16,8 @@ from torch import nn
 
 from torch_sinr import SINRLinear
 
+from .tcnn_port import TcnnHashGrid
+
 # Parts of a scene's bytes: the field's MLP layers (coded or kept dense), its hash tables, the
 # proposal networks (tables and MLPs: they only guide sampling), and everything else
 # (appearance embeddings, pose corrections, ...).
@@ -73,7 +75,7 @@ def part_of(view: nn.Module) -> dict[str, str]:
     for name, module in view.named_modules(remove_duplicate=False):
         if isinstance(module, (nn.Linear, SINRLinear)):
             owner_kind[name] = "mlp"
-        elif isinstance(module, HashEncoding):
+        elif isinstance(module, (HashEncoding, TcnnHashGrid)):
             owner_kind[name] = "hash_grid"
     parts = {}
     for key in view.state_dict():

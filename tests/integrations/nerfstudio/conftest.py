@@ -1,5 +1,5 @@
-"""Fixtures for the nerfstudio integration: an offline TORCH_HOME, a tiny generated scene, and
-a few training iterations of each method (trained once per session)."""
+"""Fixtures for the nerfstudio integration: an offline TORCH_HOME, a tiny generated scene, a few
+training iterations of each method (trained once per session), and a synthetic tcnn nerfacto run."""
 
 from __future__ import annotations
 
@@ -80,6 +80,16 @@ def tiny_config(method: str, scene: Path, output_dir: Path, steps: int = STEPS):
         model.disable_scene_contraction = True
         model.near_plane, model.far_plane = 2.0, 6.0
         model.camera_optimizer.mode = "off"
+    elif method == "instant-ngp":
+        # nerfstudio's instant-ngp has no implementation option: its NerfactoField asks for tcnn and
+        # falls back to torch layers where tiny-cuda-nn is not installed (as on this CPU machine)
+        model.log2_hashmap_size = 10
+        model.max_res = 64
+        model.grid_resolution = 16
+        model.grid_levels = 1
+        model.background_color = "white"
+        model.disable_scene_contraction = True
+        model.near_plane, model.far_plane = 2.0, 6.0
     else:
         model.num_coarse_samples = 8
         model.num_importance_samples = 8
@@ -128,3 +138,70 @@ def compressed_runs(trained_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("compressed")
     return {method: compress_run(config, out / method, SINRConfig(**FAST_SINR))
             for method, config in trained_runs.items()}
+
+
+TCNN_STEP = 10
+
+
+def _fill_like_a_trained_scene(model, generator):
+    """Random tables and weights at scales that make a visible scene (tcnn's own init is near zero):
+    the density outputs (row 0 of the field's base network and of each proposal MLP) read the
+    non-negative hidden units with positive weights, so the scene is dense enough to be seen
+    (nerfacto scales densities by average_init_density = 0.01) and its density follows the grids."""
+    import torch
+
+    from torch_sinr_nerfstudio.tcnn_port import TcnnHashGrid, TcnnNetwork
+    from torch_sinr_nerfstudio.tcnn_scene import tcnn_places
+
+    with torch.no_grad():
+        for path, port in tcnn_places(model):
+            for module in port.modules():
+                if isinstance(module, TcnnHashGrid):
+                    module.hash_table.normal_(0.0, 0.5, generator=generator)
+                elif isinstance(module, TcnnNetwork):
+                    for layer in module.layers:
+                        layer.weight.normal_(0.0, 1.5 / layer.in_features**0.5, generator=generator)
+                    if path == "field.mlp_base.model" or path.startswith("proposal_networks."):
+                        module.layers[-1].weight[0].uniform_(0.2, 0.5, generator=generator)
+
+
+def write_synthetic_tcnn_run(config, seed: int = 0):
+    """Save ``config`` and a checkpoint of its model as nerfstudio writes it with tcnn: tcnn's fused
+    ``params`` tensors (written from a ported model filled at random, with junk in tcnn's padded
+    output rows, which tcnn never reads), the empty params of the unused Frequency encoding, and
+    the rest as the pipeline builds it. Returns ``(config.yml path, model state in tcnn's layout)``."""
+    import torch
+
+    from torch_sinr_nerfstudio.pipeline_io import build_pipeline
+    from torch_sinr_nerfstudio.tcnn_port import TcnnNetwork
+    from torch_sinr_nerfstudio.tcnn_scene import port_tcnn_model, tcnn_places, tcnn_state
+
+    config.save_config()
+    path = config.get_base_dir() / "config.yml"
+    _, pipeline = build_pipeline(path, device="cpu")
+    model = pipeline.model
+    port_tcnn_model(model)
+    _fill_like_a_trained_scene(model, torch.Generator().manual_seed(seed))
+    state = tcnn_state(model)
+    for place, port in tcnn_places(model):
+        network = port if isinstance(port, TcnnNetwork) else getattr(port, "network", None)
+        if network is not None and network.dropped_params:  # never read by tcnn: must not matter
+            end = network.n_params
+            state[f"{place}.params"][end - network.dropped_params:end] = 7.0
+    pipeline_state = {k: v for k, v in pipeline.state_dict().items() if not k.startswith("_model.")}
+    pipeline_state.update({f"_model.{k}": v for k, v in state.items()})
+    checkpoints = config.get_checkpoint_dir()
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save({"step": TCNN_STEP, "pipeline": pipeline_state, "optimizers": {}, "scalers": {}},
+               checkpoints / f"step-{TCNN_STEP:09d}.ckpt")
+    return path, state
+
+
+@pytest.fixture(scope="session")
+def tcnn_run(tiny_scene, offline_torch_home, tmp_path_factory):
+    """A nerfacto run configured for tcnn whose checkpoint holds tcnn's fused ``params`` tensors
+    (``write_synthetic_tcnn_run``): ``(config.yml path, model state, model config)``."""
+    config = tiny_config("nerfacto", tiny_scene, tmp_path_factory.mktemp("tcnn"))
+    config.pipeline.model.implementation = "tcnn"
+    path, state = write_synthetic_tcnn_run(config)
+    return path, state, config.pipeline.model

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from torch_sinr import SINRConfigError, SINRLinear  # noqa: E402
 from torch_sinr.format import read_compressed  # noqa: E402
 from torch_sinr_nerfstudio import SceneMismatchError, load_compressed_pipeline  # noqa: E402
-from torch_sinr_nerfstudio.cli import compress_main, eval_main  # noqa: E402
+from torch_sinr_nerfstudio.cli import eval_main  # noqa: E402
 from torch_sinr_nerfstudio.compat import nerfstudio_checkpoint_loading  # noqa: E402
 from torch_sinr_nerfstudio.load import load_into_model  # noqa: E402
 from torch_sinr_nerfstudio.pipeline_io import build_pipeline  # noqa: E402
@@ -96,22 +96,6 @@ def test_key_mismatch_fails_loudly(trained_runs, compressed_runs):
     assert "field_coarse" in str(info.value) and "not in the model" in str(info.value)
     after = pipeline.model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_tcnn_is_refused_with_the_fix(trained_runs, tmp_path, capsys):
-    run = trained_runs["nerfacto"]
-    text = run.read_text()
-    assert "implementation: torch" in text
-    tcnn_run = tmp_path / "config.yml"
-    # Same run (same checkpoint directory), configured for tiny-cuda-nn.
-    tcnn_run.write_text(text.replace("implementation: torch", "implementation: tcnn"))
-    with pytest.raises(SystemExit) as info:
-        compress_main(["--load-config", str(tcnn_run), "--output-dir", str(tmp_path / "out"), "--skip-eval"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "tcnn" in err and "--pipeline.model.implementation torch" in err
-    assert "cannot be converted exactly" in err and "+ 0.5" in err  # why the fused params are not converted
-    assert not (tmp_path / "out" / "scene.sinr.safetensors").exists()
 
 
 def test_checkpoints_need_only_the_numpy_globals_we_allow(trained_runs):
