@@ -113,22 +113,24 @@ def march_grid(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, 
             starts[k] = t
             steps[k] = dt
             t = t + dt
-        half = steps * 0.5
-        inside = (starts + half >= lower) & (starts + half < upper)
-        k_idx, r_idx = inside.nonzero(as_tuple=True)
-        if len(r_idx):
-            t0, dt = starts[k_idx, r_idx], steps[k_idx, r_idx]
-            mid = t0 + dt * 0.5
-            in_box = hit[r_idx] & (mid[:, None] >= t_min[r_idx]) & (mid[:, None] < t_max[r_idx])
-            level = in_box.to(torch.uint8).argmax(dim=1)  # first (finest) box that holds it
-            box = aabbs[level]
-            position = rays_o[r_idx] + rays_d[r_idx] * mid[:, None]
-            unit = (position - box[:, :3]) / (box[:, 3:] - box[:, :3])
-            cell = (unit * resolution).to(torch.long)  # truncation, as the kernel's make_int3
+        # the whole block at once: a gather per in-range sample costs more than the dense work
+        mid = starts + steps * 0.5
+        inside = (mid >= lower) & (mid < upper)
+        if bool(inside.any()):
+            position = rays_o + rays_d * mid[..., None]
+            if levels == 1:
+                level, low, size = 0, aabbs[0, :3], aabbs[0, 3:] - aabbs[0, :3]
+            else:
+                in_box = hit & (mid[..., None] >= t_min) & (mid[..., None] < t_max)
+                level = in_box.to(torch.uint8).argmax(dim=-1)  # the first (finest) box that holds it
+                low, size = aabbs[level, :3], aabbs[level, 3:] - aabbs[level, :3]
+            cell = ((position - low) / size * resolution).to(torch.long)  # truncation, as make_int3
             cell = torch.minimum(cell.clamp_min(0), resolution - 1)
-            occupied = binaries[level, cell[:, 0], cell[:, 1], cell[:, 2]]
+            flat = ((level * resolution[0] + cell[..., 0]) * resolution[1] + cell[..., 1]) * resolution[2] + cell[..., 2]
+            k_idx, r_idx = (inside & binaries.reshape(-1)[flat]).nonzero(as_tuple=True)
+            t0, dt = starts[k_idx, r_idx], steps[k_idx, r_idx]
             t1 = t0 + dt
-            parts.append((r_idx[occupied], t0[occupied], t1[occupied], ((t1 + t0) * 0.5)[occupied]))
+            parts.append((r_idx, t0, t1, (t1 + t0) * 0.5))
         next_dt = (t * cone).clamp(step, MAX_STEP) if cone_angle != 0 else step
         marching &= t + next_dt * 0.5 < upper  # the next midpoint is still short of the end
     if not parts:
