@@ -126,7 +126,8 @@ def march_grid(rays_o: Tensor, rays_d: Tensor, binaries: Tensor, aabbs: Tensor, 
                 low, size = aabbs[level, :3], aabbs[level, 3:] - aabbs[level, :3]
             cell = ((position - low) / size * resolution).to(torch.long)  # truncation, as make_int3
             cell = torch.minimum(cell.clamp_min(0), resolution - 1)
-            flat = ((level * resolution[0] + cell[..., 0]) * resolution[1] + cell[..., 1]) * resolution[2] + cell[..., 2]
+            flat = (((level * resolution[0] + cell[..., 0]) * resolution[1] + cell[..., 1]) * resolution[2]
+                    + cell[..., 2])
             k_idx, r_idx = (inside & binaries.reshape(-1)[flat]).nonzero(as_tuple=True)
             t0, dt = starts[k_idx, r_idx], steps[k_idx, r_idx]
             t1 = t0 + dt
@@ -147,7 +148,8 @@ def pack_info(ray_indices: Tensor, n_rays: int | None = None) -> Tensor:
     if ray_indices.is_cuda:
         return _NERFACC["pack_info"](ray_indices, n_rays)
     if ray_indices.dim() != 1:
-        raise SINRInputError(f"ray_indices must be 1-D (one ray index per sample), got shape {tuple(ray_indices.shape)}")
+        raise SINRInputError(f"ray_indices must be 1-D (one ray index per sample), got shape "
+                             f"{tuple(ray_indices.shape)}")
     if n_rays is None:
         n_rays = int(ray_indices.max()) + 1 if len(ray_indices) else 0
     counts = torch.bincount(ray_indices, minlength=n_rays).to(ray_indices.dtype)

@@ -19,7 +19,6 @@ import torch  # noqa: E402
 
 from torch_sinr import SINRConfigError  # noqa: E402
 from torch_sinr.format import read_compressed  # noqa: E402
-from torch_sinr_nerfstudio import load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.cli import compress_main, eval_main  # noqa: E402
 from torch_sinr_nerfstudio.compat import nerfstudio_checkpoint_loading  # noqa: E402
 from torch_sinr_nerfstudio.cpu_marching import nerfacc_on_cpu  # noqa: E402
@@ -134,8 +133,6 @@ def test_ns_sinr_eval_and_the_decompressed_run_score_the_files_psnr(ngp_run, ngp
     assert torch.equal(state["_model.occupancy_grid.binaries"], original["_model.occupancy_grid.binaries"])
     with nerfacc_on_cpu():  # nerfstudio's pipeline as eval_setup returns it, only the marching swapped
         assert main_psnr(evaluate(pipeline)) == file_psnr
-    _, from_file = load_compressed_pipeline(ngp_run[0], path)
-    assert torch.equal(pipeline.model.occupancy_grid.binaries, from_file.model.occupancy_grid.binaries)
 
 
 def test_an_occupancy_grid_model_without_a_cpu_path_is_refused():
