@@ -62,15 +62,12 @@ PROTOCOL = {
     },
     # instant-ngp with nerfstudio's Blender settings for it (one occupancy-grid level, no cone, no
     # contraction, white background, near/far 2/6), rays marched by torch_sinr_nerfstudio.cpu_marching
-    # (nerfacc's kernels are CUDA-only). Cut for a shared 2-core CPU: a 32^3 grid
+    # (nerfacc's kernels are CUDA-only). Cut to a few minutes of a shared 2-core CPU: a 32^3 grid
     # (the field is evaluated in every cell at each grid update), steps of 4/128 (at most 128 samples a
     # ray), batches of ~4096 samples (DynamicBatchPipeline sizes the rays to that) and 200 steps.
     "instant-ngp": {
         "steps": 200, "rays": 64, "fast_hash": True, "cpu_marching": True,
         "compress_args": ["--score-rays", "4096"],  # the tables' PSNR on 4096 training pixels, not 16384
-        # test view 0 only: eval mode keeps every sample in an occupied cell (no early stop), and the
-        # grid is still coarse after 200 steps, so one 200x200 view is minutes of this CPU
-        "test_stride": 200,
         "pipeline": {"target_num_samples": 1 << 12, "max_num_samples_per_ray": 1 << 6},
         "model": {"background_color": "white", "disable_scene_contraction": True, "grid_levels": 1,
                   "grid_resolution": 32, "cone_angle": 0.0, "render_step_size": 4.0 / 128,
@@ -79,11 +76,11 @@ PROTOCOL = {
 }
 
 
-def scene_dir(stride: int = TEST_STRIDE) -> Path:
-    """The derived scene folder: the shared images, every ``stride``-th test view listed."""
+def scene_dir() -> Path:
+    """The derived scene folder: the shared images, every TEST_STRIDE-th test view listed."""
     if not SCENE.is_dir():
         sys.exit(f"lego_200 not found at {SCENE} (see ../shared/data/README.md)")
-    out = RUNS / ("lego_200_eval" if stride == TEST_STRIDE else f"lego_200_eval_every{stride}")
+    out = RUNS / "lego_200_eval"
     out.mkdir(parents=True, exist_ok=True)
     (RUNS / ".gitignore").write_text("*\n")  # runs and checkpoints are not committed
     for split in ("train", "val", "test"):
@@ -93,7 +90,7 @@ def scene_dir(stride: int = TEST_STRIDE) -> Path:
     shutil.copyfile(SCENE / "transforms_train.json", out / "transforms_train.json")
     shutil.copyfile(SCENE / "transforms_val.json", out / "transforms_val.json")
     test = json.loads((SCENE / "transforms_test.json").read_text())
-    test["frames"] = test["frames"][::stride]
+    test["frames"] = test["frames"][::TEST_STRIDE]
     (out / "transforms_test.json").write_text(json.dumps(test, indent=1))
     return out
 
@@ -120,7 +117,7 @@ def trainer_config(method: str, steps: int | None = None):
     config.logging.steps_per_log = 50
     config.logging.local_writer.max_log_size = 0
     datamanager = config.pipeline.datamanager
-    datamanager.data = scene_dir(protocol.get("test_stride", TEST_STRIDE))
+    datamanager.data = scene_dir()
     datamanager.dataparser = BlenderDataParserConfig(data=datamanager.data)
     datamanager.train_num_rays_per_batch = protocol["rays"]
     datamanager.eval_num_rays_per_batch = protocol["rays"]
@@ -283,10 +280,7 @@ def summarize() -> None:
         r = json.loads(path.read_text())
         plain[method] = r
         m = r["metrics"]
-        views = (f" (test view{'s' if m['before']['num_eval_images'] > 1 else ''} "
-                 f"{', '.join(str(i) for i in range(0, 200, PROTOCOL[method]['test_stride']))} only)"
-                 if "test_stride" in PROTOCOL[method] else "")
-        rows.append(_row(f"{method}, compressed after training{views}", r["step"] + 1, m["psnr_before"], m["psnr_after"],
+        rows.append(_row(f"{method}, compressed after training", r["step"] + 1, m["psnr_before"], m["psnr_after"],
                          m["ssim_before"], m["ssim_after"], r["original"]["bytes_by_part"],
                          r["compressed"]["bytes_by_part"], r["compressed"]["file_bytes"],
                          m["before"]["num_eval_images"]))
