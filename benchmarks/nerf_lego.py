@@ -62,7 +62,7 @@ PROTOCOL = {
     },
     # instant-ngp with nerfstudio's Blender settings for it (one occupancy-grid level, no cone, no
     # contraction, white background, near/far 2/6), rays marched by torch_sinr_nerfstudio.cpu_marching
-    # (nerfacc's kernels are CUDA-only). Cut to a few minutes of a shared 2-core CPU: a 32^3 grid
+    # (nerfacc's kernels are CUDA-only). Cut for a shared 2-core CPU: a 32^3 grid
     # (the field is evaluated in every cell at each grid update), steps of 4/128 (at most 128 samples a
     # ray), batches of ~4096 samples (DynamicBatchPipeline sizes the rays to that) and 200 steps.
     "instant-ngp": {
