@@ -6,6 +6,9 @@
     python -m benchmarks.nerf_lego compress --method vanilla-nerf   # ns-sinr-compress + results files
     python -m benchmarks.nerf_lego compress --method nerfacto
     python -m benchmarks.nerf_lego eval --method sinr-vanilla-nerf  # the hook's file, via ns-sinr-eval
+    python -m benchmarks.nerf_lego train --method instant-ngp       # nerfacc's marching in torch (cpu_marching)
+    python -m benchmarks.nerf_lego compress --method instant-ngp
+    python -m benchmarks.nerf_lego decompress --method instant-ngp  # ns-sinr-decompress, scored by eval_setup
     python -m benchmarks.nerf_lego summary                          # benchmarks/results/nerf_lego.{json,md}
 
 Reduced CPU protocol (``PROTOCOL``): every scene is trained from ``../shared/data/nerf/lego_200``
@@ -57,6 +60,19 @@ PROTOCOL = {
                   "proposal_initial_sampler": "uniform",
                   "near_plane": 2.0, "far_plane": 6.0, "implementation": "torch"},
     },
+    # instant-ngp with nerfstudio's Blender settings for it (one occupancy-grid level, no cone, no
+    # contraction, white background, near/far 2/6), rays marched by torch_sinr_nerfstudio.cpu_marching
+    # (nerfacc's kernels are CUDA-only). Cut for a shared 2-core CPU: a 32^3 grid
+    # (the field is evaluated in every cell at each grid update), steps of 4/128 (at most 128 samples a
+    # ray), batches of ~4096 samples (DynamicBatchPipeline sizes the rays to that) and 200 steps.
+    "instant-ngp": {
+        "steps": 200, "rays": 64, "fast_hash": True, "cpu_marching": True,
+        "compress_args": ["--score-rays", "4096"],  # the tables' PSNR on 4096 training pixels, not 16384
+        "pipeline": {"target_num_samples": 1 << 12, "max_num_samples_per_ray": 1 << 6},
+        "model": {"background_color": "white", "disable_scene_contraction": True, "grid_levels": 1,
+                  "grid_resolution": 32, "cone_angle": 0.0, "render_step_size": 4.0 / 128,
+                  "near_plane": 2.0, "far_plane": 6.0},
+    },
 }
 
 
@@ -107,6 +123,8 @@ def trainer_config(method: str, steps: int | None = None):
     datamanager.eval_num_rays_per_batch = protocol["rays"]
     for key, value in protocol["model"].items():
         setattr(config.pipeline.model, key, value)
+    for key, value in protocol.get("pipeline", {}).items():
+        setattr(config.pipeline, key, value)
     config.pipeline.model.eval_num_rays_per_chunk = 4096
     if hasattr(config.pipeline.model, "camera_optimizer"):
         config.pipeline.model.camera_optimizer.mode = "off"  # Blender poses are exact
@@ -138,13 +156,16 @@ def train(method: str, steps: int | None) -> None:
         config.max_num_iterations = protocol["finetune_steps"] - 1
         config.pipeline.model.sinr_compress_step = start + 1
     config.save_config()
-    t0 = time.process_time()
+    t0, wall = time.process_time(), time.perf_counter()
+    from torch_sinr_nerfstudio.cpu_marching import nerfacc_on_cpu
     from torch_sinr_nerfstudio.fast_hash import fast_hash_encoding
 
-    with nerfstudio_checkpoint_loading(), fast_hash_encoding() if protocol.get("fast_hash") else nullcontext():
+    with (nerfstudio_checkpoint_loading(), fast_hash_encoding() if protocol.get("fast_hash") else nullcontext(),
+          nerfacc_on_cpu() if protocol.get("cpu_marching") else nullcontext()):
         train_loop(local_rank=0, world_size=1, config=config)
     (run_dir(method) / "train_cpu_seconds.json").write_text(json.dumps({
-        "cpu_seconds_main_process": time.process_time() - t0, "steps": config.max_num_iterations}))
+        "cpu_seconds_main_process": time.process_time() - t0, "wall_seconds": time.perf_counter() - wall,
+        "steps": config.max_num_iterations}))
 
 
 def results_dir(method: str) -> Path:
@@ -153,16 +174,47 @@ def results_dir(method: str) -> Path:
 
 def compress(method: str) -> None:
     from torch_sinr_nerfstudio.cli import compress_main
-
     from torch_sinr_nerfstudio.fast_hash import fast_hash_encoding
 
     out = run_dir(method) / "sinr"
+    t0 = time.perf_counter()
     with fast_hash_encoding() if PROTOCOL[method].get("fast_hash") else nullcontext():
-        compress_main(["--load-config", str(run_dir(method) / "config.yml"), "--output-dir", str(out)])
+        compress_main(["--load-config", str(run_dir(method) / "config.yml"), "--output-dir", str(out),
+                       *PROTOCOL[method].get("compress_args", [])])
     dest = results_dir(method)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("report.json", "comparison.png"):
         shutil.copyfile(out / name, dest / name)
+    print(f"compress: {time.perf_counter() - t0:.0f} s")
+
+
+def decompress(method: str) -> None:
+    """ns-sinr-decompress the compressed file into a standard run, load that with nerfstudio's own
+    eval_setup and evaluate it: its PSNR must be the compressed file's (results: decompressed.json)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from torch_sinr_nerfstudio.cli import decompress_main
+    from torch_sinr_nerfstudio.cpu_marching import nerfacc_on_cpu
+    from torch_sinr_nerfstudio.fast_hash import fast_hash_encoding
+    from torch_sinr_nerfstudio.metrics import evaluate, main_psnr
+
+    t0 = time.perf_counter()
+    compressed = run_dir(method) / "sinr" / "scene.sinr.safetensors"
+    report = json.loads((results_dir(method) / "report.json").read_text())
+    written = decompress_main(["--compressed", str(compressed), "--load-config", str(run_dir(method) / "config.yml"),
+                               "--output-dir", str(run_dir(method) / "decompressed"), "--overwrite"])
+    _, pipeline, checkpoint, step = eval_setup(Path(written["config"]), test_mode="test")
+    with (fast_hash_encoding() if PROTOCOL[method].get("fast_hash") else nullcontext(),
+          nerfacc_on_cpu() if PROTOCOL[method].get("cpu_marching") else nullcontext()):
+        metrics = evaluate(pipeline)
+    result = {"method": method, "compressed": str(compressed), "compressed_file_bytes": compressed.stat().st_size,
+              "checkpoint": str(checkpoint), "checkpoint_file_bytes": Path(checkpoint).stat().st_size, "step": step,
+              "loaded_by": "nerfstudio.utils.eval_utils.eval_setup", "metrics": metrics,
+              "psnr": main_psnr(metrics), "compressed_file_psnr": report["metrics"]["psnr_after"],
+              "psnr_equal": main_psnr(metrics) == report["metrics"]["psnr_after"],
+              "seconds": time.perf_counter() - t0}
+    (results_dir(method) / "decompressed.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("psnr", "compressed_file_psnr", "psnr_equal", "seconds")}))
 
 
 def evaluate_hook(method: str) -> None:
@@ -220,7 +272,7 @@ def summarize() -> None:
 
     rows = []
     plain = {}
-    for method in ("vanilla-nerf", "nerfacto"):
+    for method in ("vanilla-nerf", "nerfacto", "instant-ngp"):
         path = results_dir(method) / "report.json"
         if not path.is_file():
             print(f"skipping {method}: {path} not found (run compress first)")
@@ -276,6 +328,13 @@ def summarize() -> None:
               "(ground truth | before | after): `benchmarks/results/nerf_lego_<method>/`. nerfacto's file codes its "
               "hash tables too (ns-sinr-compress's default: the smallest file within 0.3 dB on training rays); "
               "its whole rate–distortion curve is `benchmarks/results/nerf_scene_rd.md`."]
+    for method in PROTOCOL:
+        path = results_dir(method) / "decompressed.json"
+        if path.is_file():
+            d = json.loads(path.read_text())
+            lines += ["", f"{method}: the `ns-sinr-decompress` output, loaded by nerfstudio's own `eval_setup`, scores "
+                      f"{d['psnr']:.3f} dB on the test views; the compressed file scores {d['compressed_file_psnr']:.3f} dB "
+                      f"({'equal' if d['psnr_equal'] else 'NOT equal'}; `nerf_lego_{method}/decompressed.json`)."]
     (DEFAULT_OUT / "nerf_lego.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -283,11 +342,12 @@ def summarize() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.nerf_lego", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("command", choices=["train", "compress", "eval", "summary"],
+    parser.add_argument("command", choices=["train", "compress", "eval", "decompress", "summary"],
                         help="train: train METHOD on lego_200; compress: compress METHOD's run with ns-sinr-compress "
                              "and copy its report into the results; eval: evaluate the compress-then-finetune "
-                             "hook's file with ns-sinr-eval; summary: write nerf_lego.{json,md} from every method's "
-                             "results")
+                             "hook's file with ns-sinr-eval; decompress: ns-sinr-decompress METHOD's compressed file "
+                             "and evaluate the run with nerfstudio's eval_setup; summary: write nerf_lego.{json,md} "
+                             "from every method's results")
     parser.add_argument("--method", choices=sorted(PROTOCOL),
                         help="the scene model to train, compress or evaluate (needed by every command but summary)")
     budgets = ", ".join(f"{name} {protocol['steps']}" for name, protocol in PROTOCOL.items())
@@ -302,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         compress(args.method)
     elif args.command == "eval":
         evaluate_hook(args.method)
+    elif args.command == "decompress":
+        decompress(args.method)
     else:
         summarize()
 

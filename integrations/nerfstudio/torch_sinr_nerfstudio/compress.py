@@ -155,8 +155,9 @@ def compress_run(load_config: Path, output_dir: Path, config: SINRConfig | None 
     scene = scene_tables(view) if tables else []
     if scene and target is None:
         target = SceneTarget(psnr_drop=DEFAULT_PSNR_DROP)
-    # instant-ngp renders only on CUDA: refuse what renders before anything is done, and score the
-    # tables only where the scene renders (a byte target needs no score)
+    # a scene that cannot render here (an occupancy-grid model other than instant-ngp, off CUDA):
+    # refuse what renders before anything is done, and score the tables only where the scene renders
+    # (a byte target needs no score)
     can_render = render_problem(model) is None
     if evaluate:
         check_can_render(model, "evaluation", "skip it (--skip-eval)")

@@ -1,7 +1,8 @@
 """Building a nerfstudio pipeline from a run's config.yml, with or without its checkpoint.
 
 The config.yml that ``ns-train`` writes is a YAML document of Python objects, read with
-nerfstudio's own (full) YAML loader: only open configs of runs you made yourself.
+nerfstudio's own (full) YAML loader: only open configs of runs you made yourself. An instant-ngp
+pipeline built here renders off CUDA too (``render_support.enable_cpu_rendering``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import yaml
 
 from .compat import nerfstudio_checkpoint_loading
+from .render_support import enable_cpu_rendering
 
 TestMode = Literal["test", "val", "inference"]
 
@@ -30,7 +32,9 @@ def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
 
         return load_tcnn_run(Path(load_config), test_mode=test_mode)
     with nerfstudio_checkpoint_loading():
-        return eval_setup(Path(load_config), test_mode=test_mode)
+        loaded = eval_setup(Path(load_config), test_mode=test_mode)
+    enable_cpu_rendering(loaded[1].model)
+    return loaded
 
 
 def is_tcnn_run(load_config: Path) -> bool:
@@ -80,6 +84,7 @@ def setup_pipeline(config, test_mode: TestMode = "test", device: str | None = No
     if not isinstance(pipeline, Pipeline):
         raise ValueError(f"the config of {config.method_name} did not build a nerfstudio Pipeline")
     pipeline.eval()
+    enable_cpu_rendering(pipeline.model)
     return pipeline
 
 

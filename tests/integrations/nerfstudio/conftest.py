@@ -90,6 +90,9 @@ def tiny_config(method: str, scene: Path, output_dir: Path, steps: int = STEPS):
         model.background_color = "white"
         model.disable_scene_contraction = True
         model.near_plane, model.far_plane = 2.0, 6.0
+        model.render_step_size = 0.1  # at most 40 samples a ray between near and far
+        # instant-ngp's pipeline sizes each batch to a sample count (DynamicBatchPipeline)
+        config.pipeline.target_num_samples, config.pipeline.max_num_samples_per_ray = 1 << 12, 1 << 6
     else:
         model.num_coarse_samples = 8
         model.num_importance_samples = 8

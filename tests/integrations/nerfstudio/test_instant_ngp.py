@@ -1,11 +1,10 @@
-"""nerfstudio's instant-ngp (torch layers) through ns-sinr-compress, ns-sinr-eval and
-ns-sinr-decompress on a CPU.
+"""nerfstudio's instant-ngp (torch layers) trained on a CPU, then through ns-sinr-compress,
+ns-sinr-eval and ns-sinr-decompress.
 
-instant-ngp marches rays with nerfacc's CUDA-only kernels, so on a CPU no training step and no
-render can run (``render_support``): the run here is nerfstudio's initialised instant-ngp saved by
-nerfstudio's own ``Trainer.save_checkpoint``, it is coded to a byte target (which needs no
-render), everything that renders is refused with the fix, and the decompressed run's field is
-compared with the file's, output for output, where rendering would need CUDA.
+nerfacc marches instant-ngp's rays with CUDA-only kernels; ``cpu_marching.nerfacc_on_cpu`` has
+them in torch (training here), and the plugin renders an instant-ngp it loads through them
+(``render_support.enable_cpu_rendering``), so everything that renders works on a CPU: evaluation,
+the tables' score, ns-sinr-eval, and nerfstudio's own eval_setup of the decompressed run.
 """
 
 from __future__ import annotations
@@ -18,63 +17,91 @@ pytest.importorskip("nerfstudio", reason="nerfstudio is not installed: pip insta
 
 import torch  # noqa: E402
 
-from torch_sinr import SINRConfig, SINRConfigError  # noqa: E402
+from torch_sinr import SINRConfigError  # noqa: E402
 from torch_sinr.format import read_compressed  # noqa: E402
-from torch_sinr_nerfstudio import compress_run, load_compressed_pipeline  # noqa: E402
 from torch_sinr_nerfstudio.cli import compress_main, eval_main  # noqa: E402
 from torch_sinr_nerfstudio.compat import nerfstudio_checkpoint_loading  # noqa: E402
+from torch_sinr_nerfstudio.cpu_marching import nerfacc_on_cpu  # noqa: E402
 from torch_sinr_nerfstudio.decompress import decompress_run  # noqa: E402
+from torch_sinr_nerfstudio.fast_hash import fast_hash_encoding  # noqa: E402
+from torch_sinr_nerfstudio.metrics import evaluate, main_psnr  # noqa: E402
+from torch_sinr_nerfstudio.render_support import check_can_render, enable_cpu_rendering  # noqa: E402
 
-from .conftest import FAST_SINR, tiny_config  # noqa: E402
+from .conftest import FAST_SINR, tiny_config, train  # noqa: E402
 
+STEPS = 8
 TARGET_BYTES = 40_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fused_hash_gather():
+    """torch_sinr's fused gather for the field's hash encoding (same function, faster on a CPU)."""
+    with fast_hash_encoding():
+        yield
 
 
 @pytest.fixture(scope="module")
 def ngp_run(tiny_scene, offline_torch_home, tmp_path_factory):
-    """config.yml of a tiny instant-ngp run, written by nerfstudio's Trainer (no training step)."""
-    from nerfstudio.scripts.train import _set_random_seed
+    """config.yml of a tiny instant-ngp trained STEPS steps by nerfstudio's Trainer on the CPU, and
+    the loss of every step."""
+    from nerfstudio.engine.trainer import Trainer
 
-    config = tiny_config("instant-ngp", tiny_scene, tmp_path_factory.mktemp("ngp_runs"))
-    _set_random_seed(config.machine.seed)
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    trainer.save_checkpoint(0)
-    return config.get_base_dir() / "config.yml"
+    config = tiny_config("instant-ngp", tiny_scene, tmp_path_factory.mktemp("ngp_runs"), steps=STEPS)
+    losses = []
+    train_iteration = Trainer.train_iteration
+
+    def recording_iteration(trainer, step):
+        loss, loss_dict, metrics = train_iteration(trainer, step)
+        losses.append(float(loss.detach()))
+        return loss, loss_dict, metrics
+
+    with nerfacc_on_cpu(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_iteration", recording_iteration)
+        train(config)
+    return config.get_base_dir() / "config.yml", losses
 
 
 @pytest.fixture(scope="module")
 def ngp_compressed(ngp_run, tmp_path_factory):
-    """ns-sinr-compress on the run, to a byte target and without evaluation (the CLI path)."""
+    """ns-sinr-compress on the run, evaluated before and after, to a byte target (the CLI path)."""
     out = tmp_path_factory.mktemp("ngp_compressed")
-    report = compress_main(["--load-config", str(ngp_run), "--output-dir", str(out), "--skip-eval",
-                            "--target-bytes", str(TARGET_BYTES), "--dict-ratio", str(FAST_SINR["dict_ratio"]),
+    report = compress_main(["--load-config", str(ngp_run[0]), "--output-dir", str(out), "--target-bytes",
+                            str(TARGET_BYTES), "--score-rays", "1024", "--dict-ratio", str(FAST_SINR["dict_ratio"]),
                             "--s-ratio", str(FAST_SINR["s_ratio"])])
     return out / "scene.sinr.safetensors", report
 
 
-def field_outputs(pipeline, count: int = 512) -> dict:
-    """The field at fixed random points and directions inside the scene box."""
-    from nerfstudio.cameras.rays import Frustums, RaySamples
-
-    generator = torch.Generator().manual_seed(0)
-    positions = (torch.rand(count, 3, generator=generator) * 2 - 1) * 1.4  # Blender's box is [-1.5, 1.5]^3
-    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
-    ones = torch.ones(count, 1)
-    samples = RaySamples(frustums=Frustums(origins=positions, directions=directions, starts=0 * ones, ends=0 * ones,
-                                           pixel_area=ones),
-                         camera_indices=torch.zeros(count, 1, dtype=torch.long))
-    with torch.no_grad():
-        return {name.value: tensor for name, tensor in pipeline.model.field(samples).items()}
+def test_training_on_a_cpu_lowers_the_loss(ngp_run):
+    _, losses = ngp_run
+    assert len(losses) == STEPS and all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < 0.7 * losses[0]
 
 
-def test_compress_codes_the_field_and_its_table_to_a_byte_target(ngp_compressed):
+def test_rendered_outputs_are_finite_and_sensible(ngp_run):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    with nerfstudio_checkpoint_loading():
+        _, pipeline, _, _ = eval_setup(ngp_run[0], test_mode="test")
+    assert enable_cpu_rendering(pipeline.model) and enable_cpu_rendering(pipeline.model)  # once is enough
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    outputs = pipeline.model.get_outputs_for_camera(camera)
+    rgb, accumulation, depth = outputs["rgb"], outputs["accumulation"], outputs["depth"]
+    assert rgb.shape == (32, 32, 3) and all(torch.isfinite(t).all() for t in (rgb, accumulation, depth))
+    assert rgb.min() >= 0 and rgb.max() <= 1 and accumulation.min() >= 0 and accumulation.max() <= 1 + 1e-5
+    centre, corner = accumulation[12:20, 12:20].mean(), accumulation[:4, :4].mean()  # the sphere, the background
+    assert centre > corner
+    seen = accumulation[..., 0] > 0.5
+    assert seen.any() and (depth[seen] > 2.0).all() and (depth[seen] < 6.0).all()  # between near and far
+
+
+def test_compress_evaluates_and_scores_on_a_cpu(ngp_run, ngp_compressed):
     path, report = ngp_compressed
-    assert report["method"] == "instant-ngp" and report["metrics"] is None
+    assert report["method"] == "instant-ngp"
+    metrics = report["metrics"]
+    assert metrics["before"]["num_eval_images"] == 2 and abs(metrics["psnr_before"] - metrics["psnr_after"]) < 3
     assert report["compressed"]["file_bytes"] == path.stat().st_size <= TARGET_BYTES
     tables = report["tables"]
-    assert tables["target_met"] and tables["step"] > 0 and tables["score_after"] is None  # no render on a CPU
+    assert tables["target_met"] and tables["step"] > 0 and tables["score_after"] is not None
     coded = {layer["name"] for layer in report["layers"]}
     assert {"field.mlp_head.layers.0", "field.mlp_head.layers.1"} <= coded
     kinds = {t["name"]: t["kind"] for t in read_compressed(path).tensors}
@@ -83,37 +110,40 @@ def test_compress_codes_the_field_and_its_table_to_a_byte_target(ngp_compressed)
     assert kinds["sampler.occupancy_grid.binaries"] == "alias" and "occupancy_grid.binaries" in kinds
 
 
-def test_what_renders_is_refused_with_the_fix(ngp_run, ngp_compressed, tmp_path, capsys):
-    with pytest.raises(SINRConfigError, match=r"PSNR target renders the scene.*CUDA.*--target-bytes"):
-        compress_run(ngp_run, tmp_path / "default", SINRConfig(**FAST_SINR), evaluate=False)
-    with pytest.raises(SINRConfigError, match=r"evaluation renders the scene.*CUDA-only.*--skip-eval"):
-        compress_run(ngp_run, tmp_path / "evaluated", SINRConfig(**FAST_SINR), tables=False)
-    assert not list(tmp_path.rglob("*.safetensors"))
-    with pytest.raises(SystemExit) as info:
-        eval_main(["--load-config", str(ngp_run), "--compressed", str(ngp_compressed[0]),
-                   "--output-path", str(tmp_path / "eval.json")])
-    assert info.value.code == 2
-    assert "evaluation renders the scene" in capsys.readouterr().err and not (tmp_path / "eval.json").exists()
-
-
-def test_decompressed_run_loads_in_nerfstudio_with_the_files_field(ngp_run, ngp_compressed, tmp_path):
+def test_ns_sinr_eval_and_the_decompressed_run_score_the_files_psnr(ngp_run, ngp_compressed, tmp_path):
     from nerfstudio.utils.eval_utils import eval_setup
 
     path, report = ngp_compressed
-    result = decompress_run(path, ngp_run, tmp_path / "out")
-    _, pipeline, checkpoint, step = eval_setup(result.config_path, test_mode="test")
-    assert checkpoint == result.checkpoint_path and step == 0
+    file_psnr = report["metrics"]["psnr_after"]
+    result = eval_main(["--load-config", str(ngp_run[0]), "--compressed", str(path),
+                        "--output-path", str(tmp_path / "eval.json")])
+    assert main_psnr(result["results"]) == file_psnr
+    assert json.loads((tmp_path / "eval.json").read_text())["results"]["psnr"] == file_psnr
+
+    decompressed = decompress_run(path, ngp_run[0], tmp_path / "out")
+    _, pipeline, checkpoint, step = eval_setup(decompressed.config_path, test_mode="test")
+    assert checkpoint == decompressed.checkpoint_path and step == report["step"]
     with nerfstudio_checkpoint_loading():  # nerfstudio's own checkpoint holds numpy scalars
-        original = torch.load(ngp_run.parent / "nerfstudio_models" / "step-000000000.ckpt",
+        original = torch.load(next((ngp_run[0].parent / "nerfstudio_models").glob("step-*.ckpt")),
                               weights_only=True)["pipeline"]
     state = torch.load(checkpoint, weights_only=True)["pipeline"]
     assert state.keys() == original.keys()
     coded = [f"_model.{layer['name']}.weight" for layer in report["layers"]]
     assert not any(torch.equal(state[k], original[k]) for k in coded)  # the coded scene, not the original
     assert torch.equal(state["_model.occupancy_grid.binaries"], original["_model.occupancy_grid.binaries"])
+    with nerfacc_on_cpu():  # nerfstudio's pipeline as eval_setup returns it, only the marching swapped
+        assert main_psnr(evaluate(pipeline)) == file_psnr
 
-    _, from_file = load_compressed_pipeline(ngp_run, path)
-    decompressed, plugin = field_outputs(pipeline), field_outputs(from_file)
-    assert set(decompressed) == {"density", "rgb"}
-    assert all(torch.equal(decompressed[k], plugin[k]) for k in decompressed)
-    assert json.loads(json.dumps(report["tables"]["target"])) == {"psnr_drop": None, "bytes": TARGET_BYTES}
+
+def test_an_occupancy_grid_model_without_a_cpu_path_is_refused():
+    from nerfacc import OccGridEstimator
+
+    class GridModel(torch.nn.Module):  # not nerfstudio's NGPModel: its rendering is unknown here
+        def __init__(self):
+            super().__init__()
+            self.grid = OccGridEstimator(roi_aabb=[-1, -1, -1, 1, 1, 1], resolution=4)
+            self.linear = torch.nn.Linear(2, 2)
+
+    with pytest.raises(SINRConfigError, match=r"evaluation renders the scene.*NGPModel only.*CUDA"):
+        check_can_render(GridModel(), "evaluation")
+    check_can_render(torch.nn.Linear(2, 2), "evaluation")  # no occupancy grid: renders anywhere
