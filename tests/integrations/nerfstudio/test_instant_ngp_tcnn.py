@@ -22,9 +22,23 @@ from torch_sinr_nerfstudio.pipeline_io import is_tcnn_run, load_trained_pipeline
 from torch_sinr_nerfstudio.tcnn_scene import instant_ngp_tcnn_param_counts  # noqa: E402
 
 from .conftest import FAST_SINR, TCNN_STEP, tiny_config, write_synthetic_tcnn_run  # noqa: E402
-from .test_instant_ngp import field_outputs  # noqa: E402
 
 TARGET_BYTES = 40_000
+
+
+def field_outputs(pipeline, count: int = 512) -> dict:
+    """The field at fixed random points and directions inside the scene box."""
+    from nerfstudio.cameras.rays import Frustums, RaySamples
+
+    generator = torch.Generator().manual_seed(0)
+    positions = (torch.rand(count, 3, generator=generator) * 2 - 1) * 1.4  # Blender's box is [-1.5, 1.5]^3
+    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
+    ones = torch.ones(count, 1)
+    samples = RaySamples(frustums=Frustums(origins=positions, directions=directions, starts=0 * ones, ends=0 * ones,
+                                           pixel_area=ones),
+                         camera_indices=torch.zeros(count, 1, dtype=torch.long))
+    with torch.no_grad():
+        return {name.value: tensor for name, tensor in pipeline.model.field(samples).items()}
 
 
 @pytest.fixture(scope="module")
