@@ -23,7 +23,7 @@ A tcnn run (a file made through the torch port of tcnn, ``tcnn_scene``) comes ba
 layout: each tcnn module's one ``params`` tensor (float32, tcnn's order; ``tcnn_scene.tcnn_state``)
 where the port has its tensors, a SINR-coded layer as its decoded weight inside them, and the
 config keeps the run's tcnn implementation. With tinycudann installed, nerfstudio's own loader
-reads it into tcnn's modules; without it, the plugin's loader (``tcnn_scene.load_tcnn_run``)
+reads it into tcnn's modules; without it, the plugin's loader (``pipeline_io.load_tcnn_run``)
 reads it into the port, which computes from it exactly what it computes from the file.
 
 The checkpoint holds tensors and an int only, so ``torch.load``'s ``weights_only`` default reads it

@@ -22,14 +22,12 @@ TestMode = Literal["test", "val", "inference"]
 def load_trained_pipeline(load_config: Path, test_mode: TestMode = "test"):
     """nerfstudio's ``eval_setup`` (config + latest checkpoint), with nerfstudio's numpy scalars
     allowed by torch's ``weights_only`` loader for exactly the duration of the load; a tcnn run is
-    loaded into the torch port of tcnn (``tcnn_scene.load_tcnn_run``)."""
+    loaded into the torch port of tcnn (``load_tcnn_run``)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     if not Path(load_config).is_file():
         raise FileNotFoundError(f"no nerfstudio config at {load_config} (pass the config.yml of an ns-train run)")
     if is_tcnn_run(Path(load_config)):  # nerfstudio would skip its tcnn tensors: convert them to the port
-        from .tcnn_scene import load_tcnn_run
-
         return load_tcnn_run(Path(load_config), test_mode=test_mode)
     with nerfstudio_checkpoint_loading():
         loaded = eval_setup(Path(load_config), test_mode=test_mode)
@@ -96,3 +94,20 @@ def build_pipeline(load_config: Path, test_mode: TestMode = "test", device: str 
     """
     config = read_trainer_config(load_config)
     return config, setup_pipeline(config, test_mode=test_mode, device=device)
+
+
+def load_tcnn_run(load_config: Path, test_mode: str = "test", device: str | None = None):
+    """nerfstudio's ``eval_setup`` for a tcnn run: the pipeline of its config with the tcnn places
+    ported, loaded from its latest checkpoint. Returns ``(config, pipeline, checkpoint, step)``."""
+    # lives here, not in tcnn_scene: it builds a pipeline, and tcnn_scene must not import this module
+    from .tcnn_scene import latest_checkpoint, load_tcnn_state_, model_state_of, port_tcnn_model
+
+    config, pipeline = build_pipeline(Path(load_config), test_mode=test_mode, device=device)
+    port_tcnn_model(pipeline.model)
+    checkpoint, step = latest_checkpoint(config.get_checkpoint_dir())
+    with nerfstudio_checkpoint_loading():
+        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    pipeline.model.update_to_step(int(loaded.get("step", step)))
+    load_tcnn_state_(pipeline.model, model_state_of(loaded["pipeline"]))
+    pipeline.eval()
+    return config, pipeline, checkpoint, step

@@ -13,7 +13,7 @@ of ``tcnn_port`` computing the same function, at the same attribute (``MLPWithHa
 nerfstudio's forward code runs unchanged, on a CPU too. ``load_tcnn_state_`` fills them from a
 checkpoint's ``<place>.params`` tensors (key-checked, nothing half-loaded), ``tcnn_state`` writes
 them back (with the empty ``params`` of the parameterless encodings the port leaves out, so
-the layout is the checkpoint's), and ``load_tcnn_run`` is the ``eval_setup`` of a tcnn run.
+the layout is the checkpoint's), and ``pipeline_io.load_tcnn_run`` is the ``eval_setup`` of a tcnn run.
 instant-ngp's NerfactoField is the same field, built with tcnn wherever tinycudann is installed
 (its config has no implementation option): such a run is known by its checkpoint's keys
 (``holds_tcnn_params``). What the port does not cover (predicted normals: tcnn's Frequency
@@ -280,23 +280,6 @@ def model_state_of(pipeline_state: dict) -> dict:
     return model
 
 
-def load_tcnn_run(load_config: Path, test_mode: str = "test", device: str | None = None):
-    """nerfstudio's ``eval_setup`` for a tcnn run: the pipeline of its config with the tcnn places
-    ported, loaded from its latest checkpoint. Returns ``(config, pipeline, checkpoint, step)``."""
-    from .compat import nerfstudio_checkpoint_loading
-    from .pipeline_io import build_pipeline
-
-    config, pipeline = build_pipeline(Path(load_config), test_mode=test_mode, device=device)
-    port_tcnn_model(pipeline.model)
-    checkpoint, step = latest_checkpoint(config.get_checkpoint_dir())
-    with nerfstudio_checkpoint_loading():
-        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    pipeline.model.update_to_step(int(loaded.get("step", step)))
-    load_tcnn_state_(pipeline.model, model_state_of(loaded["pipeline"]))
-    pipeline.eval()
-    return config, pipeline, checkpoint, step
-
-
 def _grid(levels: int, features: int, log2_size: int, base_res: int, max_res: int) -> TcnnGridConfig:
     """The tcnn grid nerfstudio configures for these HashEncoding / MLPWithHashEncoding arguments
     (their growth factor, nerfstudio/field_components/encodings.py, ``HashEncoding.__init__``)."""
@@ -364,5 +347,5 @@ def instant_ngp_tcnn_param_counts(model_config) -> dict[str, int]:
                                   appearance_embedding_dim=0 if c.use_appearance_embedding else 32)
 
 
-__all__ = ["checkpoint_holds_tcnn_params", "holds_tcnn_params", "instant_ngp_tcnn_param_counts", "load_tcnn_run",
+__all__ = ["checkpoint_holds_tcnn_params", "holds_tcnn_params", "instant_ngp_tcnn_param_counts",
            "load_tcnn_state_", "nerfacto_tcnn_param_counts", "port_tcnn_model", "tcnn_places", "tcnn_state"]
