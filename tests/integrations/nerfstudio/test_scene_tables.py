@@ -9,6 +9,11 @@ import json
 import pytest
 
 pytest.importorskip("nerfstudio", reason="nerfstudio is not installed: pip install -e '.[nerfstudio]'")
+# One thread for the module: the trained scene (and so what coding its MLPs costs against the
+# 0.3 dB target) depends on the order of float sums, which the thread count left by earlier
+# tests changed (measured: the MLPs cost 0.03 dB of a 14.81 dB scene alone and 0.34 dB of a
+# 14.78 dB one in the full suite, where the target then could not be met).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 import torch  # noqa: E402
 
