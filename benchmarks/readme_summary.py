@@ -128,7 +128,37 @@ def block(results: Path = RESULTS) -> str:
               + (" A row naming two runs is one measurement both runs contain (same images, protocol and fits)."
                  if shared else ""), ""]
     lines += [f"- {n}" for n in notes]
-    return "\n".join(lines + _defaults_lines(results))
+    return "\n".join(lines + _choice_lines(results) + _defaults_lines(results))
+
+
+CHOICE_SOURCE = "per_layer_choice.json"  # written by python -m benchmarks.per_layer_choice
+
+
+def _choice_lines(results: Path) -> list[str]:
+    """``torch_sinr.compress`` with SINR, with the per-layer choice, and with SINR off (mixed-precision
+    uniform quantization under the same search and fine-tuning), on held-out images."""
+    path = results / CHOICE_SOURCE
+    if not path.is_file():
+        raise SummaryError(f"{path} not found: it is written by `python -m benchmarks.per_layer_choice`")
+    data = json.loads(path.read_text())["results"]
+    if any("uniform" not in r["runs"] for r in data["records"]):
+        raise SummaryError(f"{path} has no uniform baseline runs: rerun `python -m benchmarks.per_layer_choice`")
+    p = data["protocol"]
+    lines = ["", f"Against the strongest uniform baseline, from [`per_layer_choice.json`]"
+             f"(benchmarks/results/per_layer_choice.md): `torch_sinr.compress(target=MaxDrop({p['drop']}), "
+             f"steps={p['steps']})` on held-out Kodak images ({p['held_out']}), with every target linear SINR-coded, "
+             f"with the per-layer choice between SINR and uniform grids, and with SINR switched off (`sinr=False`: "
+             f"mixed-precision uniform quantization, bits per tensor, the same search and fine-tuning). Dense tensors "
+             f"get per-tensor widths in all three. Saving = 1 - bytes / the baseline's bytes, each file meeting the "
+             f"same target; negative: larger than the baseline.", "",
+             "| image | SIREN | SINR: bytes, dB | choice: bytes, dB | baseline: bytes, dB | SINR saves | choice saves |",
+             "|---|---|---|---|---|---|---|"]
+    for r in data["records"]:
+        runs = r["runs"]
+        cells = [f"{runs[v]['bytes']:,} B, {runs[v]['psnr_reloaded']:.2f}" for v in ("sinr", "choice", "uniform")]
+        lines.append(f"| {r['image']} | {r['config']} | " + " | ".join(cells) + " | "
+                     + " | ".join(_percent(r["saving_vs_uniform"][v]) for v in ("sinr", "choice")) + " |")
+    return lines
 
 
 DEFAULTS_SOURCE = "defaults.json"  # written by python -m benchmarks.defaults

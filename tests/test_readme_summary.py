@@ -17,7 +17,7 @@ def test_readme_block_matches_the_committed_results(capsys):
 
 
 def test_the_numbers_come_from_the_json(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE,):
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
         shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
     c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
     for config, summary in c1["results"]["summary"].items():  # every configuration's best saving is shown
@@ -55,7 +55,7 @@ def test_rewrite_replaces_only_the_block(tmp_path, capsys):
 
 
 def test_the_defaults_table_comes_from_defaults_json(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE,):
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
         shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
     path = tmp_path / readme_summary.DEFAULTS_SOURCE
     data = json.loads(path.read_text())
@@ -69,7 +69,7 @@ def test_the_defaults_table_comes_from_defaults_json(tmp_path):
 
 
 def test_a_measurement_two_runs_share_is_one_row(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE,):
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
         shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
     c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
     c2 = json.loads((tmp_path / "kodak_C2.json").read_text())
@@ -80,9 +80,25 @@ def test_a_measurement_two_runs_share_is_one_row(tmp_path):
     c2["results"]["records"] = [r for r in c2["results"]["records"] if r["config"] != config] + [
         r for r in c1["results"]["records"] if r["config"] == config]
     (tmp_path / "kodak_C2.json").write_text(json.dumps(c2))
-    rows = [line for line in block(tmp_path).splitlines() if f" | {config} | " in line]
+    rows = [line for line in block(tmp_path).splitlines() if f" | {config} | " in line and line.startswith("| [")]  # the Kodak table's rows
     assert len(rows) == 1 and "[C1]" in rows[0] and "[C2]" in rows[0]
     # a different measurement of the same SIREN stays its own row
     c2["results"]["summary"][config]["sinr_ft_vs_best_baseline"][0]["saving"] = 0.987654
     (tmp_path / "kodak_C2.json").write_text(json.dumps(c2))
-    assert len([line for line in block(tmp_path).splitlines() if f" | {config} | " in line]) == 2
+    assert len([line for line in block(tmp_path).splitlines() if f" | {config} | " in line and line.startswith("| [")]) == 2
+
+
+def test_the_baseline_table_comes_from_per_layer_choice_json(tmp_path):
+    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
+        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    path = tmp_path / readme_summary.CHOICE_SOURCE
+    data = json.loads(path.read_text())
+    record = data["results"]["records"][0]
+    record["saving_vs_uniform"]["sinr"] = -0.123
+    path.write_text(json.dumps(data))
+    assert f"| {record['image']} | {record['config']} | " in block(tmp_path) and "-12.3%" in block(tmp_path)
+    for run in data["results"]["records"]:
+        run["runs"].pop("uniform")
+    path.write_text(json.dumps(data))
+    with pytest.raises(readme_summary.SummaryError, match="uniform baseline"):
+        block(tmp_path)
