@@ -108,26 +108,24 @@ class AutotuneResult:
         return self.table()
 
 
+def _widths(bits, config: SINRConfig, name: str, what: str) -> list[int]:
+    """A menu of grid widths, widest first, checked: ints in 2..16, and not with ``dense_dtype``."""
+    if not isinstance(bits, (tuple, list)) or any(
+            isinstance(b, bool) or not isinstance(b, int) or b not in range(2, 17) for b in bits):
+        raise SINRConfigError(f"{name} must be a tuple of ints in 2..16, got {bits!r}")
+    if bits and config.dense_dtype is not None:
+        raise SINRConfigError(f"{name} {what}, dense_dtype stores dense tensors as a float dtype: choose one")
+    return sorted(set(bits), reverse=True)
+
+
 def uniform_widths(uniform_bits, config: SINRConfig) -> list[int]:
     """The uniform grid widths a layer may take instead of SINR codes, widest first (checked)."""
-    if not isinstance(uniform_bits, (tuple, list)) or any(
-            isinstance(b, bool) or not isinstance(b, int) or b not in range(2, 17) for b in uniform_bits):
-        raise SINRConfigError(f"uniform_bits must be a tuple of ints in 2..16, got {uniform_bits!r}")
-    if uniform_bits and config.dense_dtype is not None:
-        raise SINRConfigError("uniform_bits codes layers on uniform grids, dense_dtype stores dense tensors as a "
-                              "float dtype: choose one")
-    return sorted(set(uniform_bits), reverse=True)
+    return _widths(uniform_bits, config, "uniform_bits", "codes layers on uniform grids")
 
 
 def dense_widths(dense_bits, config: SINRConfig) -> list[int]:
     """The grid widths a dense tensor (bias, input layer, ...) may take, widest first (checked)."""
-    if not isinstance(dense_bits, (tuple, list)) or any(
-            isinstance(b, bool) or not isinstance(b, int) or b not in range(2, 17) for b in dense_bits):
-        raise SINRConfigError(f"dense_bits must be a tuple of ints in 2..16, got {dense_bits!r}")
-    if dense_bits and config.dense_dtype is not None:
-        raise SINRConfigError("dense_bits puts dense tensors on uniform grids, dense_dtype stores them as a float "
-                              "dtype: choose one")
-    return sorted(set(dense_bits), reverse=True)
+    return _widths(dense_bits, config, "dense_bits", "puts dense tensors on uniform grids")
 
 
 class _Tensor:
@@ -205,7 +203,7 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     ``sinr=False`` switches SINR off: every target layer starts on its widest uniform grid and only
     grids are searched. With ``uniform_bits`` and ``dense_bits`` this is mixed-precision uniform
     quantization under exactly the search SINR gets, the baseline SINR has to beat; the model
-    then holds no SINRLinear, and is written with ``save_compressed(..., require_codes=False)``.
+    then holds no SINRLinear, and ``save_compressed`` writes it like any coded model.
 
     ``evaluate(model)`` returns a score, higher is better; it is called under ``torch.no_grad()``.
     ``config`` gives everything else (targets, dictionary, coder, dense dtype); its ``s``,

@@ -111,7 +111,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     linear is SINR-coded. ``dense_bits`` lets autotune give every other float tensor (biases,
     input layers) its own width from that menu. ``sinr=False`` switches SINR off (needs
     ``uniform_bits``): the same search and fine-tuning over uniform grids only, the
-    mixed-precision baseline; write its model with ``save_compressed(..., require_codes=False)``.
+    mixed-precision baseline, written by ``save_compressed`` like any coded model.
     """
     started = time.perf_counter()
     deadline = started + time_budget_s if time_budget_s is not None else math.inf
