@@ -15,6 +15,10 @@ from torch_sinr.inr.images import load_image
 from torch_sinr.inr.models import INR, INRConfig, fit_image, image_loss, psnr, render
 
 ARCH = INRConfig(hidden_features=50, hidden_layers=2)  # 50 wide: coded row by row, quick to code
+# The SINR search alone (every target linear SINR-coded, dense tensors on the config's grid): the
+# tests of the search's mechanics use it, at a fifth of the default search's time; the default (the
+# per-layer choice, per-tensor widths and the mixed-precision guard) has tests of its own below.
+SINR_ONLY = {"uniform_bits": (), "dense_bits": ()}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def test_max_drop_is_met_on_the_reloaded_file(fitted, tmp_path, drop):
     model = _model(state)
     reference = _psnr(image)(model)
     result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(drop), steps=60,
-                      progress=False)
+                      progress=False, **SINR_ONLY)
     assert result.model is model and result.reference_score == pytest.approx(reference)
     score, size = _reloaded_psnr(model, image, tmp_path)
     assert score == pytest.approx(result.score, abs=1e-6)  # memory equals the file
@@ -63,7 +67,7 @@ def test_max_drop_is_met_on_the_reloaded_file(fitted, tmp_path, drop):
 def test_a_looser_drop_gives_a_smaller_file(fitted):
     image, state = fitted
     sizes = [compress(_model(state), image_loss(image), evaluate=_psnr(image), target=MaxDrop(d), steps=40,
-                      progress=False).file_bytes for d in (0.3, 3.0)]
+                      progress=False, **SINR_ONLY).file_bytes for d in (0.3, 3.0)]
     assert sizes[1] < 0.9 * sizes[0]  # measured 0.84
 
 
@@ -125,7 +129,7 @@ def test_unreachable_target_changes_nothing(fitted):
     before = snapshot(model)
     with pytest.raises(SINRError, match="cannot be met"):
         compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(0.0), steps=1, progress=False,
-                 config=SINRConfig(dict_ratio=4, value_bits=8))
+                 config=SINRConfig(dict_ratio=4, value_bits=8), **SINR_ONLY)
     with pytest.raises(SINRError, match="cannot be met"):
         compress(model, image_loss(image), target=ByteBudget(50), steps=5, progress=False)
     from tests.model_checks import assert_unchanged
@@ -153,7 +157,7 @@ def test_max_drop_with_the_per_layer_choice_is_met_on_the_reloaded_file(fitted, 
     image, state = fitted
     model = _model(state)
     result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=40,
-                      uniform_bits=(8, 6, 4), progress=False)
+                      uniform_bits=(8, 6, 4), dense_bits=(), guard=False, progress=False)
     reloaded, size = _reloaded_psnr(model, image, tmp_path)
     assert size == result.file_bytes and reloaded >= result.reference_score - 1.0
     # the config names the choice, and reproduces the modules before fine-tuning
@@ -181,7 +185,7 @@ def test_bad_arguments(fitted):
 def test_time_budget_bounds_the_work(fitted):
     image, state = fitted
     result = compress(_model(state), image_loss(image), evaluate=_psnr(image), target=MaxDrop(3.0), steps=100_000,
-                      time_budget_s=3.0, progress=False)
+                      time_budget_s=3.0, progress=False, **SINR_ONLY)
     assert result.finetune_steps < 100_000
     # the budget bounds the search and fine-tuning; the probe under way, setup and install add a little.
     # Measured 3.2 s (on a busy 2-core machine); a search that ignored the budget took 7.2 s.
@@ -201,6 +205,72 @@ def test_the_uniform_baseline_gets_the_same_search_and_fine_tuning(fitted, tmp_p
     assert size == result.file_bytes and reloaded == pytest.approx(result.score, abs=1e-6)
     assert reloaded >= result.reference_score - 1.0
     with pytest.raises(SINRConfigError, match="uniform_bits"):
-        compress(_model(state), image_loss(image), target=MaxDrop(1.0), sinr=False)
+        compress(_model(state), image_loss(image), target=MaxDrop(1.0), uniform_bits=(), sinr=False)
     with pytest.raises(SINRConfigError, match="MaxDrop or ByteBudget"):
         compress(_model(state), image_loss(image), uniform_bits=(8,), sinr=False)
+
+
+def test_by_default_the_file_is_never_larger_than_the_mixed_precision_baseline(fitted, tmp_path):
+    from torch_sinr.tune.pipeline import DENSE_BITS, UNIFORM_BITS
+
+    image, state = fitted
+    model = _model(state)
+    result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20,
+                      progress=False)
+    guard = result.baseline
+    assert guard["baseline"] is not None and guard["kept"] in ("search", "baseline")
+    assert result.file_bytes == min(guard["search"]["file_bytes"], guard["baseline"]["file_bytes"])
+    reloaded, size = _reloaded_psnr(model, image, tmp_path)
+    assert size == result.file_bytes and reloaded >= result.reference_score - 1.0
+    # the baseline the guard ran is the one a user gets by switching SINR off, with the same budget
+    uniform = compress(_model(state), image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20,
+                       uniform_bits=UNIFORM_BITS, dense_bits=DENSE_BITS, sinr=False, progress=False)
+    assert uniform.file_bytes == guard["baseline"]["file_bytes"]
+    assert result.file_bytes <= uniform.file_bytes
+
+
+def _fake_run(size: int, value: float):
+    """A (chosen, cfg, used, probes) as the search returns it, with a model whose file has
+    ``size`` bytes and scores ``value``: the guard reads both through the scorer and _file_bytes."""
+    model = torch.nn.Linear(1, 1)
+    model.fake = (size, value)
+    return model, f"cfg-{size}", 7, [{"bytes": size}]
+
+
+@pytest.mark.parametrize("target, search, baseline, kept", [
+    (MaxDrop(1.0), (1000, 29.5), (900, 29.2), "baseline"),  # smaller and within the drop
+    (MaxDrop(1.0), (1000, 29.5), (1000, 29.9), "search"),  # a tie keeps the search's file
+    (MaxDrop(1.0), (1000, 29.5), (900, 28.9), "search"),  # smaller but below the floor (29.0)
+    (MaxDrop(1.0), (1000, 28.5), (1100, 29.1), "baseline"),  # the search's file ended below the floor
+    (ByteBudget(1000), (990, 29.5), (980, 29.4), "search"),  # under a budget the score decides
+    (ByteBudget(1000), (990, 29.5), (999, 29.6), "baseline"),
+])
+def test_the_guard_keeps_the_better_file_for_the_target(monkeypatch, target, search, baseline, kept):
+    import math
+
+    from torch_sinr.tune import pipeline
+
+    monkeypatch.setattr(pipeline, "_file_bytes", lambda m: m.fake[0])
+    found, other = _fake_run(*search), _fake_run(*baseline)
+    *winner, record = pipeline._guarded(found, lambda: other, target, lambda m: m.fake[1], 30.0, math.inf)
+    assert record["kept"] == kept and tuple(winner) == (found if kept == "search" else other)
+    assert record["search"]["file_bytes"] == search[0] and record["baseline"]["file_bytes"] == baseline[0]
+
+
+def test_the_guard_keeps_the_search_when_the_baseline_cannot_meet_the_target_or_time_is_up():
+    import math
+
+    from torch_sinr.tune import pipeline
+
+    def unreachable():
+        raise SINRError("target MaxDrop(1.0) cannot be met")
+
+    found = _fake_run(1000, 29.5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "_file_bytes", lambda m: m.fake[0])
+        *winner, record = pipeline._guarded(found, unreachable, MaxDrop(1.0), lambda m: m.fake[1], 30.0, math.inf)
+        assert tuple(winner) == found and record["kept"] == "search" and "cannot be met" in record["skipped"]
+        ran = []
+        *winner, record = pipeline._guarded(found, lambda: ran.append(1), MaxDrop(1.0), lambda m: m.fake[1], 30.0,
+                                            deadline=0.0)
+        assert tuple(winner) == found and not ran and "time budget" in record["skipped"]
