@@ -50,7 +50,7 @@ PROTOCOL = {
     # nerfacto with nerfstudio's settings for Blender scenes (white background, no contraction,
     # near/far 2/6, a uniform first proposal sampler: the default piecewise one spends half its
     # samples in disparity space, made for unbounded scenes), fewer samples than on a GPU, and
-    # every torch HashEncoding on torch_sinr's fused gather (same function, ~2x faster steps).
+    # every torch HashEncoding on torch_sinr's fused gather (same function, fewer operations per step).
     "nerfacto": {
         # 1400 steps (70 min on this 2-core machine, beside other jobs) reach 26+ dB on the test
         # views; nerfacto's schedules span 200k steps, so this is the first 1400 of a longer run

@@ -1,5 +1,6 @@
-"""README.md's "Does SINR save bits?" block is what benchmarks.readme_summary makes from the
-committed results: a result regenerated without rewriting the README fails here."""
+"""The README blocks (README.md's "Does SINR save bits?", the nerfstudio and SHACIRA integrations'
+results) are what benchmarks.readme_summary makes from the committed results: a result regenerated
+without rewriting the READMEs fails here."""
 
 import json
 import shutil
@@ -7,18 +8,40 @@ import shutil
 import pytest
 
 from benchmarks import readme_summary
-from benchmarks.readme_summary import BEGIN, END, SOURCES, SummaryError, block, main, rewrite
+from benchmarks.readme_summary import (BEGIN, END, SOURCES, TARGETS, SummaryError, block, main, nerfstudio_block,
+                                       rewrite, shacira_block)
+
+STALE = "stale text\n"
+
+
+def _stale_root(root):
+    """A repository root whose three READMEs hold stale blocks between their markers."""
+    for target in TARGETS:
+        path = root / target.readme
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# x\n\nbefore\n{target.begin}\n{STALE}{target.end}\nafter\n")
+    return root
+
+
+def _copy_sources(results):
+    for target in TARGETS:
+        for name in target.sources:
+            shutil.copy(readme_summary.RESULTS / name, results / name)
 
 
 def test_readme_block_matches_the_committed_results(capsys):
     assert main(["--check"]) == 0, capsys.readouterr().err
     text = readme_summary.README.read_text()
     assert text.index("## Does SINR save bits?") < text.index(BEGIN) < text.index("## What it is")
+    nerfstudio, shacira = (readme_summary.REPO / target.readme for target in TARGETS[1:])
+    text = nerfstudio.read_text()
+    assert text.index("## The lego experiment") < text.index(TARGETS[1].begin) < text.index("## Tests")
+    text = shacira.read_text()
+    assert text.index("## The committed runs") < text.index(TARGETS[2].begin) < text.index("## Images larger")
 
 
 def test_the_numbers_come_from_the_json(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
-        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    _copy_sources(tmp_path)
     c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
     for config, summary in c1["results"]["summary"].items():  # every configuration's best saving is shown
         best = max(p["saving"] for p in summary["sinr_ft_vs_best_baseline"] if p["saving"] is not None)
@@ -33,30 +56,43 @@ def test_missing_json_fails_clearly(tmp_path, capsys):
     shutil.copy(readme_summary.RESULTS / SOURCES[0], tmp_path / SOURCES[0])
     with pytest.raises(SummaryError, match=f"{SOURCES[1]} not found.*benchmarks.kodak compress"):
         block(tmp_path)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n")
-    assert main(["--results", str(tmp_path), "--readme", str(readme)]) == 1
+    root = _stale_root(tmp_path / "root")
+    assert main(["--results", str(tmp_path), "--root", str(root)]) == 1
     assert "not found" in capsys.readouterr().err
-    assert readme.read_text() == f"# x\n\n{BEGIN}\nold\n{END}\n"  # nothing written
+    for target in TARGETS:  # nothing written
+        assert (root / target.readme).read_text() == f"# x\n\nbefore\n{target.begin}\n{STALE}{target.end}\nafter\n"
 
 
-def test_rewrite_replaces_only_the_block(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n{BEGIN}\nstale table\n{END}\nafter\n")
-    assert main(["--readme", str(readme), "--check"]) == 1
-    assert main(["--readme", str(readme)]) == 0
-    text = readme.read_text()
-    assert text.startswith("# x\n\nbefore\n" + BEGIN + "\n") and text.endswith(END + "\nafter\n")
-    assert "stale table" not in text and block() in text
-    assert main(["--readme", str(readme), "--check"]) == 0
+def test_rewrite_replaces_only_the_blocks(tmp_path, capsys):
+    root = _stale_root(tmp_path)
+    assert main(["--root", str(root), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert all(f"{root / target.readme} is stale" in err for target in TARGETS)  # every stale README named
+    assert main(["--root", str(root)]) == 0
+    for target in TARGETS:
+        text = (root / target.readme).read_text()
+        assert text.startswith(f"# x\n\nbefore\n{target.begin}\n") and text.endswith(f"{target.end}\nafter\n")
+        assert STALE not in text and target.build(readme_summary.RESULTS) in text
+    assert main(["--root", str(root), "--check"]) == 0
     for broken in ("no markers\n", f"{END}\n{BEGIN}\n", f"{BEGIN}\n{BEGIN}\n{END}\n"):
         with pytest.raises(SummaryError, match="exactly one"):
             rewrite(broken, "table")
+    # another README's markers are not this one's
+    with pytest.raises(SummaryError, match="exactly one <!-- results:shacira:begin -->"):
+        rewrite(f"{BEGIN}\n{END}\n", "table", TARGETS[2].begin, TARGETS[2].end)
+
+
+def test_one_stale_readme_is_named_alone(tmp_path, capsys):
+    root = _stale_root(tmp_path)
+    assert main(["--root", str(root)]) == 0
+    shacira = root / TARGETS[2].readme
+    shacira.write_text(shacira.read_text().replace("| sinr |", "| edited by hand |"))
+    assert main(["--root", str(root), "--check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"{shacira} is stale: run python -m benchmarks.readme_summary"]
 
 
 def test_the_defaults_table_comes_from_defaults_json(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
-        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    _copy_sources(tmp_path)
     path = tmp_path / readme_summary.DEFAULTS_SOURCE
     data = json.loads(path.read_text())
     label = next(label for label in data["summary"]["3x64"] if label.startswith("new default"))
@@ -69,8 +105,7 @@ def test_the_defaults_table_comes_from_defaults_json(tmp_path):
 
 
 def test_a_measurement_two_runs_share_is_one_row(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
-        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    _copy_sources(tmp_path)
     c1 = json.loads((tmp_path / "kodak_C1.json").read_text())
     c2 = json.loads((tmp_path / "kodak_C2.json").read_text())
     shared = set(c1["results"]["summary"]) & set(c2["results"]["summary"])
@@ -89,8 +124,7 @@ def test_a_measurement_two_runs_share_is_one_row(tmp_path):
 
 
 def test_the_baseline_table_comes_from_per_layer_choice_json(tmp_path):
-    for name in SOURCES + (readme_summary.DEFAULTS_SOURCE, readme_summary.CHOICE_SOURCE):
-        shutil.copy(readme_summary.RESULTS / name, tmp_path / name)
+    _copy_sources(tmp_path)
     path = tmp_path / readme_summary.CHOICE_SOURCE
     data = json.loads(path.read_text())
     record = data["results"]["records"][0]
@@ -102,3 +136,76 @@ def test_the_baseline_table_comes_from_per_layer_choice_json(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(readme_summary.SummaryError, match="uniform baseline"):
         block(tmp_path)
+
+
+def test_the_nerfstudio_block_comes_from_the_json(tmp_path):
+    _copy_sources(tmp_path)
+    path = tmp_path / readme_summary.NERF_SOURCE
+    data = json.loads(path.read_text())
+    nerfacto = next(r for r in data["results"] if r["name"].startswith("nerfacto"))
+    assert f"| {nerfacto['name']} | {nerfacto['model_bytes'] / 1e6:.2f} MB | " in nerfstudio_block(tmp_path)
+    # the MLPs a fifth of the scene and coded to nothing: the scene with its MLPs coded alone is 1.25x smaller
+    nerfacto.update(model_bytes=1_000_000, mlp_bytes_before=200_000, mlp_bytes_after=0, hash_grid_share_of_model=0.4321,
+                    file_bytes=123_456_789, ratio=12.3456, psnr_before=31.234, psnr_after=30.111,
+                    psnr_drop_db=1.123, machine="Some CPU 9000")
+    path.write_text(json.dumps(data))
+    text = nerfstudio_block(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith(f"| {nerfacto['name']} |"))
+    for figure in ("| 1.00 MB |", "| 43.2% |", "| 1.25x |", "| 123.46 MB, 12.35x |", "31.23 → 30.11 dB (+1.12)",
+                   "| Some CPU 9000 |"):
+        assert figure in row, (figure, row)
+    rd_path = tmp_path / readme_summary.NERF_RD_SOURCE
+    rd = json.loads(rd_path.read_text())
+    rd["results"]["verdict"]["fine-tuned"].update(best_ratio_within_drop=31.5, met=True)
+    rd_path.write_text(json.dumps(rd))
+    assert "fine-tuned 31.50x (target 30x: met)" in nerfstudio_block(tmp_path)
+
+
+def test_the_shacira_block_comes_from_the_json(tmp_path):
+    _copy_sources(tmp_path)
+    path = tmp_path / "shacira_olena.json"
+    data = json.loads(path.read_text())
+    data["results"].update(decoder_saving=0.4321, total_saving=0.0123, psnr_drop_db=0.25, target_met=False)
+    data["results"]["files"]["sinr"]["bytes"] = 98_765
+    path.write_text(json.dumps(data))
+    text = shacira_block(tmp_path)
+    assert "| sinr | 98,765 B |" in text
+    assert "decoders 43.2% smaller and the whole file 1.2% smaller, PSNR 0.250 dB lower" in text
+    assert "(target: at most 0.3 dB lower, not met;" in text
+    # a run without SINR decoders says so instead of showing a saving
+    del data["results"]["files"]["sinr"]
+    path.write_text(json.dumps(data))
+    assert "| sinr |" not in shacira_block(tmp_path) and shacira_block(tmp_path).count("no SINR file") == 2
+
+
+@pytest.mark.parametrize(("name", "command"), [
+    (readme_summary.NERF_SOURCE, "python -m benchmarks.nerf_lego summary"),
+    (readme_summary.NERF_RD_SOURCE, "python -m benchmarks.nerf_scene_rd --out benchmarks/results"),
+    *readme_summary.SHACIRA_SOURCES.items()])
+def test_a_missing_integration_json_names_its_command_and_writes_nothing(tmp_path, capsys, name, command):
+    results = tmp_path / "results"
+    results.mkdir()
+    _copy_sources(results)
+    (results / name).unlink()
+    with pytest.raises(SummaryError, match=f"{name} not found: it is written by `{command}`"):
+        (nerfstudio_block if name.startswith("nerf") else shacira_block)(results)
+    root = _stale_root(tmp_path / "root")
+    before = {target.readme: (root / target.readme).read_text() for target in TARGETS}
+    assert main(["--results", str(results), "--root", str(root)]) == 1
+    assert command in capsys.readouterr().err
+    assert {target.readme: (root / target.readme).read_text() for target in TARGETS} == before
+
+
+def test_a_result_without_an_entry_names_its_sources(tmp_path, capsys):
+    _copy_sources(tmp_path)
+    path = tmp_path / readme_summary.NERF_SOURCE
+    data = json.loads(path.read_text())
+    del data["results"][0]["model_bytes"]
+    path.write_text(json.dumps(data))
+    root = _stale_root(tmp_path / "root")
+    assert main(["--results", str(tmp_path), "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "'model_bytes'" in err and readme_summary.NERF_SOURCE in err and "nerfstudio/README.md" in err
+    path.write_text("{not json")
+    with pytest.raises(SummaryError, match="not valid JSON.*benchmarks.nerf_lego summary"):
+        nerfstudio_block(tmp_path)

@@ -10,7 +10,7 @@ file range-codes each level's integers with a stored histogram (format kind ``st
   nerfstudio's ``HashEncoding`` (``2**T`` rows per level) or, in a tcnn scene converted to the
   torch port, ``tcnn_port.TcnnHashGrid`` (tcnn's row count per level, dense coarse levels).
 - ``reachable_rows`` / ``zero_unreachable_``: nerfstudio hashes every level into its own
-  ``2**T`` rows, also the coarse ones, whose ``(res + 1)**3`` vertices fill under 1% of them;
+  ``2**T`` rows, also the coarse ones, whose ``(res + 1)**3`` vertices are fewer than its rows;
   the other rows keep their random initial values forever and no position in [0, 1]^3 reads
   them. Zeroing them changes no rendered value and leaves the coder nothing to pay for.
 - ``quantize_tables_``: put every table on its level steps (in place) and mark its storage.

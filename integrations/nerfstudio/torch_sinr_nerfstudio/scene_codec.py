@@ -239,7 +239,7 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
         return {"steps": 0}
     started = time.perf_counter()
     fast_before = {id(t.encoding): "pytorch_fwd" in t.encoding.__dict__ for t in tables}
-    use_fast_hash_encoding(view)  # twice the speed, and the path that reads tables through their steps
+    use_fast_hash_encoding(view)  # the fused gather, and the path that reads tables through their steps
     for t in tables:
         if get_storage(t.encoding, "hash_table") is None:
             raise SINRConfigError(f"{t.name}: the tables must be coded (code_tables) before fine-tuning")
