@@ -210,67 +210,95 @@ def test_the_uniform_baseline_gets_the_same_search_and_fine_tuning(fitted, tmp_p
         compress(_model(state), image_loss(image), uniform_bits=(8,), sinr=False)
 
 
-def test_by_default_the_file_is_never_larger_than_the_mixed_precision_baseline(fitted, tmp_path):
+def test_by_default_the_file_is_never_larger_than_the_uniform_baselines(fitted, tmp_path):
     from torch_sinr.tune.pipeline import DENSE_BITS, UNIFORM_BITS
 
     image, state = fitted
     model = _model(state)
-    result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20,
+    result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20, max_probes=3,
                       progress=False)
-    guard = result.baseline
-    assert guard["baseline"] is not None and guard["kept"] in ("search", "baseline")
-    assert result.file_bytes == min(guard["search"]["file_bytes"], guard["baseline"]["file_bytes"])
+    entries = result.baseline["candidates"]
+    assert set(entries) == {"search", "mixed precision", "one width"} and not result.baseline["skipped"]
+    floor = result.reference_score - 1.0
+    assert result.file_bytes == min(e["file_bytes"] for e in entries.values() if e["score"] >= floor)
     reloaded, size = _reloaded_psnr(model, image, tmp_path)
-    assert size == result.file_bytes and reloaded >= result.reference_score - 1.0
-    # the baseline the guard ran is the one a user gets by switching SINR off, with the same budget
+    assert size == result.file_bytes and reloaded >= floor
+    # the mixed-precision candidate is the file a user gets by switching SINR off, with the same budget
     uniform = compress(_model(state), image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20,
-                       uniform_bits=UNIFORM_BITS, dense_bits=DENSE_BITS, sinr=False, progress=False)
-    assert uniform.file_bytes == guard["baseline"]["file_bytes"]
+                       max_probes=3, uniform_bits=UNIFORM_BITS, dense_bits=DENSE_BITS, sinr=False, progress=False)
+    assert uniform.file_bytes == entries["mixed precision"]["file_bytes"]
     assert result.file_bytes <= uniform.file_bytes
 
 
 def _fake_run(size: int, value: float):
-    """A (chosen, cfg, used, probes) as the search returns it, with a model whose file has
-    ``size`` bytes and scores ``value``: the guard reads both through the scorer and _file_bytes."""
+    """A (chosen, cfg, used, probes) as a search returns it, with a model whose file has ``size``
+    bytes and scores ``value``: the guard reads both through the scorer and file_bytes."""
     model = torch.nn.Linear(1, 1)
     model.fake = (size, value)
     return model, f"cfg-{size}", 7, [{"bytes": size}]
 
 
-@pytest.mark.parametrize("target, search, baseline, kept", [
-    (MaxDrop(1.0), (1000, 29.5), (900, 29.2), "baseline"),  # smaller and within the drop
-    (MaxDrop(1.0), (1000, 29.5), (1000, 29.9), "search"),  # a tie keeps the search's file
-    (MaxDrop(1.0), (1000, 29.5), (900, 28.9), "search"),  # smaller but below the floor (29.0)
-    (MaxDrop(1.0), (1000, 28.5), (1100, 29.1), "baseline"),  # the search's file ended below the floor
-    (ByteBudget(1000), (990, 29.5), (980, 29.4), "search"),  # under a budget the score decides
-    (ByteBudget(1000), (990, 29.5), (999, 29.6), "baseline"),
+@pytest.mark.parametrize("target, search, mixed, one, kept", [
+    (MaxDrop(1.0), (1000, 29.5), (900, 29.2), (950, 29.1), "mixed precision"),  # smallest within the drop
+    (MaxDrop(1.0), (1000, 29.5), (1000, 29.9), (1200, 29.9), "search"),  # a tie keeps the search's file
+    (MaxDrop(1.0), (1000, 29.5), (900, 28.9), (800, 28.0), "search"),  # smaller but below the floor (29.0)
+    (MaxDrop(1.0), (1000, 28.5), (1100, 29.1), (1050, 29.0), "one width"),  # the search ended below the floor
+    (ByteBudget(1000), (990, 29.5), (980, 29.4), (900, 29.0), "search"),  # under a budget the score decides
+    (ByteBudget(1000), (990, 29.5), (999, 29.6), (1001, 29.9), "mixed precision"),  # 1001 B is over the budget
 ])
-def test_the_guard_keeps_the_better_file_for_the_target(monkeypatch, target, search, baseline, kept):
+def test_the_guard_keeps_the_best_file_for_the_target(monkeypatch, target, search, mixed, one, kept):
     import math
 
-    from torch_sinr.tune import pipeline
+    from torch_sinr.tune import guard
 
-    monkeypatch.setattr(pipeline, "_file_bytes", lambda m: m.fake[0])
-    found, other = _fake_run(*search), _fake_run(*baseline)
-    *winner, record = pipeline._guarded(found, lambda: other, target, lambda m: m.fake[1], 30.0, math.inf)
-    assert record["kept"] == kept and tuple(winner) == (found if kept == "search" else other)
-    assert record["search"]["file_bytes"] == search[0] and record["baseline"]["file_bytes"] == baseline[0]
+    monkeypatch.setattr(guard, "file_bytes", lambda m: m.fake[0])
+    runs = {"search": _fake_run(*search), "mixed precision": _fake_run(*mixed), "one width": _fake_run(*one)}
+    others = {name: (lambda run=run: run) for name, run in runs.items() if name != "search"}
+    winner, record, models = guard.guarded(runs["search"], others, target, lambda m: m.fake[1], 30.0, math.inf)
+    assert record["kept"] == kept and winner == runs[kept]
+    assert models == {name: run[0] for name, run in runs.items()}
+    assert [record["candidates"][k]["file_bytes"] for k in runs] == [search[0], mixed[0], one[0]]
 
 
-def test_the_guard_keeps_the_search_when_the_baseline_cannot_meet_the_target_or_time_is_up():
+def test_the_guard_keeps_the_search_when_no_baseline_meets_the_target_or_time_is_up(monkeypatch):
     import math
 
-    from torch_sinr.tune import pipeline
+    from torch_sinr.tune import guard
 
     def unreachable():
         raise SINRError("target MaxDrop(1.0) cannot be met")
 
+    monkeypatch.setattr(guard, "file_bytes", lambda m: m.fake[0])
     found = _fake_run(1000, 29.5)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "_file_bytes", lambda m: m.fake[0])
-        *winner, record = pipeline._guarded(found, unreachable, MaxDrop(1.0), lambda m: m.fake[1], 30.0, math.inf)
-        assert tuple(winner) == found and record["kept"] == "search" and "cannot be met" in record["skipped"]
-        ran = []
-        *winner, record = pipeline._guarded(found, lambda: ran.append(1), MaxDrop(1.0), lambda m: m.fake[1], 30.0,
-                                            deadline=0.0)
-        assert tuple(winner) == found and not ran and "time budget" in record["skipped"]
+    winner, record, _ = guard.guarded(found, {"mixed precision": unreachable}, MaxDrop(1.0), lambda m: m.fake[1], 30.0,
+                                   math.inf)
+    assert winner == found and record["kept"] == "search" and "cannot be met" in record["skipped"]["mixed precision"]
+    ran = []
+    winner, record, _ = guard.guarded(found, {"one width": lambda: ran.append(1)}, MaxDrop(1.0), lambda m: m.fake[1],
+                                   30.0, deadline=0.0)
+    assert winner == found and not ran and "time budget" in record["skipped"]["one width"]
+
+
+def test_one_width_is_the_narrowest_fine_tuned_width_meeting_the_drop(fitted):
+    from torch_sinr.nn.layer import SINRLinear
+    from torch_sinr.tune.guard import one_width
+    from torch_sinr.tune.pipeline import PIPELINE_CONFIG, _scorer
+
+    image, state = fitted
+    model = _model(state)
+    score = _scorer(image_loss(image), _psnr(image))
+    reference = score(model)
+    chosen, cfg, used, _ = one_width(model, image_loss(image), score, MaxDrop(1.0), reference, (12, 10, 9, 8, 6, 4), 20,
+                                     1e-3, None, PIPELINE_CONFIG)
+    assert used == 20 and score(chosen) >= reference - 1.0 and not any(isinstance(m, SINRLinear)
+                                                                        for m in chosen.modules())
+    widths = set(cfg.dense_bits_pattern.values())
+    assert len(widths) == 1  # one width for every tensor
+    (bits,) = widths
+    if bits > 4:  # the next narrower width, fine-tuned the same way, misses the drop
+        with pytest.raises(SINRError, match="no single uniform width"):
+            one_width(model, image_loss(image), score, MaxDrop(1.0), reference, (bits - 1,), 20, 1e-3, None,
+                      PIPELINE_CONFIG)
+    with pytest.raises(SINRError, match="no single uniform width"):
+        one_width(model, image_loss(image), score, MaxDrop(0.0), reference + 5, (4, 3), 5, 1e-3, None,
+                  PIPELINE_CONFIG)

@@ -17,11 +17,11 @@ together so a user does not have to:
 
 For a ``MaxDrop`` or ``ByteBudget`` target the search is, by default, the per-layer choice: each
 target linear takes SINR codes or a uniform grid (:data:`UNIFORM_BITS`), each other float tensor
-its own width (:data:`DENSE_BITS`). And the same search and fine-tuning run once more with SINR
-switched off (mixed-precision uniform quantization, the fair baseline), and the better file is
-kept: the smaller one meeting a ``MaxDrop``, the better-scoring one under a ``ByteBudget``. So the
-file is never worse than that baseline given the same budget; measured on held-out Kodak SIRENs
-(``benchmarks/results/per_layer_choice.md``), SINR on every layer was 24% larger than it on a 3x64.
+its own width (:data:`DENSE_BITS`). Then the guard (``tune.guard``) makes the uniform files a user
+could have, with the same fine-tuning (mixed precision: the same search with SINR switched off;
+one width for every tensor), and the best file for the target is kept. So the file is never worse
+than those baselines; measured on held-out Kodak SIRENs (``benchmarks/results/per_layer_choice.md``),
+SINR on every layer was 24% larger than the mixed-precision one on a 3x64.
 
 Fine-tuning trains the non-zero values, the biases and every dense tensor (input layer, output
 layer) through the grids the file stores them on, so the model in memory is its file. Nothing
@@ -43,12 +43,13 @@ from tqdm.auto import tqdm
 
 from ..api import compress_model
 from ..errors import SINRConfigError, SINRError
-from ..format.model_io import encoded_size, fill_file_bytes
+from ..format.model_io import fill_file_bytes
 from ..nn.config import SINRConfig
 from ..nn.report import CompressionReport
 from ..nn.transform import refuse_compressed
 from .autotune import ByteBudget, MaxDrop, autotune, dense_widths, install_config, uniform_widths
 from .finetune import finetune_codes
+from .guard import file_bytes, guarded, one_width
 
 # The measured winner (Kodak C1, format 2): 4x dictionary, 8-bit values and dense tensors.
 # s = 0.3 k1 is the fixed-setting default when no target is given (25-31% fewer bits than the
@@ -87,8 +88,10 @@ class PipelineResult:
     seconds: float
     finetune_steps: int
     probes: list[dict] = field(default_factory=list)  # MaxDrop search: budget, bytes, score, ok
-    # the guard: the search's file and the mixed-precision baseline's (bytes, score), which was kept
+    # the guard (tune.guard): each candidate file's bytes and score, which was kept, which skipped
     baseline: dict | None = None
+    # the guard's candidate models by name, as their files decode (not in to_dict): to look at them
+    candidates: dict[str, nn.Module] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"file_bytes": self.file_bytes, "reference_score": self.reference_score, "score": self.score,
@@ -130,9 +133,10 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     target (``()`` when the config stores dense tensors as ``dense_dtype``, or with no search).
     ``sinr=False`` switches SINR off (needs ``uniform_bits``): the same search and fine-tuning
     over uniform grids only, the mixed-precision baseline, written by ``save_compressed`` like
-    any coded model. ``guard`` (with a search that has ``uniform_bits``) runs that baseline as
-    well and keeps the better file (``PipelineResult.baseline`` records both); it doubles the
-    work at most, and within ``time_budget_s`` gets the time the first search left.
+    any coded model. ``guard`` (with a search that has ``uniform_bits``) also makes that baseline
+    and the one-width uniform file, and keeps the best for the target (``PipelineResult.baseline``
+    records every candidate); it about doubles the work, and within ``time_budget_s`` gets the
+    time the search left.
     """
     started = time.perf_counter()
     deadline = started + time_budget_s if time_budget_s is not None else math.inf
@@ -198,11 +202,14 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
         return chosen, cfg, used, probes
 
     chosen, cfg, used, probes = search_and_finetune(search, "compress: search")
-    baseline = None
+    baseline, others = None, {}
     if guard and sinr and uniform_bits and searching:
-        chosen, cfg, used, probes, baseline = _guarded(
-            (chosen, cfg, used, probes), lambda: search_and_finetune({**search, "sinr": False}, "compress: baseline"),
-            target, score, reference, deadline)
+        candidates = {
+            "mixed precision": lambda: search_and_finetune({**search, "sinr": False}, "compress: mixed precision"),
+            "one width": lambda: one_width(model, loss_fn, score, target, reference, tuple(uniform_bits), steps, lr,
+                                           select, base)}
+        (chosen, cfg, used, probes), baseline, others = guarded((chosen, cfg, used, probes), candidates, target,
+                                                                score, reference, deadline)
     # --- install into the caller's model: same config gives the same modules and grids -------
     report = install_config(model, cfg)
     model.load_state_dict(chosen.state_dict())
@@ -213,37 +220,7 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     report.seconds = time.perf_counter() - started
     return PipelineResult(model=model, report=report, config=cfg, file_bytes=report.file_bytes,
                           reference_score=reference, score=final, seconds=report.seconds,
-                          finetune_steps=used, probes=probes, baseline=baseline)
-
-
-def _guarded(found, run_baseline, target, score, reference: float, deadline: float):
-    """``found`` (the search's file) or the mixed-precision baseline's, whichever is better for
-    ``target``: the smaller file meeting a MaxDrop (the search's on a tie), the better score
-    under a ByteBudget. Returns the winner's (chosen, cfg, used, probes) and a record of both."""
-    chosen, _, _, _ = found
-    mine = {"file_bytes": _file_bytes(chosen), "score": score(chosen)}
-    record = {"search": mine, "baseline": None, "kept": "search"}
-    if time.perf_counter() >= deadline:
-        record["skipped"] = "time budget spent by the search"
-        return (*found, record)
-    started = time.perf_counter()
-    try:
-        other = run_baseline()
-    except SINRError as error:  # the baseline cannot meet the target: the search's file stands
-        record["skipped"] = str(error)
-        return (*found, record)
-    theirs = {"file_bytes": _file_bytes(other[0]), "score": score(other[0]),
-              "seconds": time.perf_counter() - started}
-    record["baseline"] = theirs
-    if isinstance(target, MaxDrop):  # each met the floor when searched; fine-tuning could only keep or improve it
-        floor = reference - target.drop
-        better = theirs["score"] >= floor and (theirs["file_bytes"] < mine["file_bytes"] or mine["score"] < floor)
-    else:
-        better = theirs["score"] > mine["score"]
-    if better:
-        record["kept"] = "baseline"
-        return (*other, record)
-    return (*found, record)
+                          finetune_steps=used, probes=probes, baseline=baseline, candidates=others)
 
 
 def _scorer(loss_fn, evaluate) -> Callable[[nn.Module], float] | None:
@@ -279,11 +256,6 @@ def _steps_left(steps: int, loss_fn, deadline: float, model: nn.Module) -> int:
     finetune_codes(probe, loss_fn, 2, train_dense=True)
     per_step = (time.perf_counter() - t0) / 3  # 2 steps and a final evaluation
     return max(0, min(steps, int(left / max(per_step, 1e-6))))
-
-
-def _file_bytes(model: nn.Module) -> int:
-    # the bytes save_compressed would write, without writing them (a model without SINR layers too)
-    return encoded_size(model, require_codes=False)[0]
 
 
 NO_SEARCH = {"uniform_bits": (), "dense_bits": (), "sinr": True}  # autotune's codings: SINR on every target
@@ -322,7 +294,7 @@ def _budget_rungs(model, score, budget: int, lr: float, bar, search: dict = NO_S
             probes.append({"budget": budget, "bytes": None, "score": None, "value_bits": list(bits)})
             continue
         value = score(work)
-        probes.append({"budget": budget, "bytes": _file_bytes(work), "score": value, "value_bits": list(bits),
+        probes.append({"budget": budget, "bytes": file_bytes(work), "score": value, "value_bits": list(bits),
                        "dense_bits": base.dense_value_bits()})
         bar.update(1)
         if best is None or value > best[2]:
@@ -338,7 +310,7 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
     if the file ended past the budget, re-tune under a budget shrunk by the overshoot."""
     budget = target.max_bytes
     for _ in range(3):
-        size = _file_bytes(chosen)
+        size = file_bytes(chosen)
         if size <= target.max_bytes:
             return chosen, cfg, used
         budget = int(budget * target.max_bytes / size) - 1
@@ -347,7 +319,7 @@ def _fit_budget_after_finetuning(model, chosen, cfg, loss_fn, score, target: Byt
         steps = _steps_left(used, loss_fn, deadline, chosen)
         if steps:
             finetune_codes(chosen, loss_fn, steps, lr=lr, train_dense=True, select=select)
-    size = _file_bytes(chosen)
+    size = file_bytes(chosen)
     if size > target.max_bytes:
         raise SINRError(f"target {target} cannot be met after fine-tuning (the file has {size} B)")
     return chosen, cfg, used
@@ -374,7 +346,7 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
             return None
         if probe_steps:
             finetune_codes(work, loss_fn, probe_steps, lr=lr * scale, train_dense=True, select=select)
-        value, size = score(work), _file_bytes(work)
+        value, size = score(work), file_bytes(work)
         probes.append({"budget": budget, "bytes": size, "score": value, "ok": value >= floor,
                        "value_bits": list(bits), "dense_bits": base.dense_value_bits()})
         bar.update(1)
