@@ -5,12 +5,12 @@
 1. fits a SIREN to a bundled Kodak image;
 2. compresses it with ``torch_sinr.compress`` (autotune + fine-tuning to within ``--max-drop``
    dB of the fit), writes the file and decodes it into a fresh model;
-3. runs the baseline a user would otherwise use, uniform quantization of every tensor, fine-tuned
-   with the same steps and learning rate and written in the same container with the same entropy
-   coder, at increasing bit widths until it reaches SINR's PSNR; its bytes at exactly SINR's PSNR
-   are interpolated (log-bytes, linear in PSNR) between the two bit widths that bracket it;
-4. prints the saving and writes ``comparison.png`` (original | SINR | uniform), the SINR file
-   and ``report.json`` into ``sinr_demo/``.
+3. shows the uniform files a user could have made instead, which ``compress``'s guard made with
+   the same fine-tuning steps and learning rate, in the same container and entropy coder:
+   mixed precision (the same search with SINR switched off) and one width for every tensor; the
+   file ``compress`` kept is the smallest of them and SINR's per-layer choice within the target;
+4. prints the saving against the best uniform file and writes ``comparison.png`` (original |
+   the file | the best uniform file), the file and ``report.json`` into ``sinr_demo/``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import time
 from pathlib import Path
 
@@ -28,11 +27,7 @@ from .format import load_compressed, save_compressed
 from .inr.images import DEFAULT_IMAGE, load_image, save_image_row
 from .inr.models import Siren, SirenConfig, fit_image, image_loss, psnr, render
 from .tune.autotune import MaxDrop
-from .tune.baselines import finetune_uniform, read_baseline, write_uniform
 from .tune.pipeline import compress
-
-UNIFORM_BITS = (6, 7, 8, 9, 10, 11, 12, 14, 16)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="PNG/JPEG to fit (default: the bundled kodim23)")
@@ -51,27 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Adam learning rate of fine-tuning, SINR and baseline alike")
     parser.add_argument("--max-probes", type=int, default=5, help="most probes of torch_sinr.compress's size search (bisection on its rung)")
     parser.add_argument("--out", default="sinr_demo", help="output directory")
-
-
-def uniform_at_psnr(points: list[dict], target: float) -> float | None:
-    """Bytes of uniform quantization at PSNR ``target``: log-linear between the two measured
-    points that bracket it (None when no point reaches it)."""
-    points = sorted(points, key=lambda p: p["bytes"])
-    for low, high in zip(points, points[1:]):
-        if low["psnr"] < target <= high["psnr"]:
-            t = (target - low["psnr"]) / (high["psnr"] - low["psnr"])
-            return math.exp(math.log(low["bytes"]) + t * (math.log(high["bytes"]) - math.log(low["bytes"])))
-    reached = [p["bytes"] for p in points if p["psnr"] >= target]
-    return float(min(reached)) if reached else None
-
-
-def _rounded(model, bits: int):
-    """``model`` with every tensor on its own b-bit grid (no fine-tuning)."""
-    from .tune.baselines import uniform_round_trip
-
-    rounded = copy.deepcopy(model)
-    rounded.load_state_dict(uniform_round_trip(model.state_dict(), bits))
-    return rounded.eval()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -109,51 +83,39 @@ def run(args: argparse.Namespace) -> dict:
     if not torch.equal(sinr_image, render(compressed, height, width)):
         raise RuntimeError("the decoded file differs from the in-memory compressed model")
 
-    print(f"3. Baseline: uniform quantization of every tensor, {args.finetune_steps} fine-tuning steps, "
-          f"same container and entropy coder, until it reaches {sinr_psnr:.2f} dB")
-    uniform_points, uniform_images = [], {}
-
-    def uniform(bits: int) -> dict:
-        tuned, grids = finetune_uniform(copy.deepcopy(model), loss, bits, args.finetune_steps, lr=args.finetune_lr,
-                                        progress=True)
-        upath = out / "uniform.safetensors"
-        size = write_uniform(tuned, upath, bits, grids)
-        decoded = Siren(siren_config)
-        decoded.load_state_dict(read_baseline(upath, skeleton=Siren(siren_config)))
-        uniform_images[bits] = render(decoded.eval(), height, width)
-        point = {"bits": bits, "bytes": size, "psnr": psnr(uniform_images[bits], image)}
-        print(f"   {bits:2d}-bit: {size} B, {point['psnr']:.2f} dB")
-        return point
-
-    # Start two widths below the narrowest plain (not fine-tuned) grid that reaches SINR's PSNR:
-    # fine-tuning gains about a bit's worth, so the bracketing widths are fine-tuned, not all.
-    plain = [b for b in UNIFORM_BITS if psnr(render(_rounded(model, b), height, width), image) >= sinr_psnr]
-    start = UNIFORM_BITS.index(plain[0]) - 2 if plain else 0
-    for bits in UNIFORM_BITS[max(0, start):]:
-        uniform_points.append(uniform(bits))
-        if uniform_points[-1]["psnr"] >= sinr_psnr:
-            break
-    while uniform_points[0]["psnr"] >= sinr_psnr and uniform_points[0]["bits"] > UNIFORM_BITS[0]:
-        lower = UNIFORM_BITS[UNIFORM_BITS.index(uniform_points[0]["bits"]) - 1]  # bracket from below too
-        uniform_points.insert(0, uniform(lower))
-    (out / "uniform.safetensors").unlink(missing_ok=True)
-    uniform_bytes = uniform_at_psnr(uniform_points, sinr_psnr)
-    shown = next((p for p in uniform_points if p["psnr"] >= sinr_psnr), uniform_points[-1])
-
+    # The guard inside compress made the uniform files a user could have, with the same fine-tuning
+    # (mixed precision: the same search with SINR off; one width for every tensor): the fair baselines.
+    entries = result.baseline["candidates"]
+    floor = reference - args.max_drop
+    uniform = {name: e for name, e in entries.items() if name != "search" and e["score"] >= floor}
+    print(f"3. Baselines (made by compress's guard, the same {args.finetune_steps} fine-tuning steps, container and "
+          f"entropy coder), within {args.max_drop:g} dB:")
+    for name, entry in entries.items():
+        label = "SINR / per-layer choice" if name == "search" else f"uniform, {name}"
+        kept = "  <- kept" if name == result.baseline["kept"] else ""
+        print(f"   {label:32s} {entry['file_bytes']:7d} B, {entry['score']:.2f} dB{kept}")
+    for name, why in result.baseline["skipped"].items():
+        print(f"   uniform, {name}: none ({why})")
+    best_name = min(uniform, key=lambda n: uniform[n]["file_bytes"]) if uniform else None
+    uniform_bytes = uniform[best_name]["file_bytes"] if best_name else None
     saving = None if uniform_bytes is None else 1 - file_report.file_bytes / uniform_bytes
+    shown = result.candidates.get(best_name) if best_name else None
+    uniform_image = render(shown, height, width) if shown is not None else torch.zeros_like(image)
+    uniform_label = (f"uniform ({best_name}) {uniform[best_name]['score']:.2f} dB, {8 * uniform_bytes / pixels:.2f} bpp"
+                     if best_name else "no uniform file met the target")
+
     result_json = {
         "image": str(args.image), "resolution": [width, height], "siren": vars(siren_config),
         "steps": args.steps, "fit_seconds": fit_seconds, "dense_params": dense_params,
         "float32_bytes": 4 * dense_params, "psnr_uncompressed": reference,
         "file_bytes": file_report.file_bytes, "bpp_sinr": 8 * file_report.file_bytes / pixels,
         "psnr_sinr": sinr_psnr, "ratio": result.report.ratio, "compress_seconds": result.seconds,
-        "uniform": uniform_points, "uniform_bytes_at_sinr_psnr": uniform_bytes,
-        "bpp_uniform_at_sinr_psnr": None if uniform_bytes is None else 8 * uniform_bytes / pixels,
-        "saving": saving, "pipeline": result.to_dict(), "file": file_report.to_dict(),
+        "kept": result.baseline["kept"], "candidates": entries, "best_uniform": best_name,
+        "uniform_bytes": uniform_bytes, "saving_vs_best_uniform": saving,
+        "pipeline": result.to_dict(), "file": file_report.to_dict(),
     }
-    save_image_row([image, sinr_image, uniform_images[shown["bits"]]],
-                   ["original", f"SINR {sinr_psnr:.2f} dB, {result_json['bpp_sinr']:.2f} bpp",
-                    f"uniform {shown['bits']}-bit {shown['psnr']:.2f} dB, {8 * shown['bytes'] / pixels:.2f} bpp"],
+    save_image_row([image, sinr_image, uniform_image],
+                   ["original", f"file {sinr_psnr:.2f} dB, {result_json['bpp_sinr']:.2f} bpp", uniform_label],
                    out / "comparison.png")
     (out / "report.json").write_text(json.dumps(result_json, indent=2, default=str))
 
@@ -163,12 +125,13 @@ def run(args: argparse.Namespace) -> dict:
     print(f"Size: {4 * dense_params} B float32 -> {file_report.file_bytes} B SINR file "
           f"({result.report.ratio:.2f}x, {result_json['bpp_sinr']:.2f} bpp)")
     if saving is None:
-        print(f"Uniform quantization did not reach {sinr_psnr:.2f} dB at up to {UNIFORM_BITS[-1]} bits.")
+        print(f"No uniform file met the target: the file is SINR's ({result.baseline['kept']}).")
+    elif result.baseline["kept"] == "search":
+        print(f"The file is {100 * saving:.1f}% smaller than the best uniform file ({best_name}, "
+              f"{uniform_bytes} B) with the same fine-tuning, within the same {args.max_drop:g} dB.")
     else:
-        print(f"Uniform quantization at the same PSNR: {uniform_bytes:.0f} B "
-              f"({result_json['bpp_uniform_at_sinr_psnr']:.2f} bpp).")
-        print(f"SINR needs {100 * saving:.1f}% {'fewer' if saving >= 0 else 'MORE'} bytes than the best uniform "
-              f"quantization at equal PSNR.")
+        print(f"Here uniform quantization ({result.baseline['kept']}) beat SINR's per-layer choice "
+              f"({entries['search']['file_bytes']} B), so compress kept the uniform file.")
     print(f"Wrote {path}, {out / 'comparison.png'} (original | SINR | uniform), {out / 'report.json'}")
     return result_json
 
