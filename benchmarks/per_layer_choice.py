@@ -3,7 +3,7 @@
 ``python -m benchmarks.per_layer_choice`` writes ``benchmarks/results/per_layer_choice.{json,md}``:
 for each held-out Kodak image (default kodim13 and kodim14, which no setting of the library was
 ever tuned on) and SIREN size, the Kodak benchmark's protocol fit (2000 steps at 1/4 scale) is
-compressed to ``MaxDrop(drop)`` three times, with the same fine-tuning steps and the same search
+compressed to ``MaxDrop(drop)`` (each of ``--drops``) three times, with the same fine-tuning steps and the same search
 (the bisection of ``compress`` over autotune's greedy moves); every float tensor the layers' coding
 leaves (biases, the input layer) gets its own width from ``DENSE_BITS`` in all three:
 
@@ -11,7 +11,13 @@ leaves (biases, the input layer) gets its own width from ``DENSE_BITS`` in all t
 * ``choice``: each target linear SINR-coded or on a uniform grid of ``UNIFORM_BITS``, whichever the
   search finds cheaper per unit of PSNR;
 * ``uniform``: SINR switched off (``sinr=False``): mixed-precision uniform quantization, bits per
-  tensor, fine-tuned: the baseline.
+  tensor, fine-tuned: a baseline;
+* ``one_width``: one grid width for every tensor, fine-tuned with the same steps (the narrowest
+  width of ``UNIFORM_BITS`` that meets the target, ``torch_sinr.tune.guard.one_width``): the
+  other baseline.
+
+Each search runs with ``guard=False``: the benchmark measures each coding on its own. The default
+``compress`` (the guard) keeps the best of ``choice``, ``uniform`` and ``one_width``.
 
 Each file is written and decoded into a fresh model: bytes are the file's, PSNR the reloaded
 file's; the coding each layer got, the probes and the wall time are recorded. Each run is cached
@@ -25,20 +31,26 @@ import copy
 import hashlib
 import json
 import tempfile
+import sys
 import time
 from pathlib import Path
+
+import torch
 
 from benchmarks import kodak
 from benchmarks._common import HelpFormatter, cpu_model, md_table, write_results
 from torch_sinr import MaxDrop, compress, load_compressed, save_compressed
 from torch_sinr.inr.models import INR, image_loss, psnr, render
 from torch_sinr.nn.layer import SINRLinear
+from torch_sinr.tune.guard import one_width
+from torch_sinr.tune.pipeline import PIPELINE_CONFIG
 
 NAME = "per_layer_choice"
 OUT = kodak.REPO / "benchmarks" / "results"
 CACHE = kodak.REPO / "benchmarks" / "cache" / "per_layer_choice"
 UNIFORM_BITS = (12, 10, 9, 8, 7, 6, 5, 4)
 DENSE_BITS = (16, 14, 12, 10, 9, 8, 7, 6)
+BASELINES = ("uniform", "one_width")  # the uniform files a user could make instead
 VARIANTS = {"sinr": {"uniform_bits": (), "dense_bits": DENSE_BITS},
             "choice": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS},
             "uniform": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS, "sinr": False}}
@@ -62,12 +74,9 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
         work = copy.deepcopy(model)
         started = time.perf_counter()
         result = compress(work, image_loss(image), evaluate=evaluate, target=MaxDrop(drop), steps=steps,
-                          progress=False, **search)
+                          progress=False, guard=False, **search)
         seconds = time.perf_counter() - started
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{label}.safetensors"
-            size = save_compressed(work, path).file_bytes
-            reloaded = evaluate(load_compressed(path, INR(config)).eval())
+        size, reloaded = _file(work, config, evaluate, label)
         coded = {layer.name for layer in result.report.layers}
         codings = {name: "sinr" for name in coded}
         codings.update({name: "uniform" for name in _excluded(result.config) if name not in coded})
@@ -82,10 +91,52 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
         record["runs"][label] = run
         print(f"{image_name} {layers}x{width} {label}: {size} B, {reloaded:.2f} dB (fit {reference:.2f}), "
               f"{seconds:.0f} s, {codings}", flush=True)
+    record["runs"]["one_width"] = _one_width_run(model, image, image_name, layers, width, drop, steps, cache, evaluate,
+                                                 reference, config)
     base = record["runs"]["uniform"]["bytes"]
     record["saving_vs_uniform"] = {label: 1 - run["bytes"] / base for label, run in record["runs"].items()
-                                   if label != "uniform"}
+                                   if label in VARIANTS and label != "uniform"}
+    best = min(record["runs"][label]["bytes"] for label in BASELINES if record["runs"][label]["met"])
+    record["best_baseline_bytes"] = best
+    record["saving_vs_best_baseline"] = {label: 1 - record["runs"][label]["bytes"] / best
+                                         for label in ("sinr", "choice")}
     return record
+
+
+def _file(model, config, evaluate, label: str) -> tuple[int, float]:
+    """Bytes of ``model``'s file and the PSNR of the file decoded into a fresh model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{label}.safetensors"
+        size = save_compressed(model, path).file_bytes
+        return size, evaluate(load_compressed(path, INR(config)).eval())
+
+
+def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: Path, evaluate, reference,
+                   config) -> dict:
+    """The one-width baseline: every tensor on one grid, the narrowest meeting the drop after the
+    same fine-tuning steps (what compress's guard makes)."""
+    key = json.dumps([image_name, layers, width, drop, steps, "one_width", list(UNIFORM_BITS)])
+    cached = cache / f"{image_name}-{layers}x{width}-one_width-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    started = time.perf_counter()
+    work, cfg, used, _ = one_width(model, image_loss(image), lambda m: _no_grad(evaluate, m), MaxDrop(drop), reference,
+                                   UNIFORM_BITS, steps, 1e-3, None, PIPELINE_CONFIG)
+    seconds = time.perf_counter() - started
+    size, reloaded = _file(work, config, evaluate, "one_width")
+    run = {"bytes": size, "bpp": 8 * size / (image.shape[1] * image.shape[2]), "psnr_reloaded": reloaded,
+           "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
+           "bits": sorted(set(cfg.dense_bits_pattern.values())), "finetune_steps": used}
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(run, indent=1))
+    print(f"{image_name} {layers}x{width} one_width: {size} B, {reloaded:.2f} dB, {run['bits']} bits, {seconds:.0f} s",
+          flush=True)
+    return run
+
+
+def _no_grad(evaluate, model) -> float:
+    with torch.no_grad():
+        return float(evaluate(model.eval()))
 
 
 def _excluded(config) -> list[str]:
@@ -103,24 +154,30 @@ def markdown(results: dict) -> str:
     for r in results["records"]:
         runs = r["runs"]
         cells = [f"{runs[v]['bytes']} / {runs[v]['psnr_reloaded']:.2f}" for v in VARIANTS]
+        one = runs["one_width"]
         uniform = sorted(n for n, k in runs["choice"]["codings"].items() if k == "uniform")
-        rows.append([r["image"], r["config"], f"{r['psnr_fit']:.2f}", *cells,
-                     f"{100 * r['saving_vs_uniform']['sinr']:.1f}%", f"{100 * r['saving_vs_uniform']['choice']:.1f}%",
-                     ", ".join(uniform) or "none", " / ".join(f"{runs[v]['seconds']:.0f}" for v in VARIANTS),
+        rows.append([r["image"], r["config"], f"{r['psnr_fit']:.2f}", f"{r['target_drop']:g}", *cells,
+                     f"{one['bytes']} / {one['psnr_reloaded']:.2f} ({'/'.join(map(str, one['bits']))}-bit)",
+                     *(f"{100 * r['saving_vs_best_baseline'][v]:.1f}%" for v in ("sinr", "choice")),
+                     ", ".join(uniform) or "none",
+                     " / ".join(f"{runs[v]['seconds']:.0f}" for v in (*VARIANTS, "one_width")),
                      " / ".join(str(runs[v]["probes"]) for v in VARIANTS)])
     return "\n".join([
-        "# SINR, the per-layer choice and mixed-precision uniform quantization in `torch_sinr.compress`", "",
-        f"Generated by `python -m benchmarks.per_layer_choice`. Held-out Kodak images ({p['held_out']}), the Kodak "
-        f"protocol's fits; `compress(target=MaxDrop({p['drop']}), steps={p['steps']})`, the same search and "
-        f"fine-tuning for all three; dense tensors (biases, input layer) get widths from `dense_bits={DENSE_BITS}` "
-        f"in all three. **sinr**: every target linear SINR-coded; **choice**: SINR or a uniform grid of "
-        f"`uniform_bits={UNIFORM_BITS}` per layer; **uniform**: `sinr=False`, mixed-precision uniform "
-        f"quantization, the baseline. Bytes of the file written, PSNR of the file decoded; a saving is "
-        f"1 - bytes / the uniform baseline's bytes, each file meeting the same target (their PSNRs differ by "
-        f"what the table shows). CPU: {p['cpu']}.", "",
-        md_table(["image", "SIREN", "fit (dB)", "sinr: B / dB", "choice: B / dB", "uniform (baseline): B / dB",
-                  "sinr saves", "choice saves", "layers the choice coded uniformly", "wall s (s / c / u)",
-                  "probes (s / c / u)"], rows), ""])
+        "# SINR, the per-layer choice and uniform quantization in `torch_sinr.compress`", "",
+        f"Generated by `{p['command'].strip()}`. Held-out Kodak images ({p['held_out']}), the Kodak "
+        f"protocol's fits; `compress(target=MaxDrop(drop), steps={p['steps']}, guard=False)`, the same "
+        f"search and fine-tuning for the three searches; dense tensors (biases, input layer) get widths from "
+        f"`dense_bits={DENSE_BITS}` in all three. **sinr**: every target linear SINR-coded; **choice**: SINR or a "
+        f"uniform grid of `uniform_bits={UNIFORM_BITS}` per layer; **uniform**: `sinr=False`, mixed-precision "
+        f"uniform quantization (a baseline); **one width**: every tensor on one grid, the narrowest of "
+        f"`{UNIFORM_BITS}` meeting the target after the same {p['steps']} fine-tuning steps (the other baseline). "
+        f"Bytes of the file written, PSNR of the file decoded; a saving is 1 - bytes / the smaller baseline file "
+        f"(uniform or one width), each file meeting the same target (their PSNRs differ by what the table shows); "
+        f"negative: larger than the baseline. The default `compress` keeps the best of choice, uniform and one "
+        f"width. CPU: {p['cpu']}.", "",
+        md_table(["image", "SIREN", "fit (dB)", "drop (dB)", "sinr: B / dB", "choice: B / dB", "uniform: B / dB",
+                  "one width: B / dB", "sinr saves", "choice saves", "layers the choice coded uniformly",
+                  "wall s (s / c / u / 1)", "probes (s / c / u)"], rows), ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="+", default=["kodim13", "kodim14"],
                         help="Kodak images (file stems), held out from every choice the library made")
     parser.add_argument("--configs", nargs="+", default=["3x64", "3x128"], help="SIREN sizes LxW (the Kodak protocol's fits)")
-    parser.add_argument("--drop", type=float, default=0.5, help="PSNR drop (dB) allowed by the MaxDrop target")
+    parser.add_argument("--drops", nargs="+", type=float, default=[0.5, 3.0],
+                        help="PSNR drops (dB) allowed by the MaxDrop target: 0.5 is a high rate for these fits, "
+                             "3 a middle one")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each compress call")
     parser.add_argument("--out", type=Path, default=OUT, help="folder per_layer_choice.{json,md} go to")
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of finished runs (a rerun resumes)")
@@ -137,14 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     if not kodak.DEFAULT_KODAK.is_dir():
         parser.error(f"Kodak images not found at {kodak.DEFAULT_KODAK} (the repo expects ../shared/data/kodak)")
     records = []
-    for config in args.configs:
-        layers, width = (int(v) for v in config.split("x"))
-        for image in args.images:
-            records.append(run_one(image, layers, width, args.drop, args.steps, args.cache))
-    results = {"protocol": {"drop": args.drop, "steps": args.steps, "uniform_bits": list(UNIFORM_BITS),
+    for drop in args.drops:  # the cached high-rate runs first; an interrupted run resumes from the cache
+        for config in args.configs:
+            layers, width = (int(v) for v in config.split("x"))
+            for image in args.images:
+                records.append({**run_one(image, layers, width, drop, args.steps, args.cache), "target_drop": drop})
+    results = {"protocol": {"drops": args.drops, "steps": args.steps, "uniform_bits": list(UNIFORM_BITS),
                             "dense_bits": list(DENSE_BITS),
                             "images": args.images, "configs": args.configs, "cpu": cpu_model(),
-                            "held_out": "kodim13-24 were never used to choose a setting"},
+                            "held_out": "kodim13-24 were never used to choose a setting",
+                            "command": "python -m benchmarks.per_layer_choice " + " ".join(argv or sys.argv[1:])},
                "records": records}
     write_results(args.out, NAME, __doc__.split("\n\n")[0], results, markdown(results))
     print(markdown(results))

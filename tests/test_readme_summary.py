@@ -2,6 +2,7 @@
 results) are what benchmarks.readme_summary makes from the committed results: a result regenerated
 without rewriting the READMEs fails here."""
 
+import copy
 import json
 import shutil
 
@@ -128,14 +129,16 @@ def test_the_baseline_table_comes_from_per_layer_choice_json(tmp_path):
     path = tmp_path / readme_summary.CHOICE_SOURCE
     data = json.loads(path.read_text())
     record = data["results"]["records"][0]
-    record["saving_vs_uniform"]["sinr"] = -0.123
+    record["saving_vs_best_baseline"]["sinr"] = -0.123
     path.write_text(json.dumps(data))
     assert f"| {record['image']} | {record['config']} | " in block(tmp_path) and "-12.3%" in block(tmp_path)
-    for run in data["results"]["records"]:
-        run["runs"].pop("uniform")
-    path.write_text(json.dumps(data))
-    with pytest.raises(readme_summary.SummaryError, match="uniform baseline"):
-        block(tmp_path)
+    for baseline in ("uniform", "one_width"):
+        changed = copy.deepcopy(data)
+        for run in changed["results"]["records"]:
+            run["runs"].pop(baseline)
+        path.write_text(json.dumps(changed))
+        with pytest.raises(readme_summary.SummaryError, match="uniform baseline"):
+            block(tmp_path)
 
 
 def test_the_nerfstudio_block_comes_from_the_json(tmp_path):

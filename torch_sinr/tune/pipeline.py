@@ -1,9 +1,12 @@
-"""``torch_sinr.compress``: the pipeline that wins, in one call.
+"""``torch_sinr.compress``: code, search for a target, fine-tune, keep the best file, in one call.
 
-Measured on Kodak SIRENs (``benchmarks/results/kodak_C1.md``): SINR beats the best fine-tuned
-uniform quantization when its codes are fine-tuned after coding, at a small dictionary (k2 = 4 k1)
-and 8-bit values, with per-layer sparsity chosen by ``autotune``. This module strings those steps
-together so a user does not have to:
+Measured on Kodak SIRENs (``benchmarks/results/kodak_C1.md``): SINR beats fine-tuned uniform
+quantization at one bit width for every tensor when its codes are fine-tuned after coding, at a
+small dictionary (k2 = 4 k1) and 8-bit values, with per-layer sparsity chosen by ``autotune``.
+Against mixed-precision uniform quantization under the same search (held out,
+``benchmarks/results/per_layer_choice.md``) its margin is small or negative, which is why the
+default search may put any layer on a uniform grid and the guard keeps the uniform file when it is
+smaller. This module strings those steps together so a user does not have to:
 
 * ``target=SINRConfig(...)`` (or None: :data:`PIPELINE_CONFIG`): compress, then fine-tune;
 * ``target=ByteBudget(n)``: autotune per-layer s under the budget (on each rung of the quality
@@ -52,8 +55,8 @@ from .finetune import finetune_codes
 from .guard import file_bytes, guarded, one_width
 
 # The measured winner (Kodak C1, format 2): 4x dictionary, 8-bit values and dense tensors.
-# s = 0.3 k1 is the fixed-setting default when no target is given (25-31% fewer bits than the
-# best fine-tuned uniform quantization at equal PSNR on 3x64 / 3x128).
+# s = 0.3 k1 is the fixed-setting default when no target is given (25-31% fewer bits than
+# fine-tuned uniform quantization at one width for every tensor, at equal PSNR on 3x64 / 3x128).
 PIPELINE_CONFIG = SINRConfig(dict_ratio=4, s_ratio=0.3, value_bits=8)
 AUTOTUNE_VALUE_BITS = (8,)  # autotune's value-bit menu: 8-bit with fine-tuning beat mixed menus
 # The search's default menus for a MaxDrop / ByteBudget target: the grid widths a target linear
