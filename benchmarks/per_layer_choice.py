@@ -56,7 +56,8 @@ VARIANTS = {"sinr": {"uniform_bits": (), "dense_bits": DENSE_BITS},
             "uniform": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS, "sinr": False}}
 
 
-def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, cache: Path) -> dict:
+def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, cache: Path,
+            cached_only: bool = False) -> dict | None:
     config = kodak.inr_config(layers, width)
     model, image = kodak.kodak_fit(image_name, layers, width)
     height, width_px = image.shape[1:]
@@ -71,6 +72,8 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
         if cached.exists():
             record["runs"][label] = json.loads(cached.read_text())
             continue
+        if cached_only:
+            return None
         work = copy.deepcopy(model)
         started = time.perf_counter()
         result = compress(work, image_loss(image), evaluate=evaluate, target=MaxDrop(drop), steps=steps,
@@ -92,7 +95,9 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
         print(f"{image_name} {layers}x{width} {label}: {size} B, {reloaded:.2f} dB (fit {reference:.2f}), "
               f"{seconds:.0f} s, {codings}", flush=True)
     record["runs"]["one_width"] = _one_width_run(model, image, image_name, layers, width, drop, steps, cache, evaluate,
-                                                 reference, config)
+                                                 reference, config, cached_only)
+    if record["runs"]["one_width"] is None:
+        return None
     base = record["runs"]["uniform"]["bytes"]
     record["saving_vs_uniform"] = {label: 1 - run["bytes"] / base for label, run in record["runs"].items()
                                    if label in VARIANTS and label != "uniform"}
@@ -112,13 +117,15 @@ def _file(model, config, evaluate, label: str) -> tuple[int, float]:
 
 
 def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: Path, evaluate, reference,
-                   config) -> dict:
+                   config, cached_only: bool = False) -> dict | None:
     """The one-width baseline: every tensor on one grid, the narrowest meeting the drop after the
     same fine-tuning steps (what compress's guard makes)."""
     key = json.dumps([image_name, layers, width, drop, steps, "one_width", list(UNIFORM_BITS)])
     cached = cache / f"{image_name}-{layers}x{width}-one_width-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
     if cached.exists():
         return json.loads(cached.read_text())
+    if cached_only:
+        return None
     started = time.perf_counter()
     work, cfg, used, _ = one_width(model, image_loss(image), lambda m: _no_grad(evaluate, m), MaxDrop(drop), reference,
                                    UNIFORM_BITS, steps, 1e-3, None, PIPELINE_CONFIG)
@@ -177,7 +184,9 @@ def markdown(results: dict) -> str:
         f"width. CPU: {p['cpu']}.", "",
         md_table(["image", "SIREN", "fit (dB)", "drop (dB)", "sinr: B / dB", "choice: B / dB", "uniform: B / dB",
                   "one width: B / dB", "sinr saves", "choice saves", "layers the choice coded uniformly",
-                  "wall s (s / c / u / 1)", "probes (s / c / u)"], rows), ""])
+                  "wall s (s / c / u / 1)", "probes (s / c / u)"], rows), "",
+        *([f"Asked for but not run (`--cached-only`): {', '.join(results['not_run'])}.", ""]
+          if results.get("not_run") else [])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,21 +201,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each compress call")
     parser.add_argument("--out", type=Path, default=OUT, help="folder per_layer_choice.{json,md} go to")
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of finished runs (a rerun resumes)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="run nothing: write the records whose runs are all in the cache, and list the others")
     args = parser.parse_args(argv)
     if not kodak.DEFAULT_KODAK.is_dir():
         parser.error(f"Kodak images not found at {kodak.DEFAULT_KODAK} (the repo expects ../shared/data/kodak)")
-    records = []
+    records, missing = [], []
     for drop in args.drops:  # the cached high-rate runs first; an interrupted run resumes from the cache
         for config in args.configs:
             layers, width = (int(v) for v in config.split("x"))
             for image in args.images:
-                records.append({**run_one(image, layers, width, drop, args.steps, args.cache), "target_drop": drop})
+                record = run_one(image, layers, width, drop, args.steps, args.cache, args.cached_only)
+                if record is None:
+                    missing.append(f"{image} {config} drop {drop:g}")
+                else:
+                    records.append({**record, "target_drop": drop})
     results = {"protocol": {"drops": args.drops, "steps": args.steps, "uniform_bits": list(UNIFORM_BITS),
                             "dense_bits": list(DENSE_BITS),
                             "images": args.images, "configs": args.configs, "cpu": cpu_model(),
                             "held_out": "kodim13-24 were never used to choose a setting",
                             "command": "python -m benchmarks.per_layer_choice " + " ".join(argv or sys.argv[1:])},
-               "records": records}
+               "records": records, "not_run": missing}
     write_results(args.out, NAME, __doc__.split("\n\n")[0], results, markdown(results))
     print(markdown(results))
     return 0
