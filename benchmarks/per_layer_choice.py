@@ -13,7 +13,7 @@ leaves (biases, the input layer) gets its own width from ``DENSE_BITS`` in all t
 * ``uniform``: SINR switched off (``sinr=False``): mixed-precision uniform quantization, bits per
   tensor, fine-tuned: a baseline;
 * ``one_width``: one grid width for every tensor, fine-tuned with the same steps (the narrowest
-  width of ``UNIFORM_BITS`` that meets the target, ``torch_sinr.tune.guard.one_width``): the
+  width of ``ONE_WIDTH_BITS`` (both menus) that meets the target, ``torch_sinr.tune.guard.one_width``): the
   other baseline.
 
 Each search runs with ``guard=False``: the benchmark measures each coding on its own. The default
@@ -39,7 +39,7 @@ import torch
 
 from benchmarks import kodak
 from benchmarks._common import HelpFormatter, cpu_model, md_table, write_results
-from torch_sinr import MaxDrop, compress, load_compressed, save_compressed
+from torch_sinr import MaxDrop, SINRError, compress, load_compressed, save_compressed
 from torch_sinr.inr.models import INR, image_loss, psnr, render
 from torch_sinr.nn.layer import SINRLinear
 from torch_sinr.tune.guard import one_width
@@ -50,6 +50,7 @@ OUT = kodak.REPO / "benchmarks" / "results"
 CACHE = kodak.REPO / "benchmarks" / "cache" / "per_layer_choice"
 UNIFORM_BITS = (12, 10, 9, 8, 7, 6, 5, 4)
 DENSE_BITS = (16, 14, 12, 10, 9, 8, 7, 6)
+ONE_WIDTH_BITS = tuple(sorted(set(UNIFORM_BITS) | set(DENSE_BITS), reverse=True))  # as compress's guard takes them
 BASELINES = ("uniform", "one_width")  # the uniform files a user could make instead
 VARIANTS = {"sinr": {"uniform_bits": (), "dense_bits": DENSE_BITS},
             "choice": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS},
@@ -120,24 +121,29 @@ def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: 
                    config, cached_only: bool = False) -> dict | None:
     """The one-width baseline: every tensor on one grid, the narrowest meeting the drop after the
     same fine-tuning steps (what compress's guard makes)."""
-    key = json.dumps([image_name, layers, width, drop, steps, "one_width", list(UNIFORM_BITS)])
+    key = json.dumps([image_name, layers, width, drop, steps, "one_width", list(ONE_WIDTH_BITS)])
     cached = cache / f"{image_name}-{layers}x{width}-one_width-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     if cached_only:
         return None
     started = time.perf_counter()
-    work, cfg, used, _ = one_width(model, image_loss(image), lambda m: _no_grad(evaluate, m), MaxDrop(drop), reference,
-                                   UNIFORM_BITS, steps, 1e-3, None, PIPELINE_CONFIG)
-    seconds = time.perf_counter() - started
-    size, reloaded = _file(work, config, evaluate, "one_width")
-    run = {"bytes": size, "bpp": 8 * size / (image.shape[1] * image.shape[2]), "psnr_reloaded": reloaded,
-           "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
-           "bits": sorted(set(cfg.dense_bits_pattern.values())), "finetune_steps": used}
+    try:
+        work, cfg, used, _ = one_width(model, image_loss(image), lambda m: _no_grad(evaluate, m), MaxDrop(drop),
+                                       reference, ONE_WIDTH_BITS, steps, 1e-3, None, PIPELINE_CONFIG)
+    except SINRError as error:  # no width meets the drop: this baseline has no file here
+        run = {"bytes": None, "psnr_reloaded": None, "met": False, "seconds": time.perf_counter() - started,
+               "bits": None, "why": str(error)}
+    else:
+        seconds = time.perf_counter() - started
+        size, reloaded = _file(work, config, evaluate, "one_width")
+        run = {"bytes": size, "bpp": 8 * size / (image.shape[1] * image.shape[2]), "psnr_reloaded": reloaded,
+               "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
+               "bits": sorted(set(cfg.dense_bits_pattern.values())), "finetune_steps": used}
     cache.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(run, indent=1))
-    print(f"{image_name} {layers}x{width} one_width: {size} B, {reloaded:.2f} dB, {run['bits']} bits, {seconds:.0f} s",
-          flush=True)
+    print(f"{image_name} {layers}x{width} one_width: {run['bytes']} B, {run['psnr_reloaded']} dB, {run['bits']} bits, "
+          f"{run['seconds']:.0f} s", flush=True)
     return run
 
 
@@ -162,9 +168,11 @@ def markdown(results: dict) -> str:
         runs = r["runs"]
         cells = [f"{runs[v]['bytes']} / {runs[v]['psnr_reloaded']:.2f}" for v in VARIANTS]
         one = runs["one_width"]
+        one_cell = (f"{one['bytes']} / {one['psnr_reloaded']:.2f} ({'/'.join(map(str, one['bits']))}-bit)"
+                    if one["met"] else "none meets the drop")
         uniform = sorted(n for n, k in runs["choice"]["codings"].items() if k == "uniform")
         rows.append([r["image"], r["config"], f"{r['psnr_fit']:.2f}", f"{r['target_drop']:g}", *cells,
-                     f"{one['bytes']} / {one['psnr_reloaded']:.2f} ({'/'.join(map(str, one['bits']))}-bit)",
+                     one_cell,
                      *(f"{100 * r['saving_vs_best_baseline'][v]:.1f}%" for v in ("sinr", "choice")),
                      ", ".join(uniform) or "none",
                      " / ".join(f"{runs[v]['seconds']:.0f}" for v in (*VARIANTS, "one_width")),
@@ -177,7 +185,7 @@ def markdown(results: dict) -> str:
         f"`dense_bits={DENSE_BITS}` in all three. **sinr**: every target linear SINR-coded; **choice**: SINR or a "
         f"uniform grid of `uniform_bits={UNIFORM_BITS}` per layer; **uniform**: `sinr=False`, mixed-precision "
         f"uniform quantization (a baseline); **one width**: every tensor on one grid, the narrowest of "
-        f"`{UNIFORM_BITS}` meeting the target after the same {p['steps']} fine-tuning steps (the other baseline). "
+        f"`{ONE_WIDTH_BITS}` meeting the target after the same {p['steps']} fine-tuning steps (the other baseline). "
         f"Bytes of the file written, PSNR of the file decoded; a saving is 1 - bytes / the smaller baseline file "
         f"(uniform or one width), each file meeting the same target (their PSNRs differ by what the table shows); "
         f"negative: larger than the baseline. The default `compress` keeps the best of choice, uniform and one "

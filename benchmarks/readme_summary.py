@@ -172,7 +172,7 @@ def _choice_lines(results: Path) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in data["records"]:
         runs = r["runs"]
-        cells = [f"{runs[v]['bytes']:,} B, {runs[v]['psnr_reloaded']:.2f}"
+        cells = [f"{runs[v]['bytes']:,} B, {runs[v]['psnr_reloaded']:.2f}" if runs[v]["met"] else "none meets the drop"
                  for v in ("sinr", "choice", "uniform", "one_width")]
         lines.append(f"| {r['image']} | {r['config']} | {r['target_drop']:g} | " + " | ".join(cells) + " | "
                      + " | ".join(_percent(r["saving_vs_best_baseline"][v]) for v in ("sinr", "choice")) + " |")

@@ -209,8 +209,9 @@ def compress(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor] | No
     if guard and sinr and uniform_bits and searching:
         candidates = {
             "mixed precision": lambda: search_and_finetune({**search, "sinr": False}, "compress: mixed precision"),
-            "one width": lambda: one_width(model, loss_fn, score, target, reference, tuple(uniform_bits), steps, lr,
-                                           select, base)}
+            # one width from either menu: a high-PSNR fit may need the dense menu's 14 or 16 bits everywhere
+            "one width": lambda: one_width(model, loss_fn, score, target, reference,
+                                           tuple(set(uniform_bits) | set(dense_bits)), steps, lr, select, base)}
         (chosen, cfg, used, probes), baseline, others = guarded((chosen, cfg, used, probes), candidates, target,
                                                                 score, reference, deadline)
     # --- install into the caller's model: same config gives the same modules and grids -------
