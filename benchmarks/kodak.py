@@ -518,7 +518,7 @@ def environments(records: list[dict]) -> list[dict]:
     return list(seen.values())
 
 
-def _names(images: list[str]) -> str:
+def image_names(images: list[str]) -> str:
     """"kodim01 to kodim12, kodim23": file stems, three or more consecutive numbers as one range."""
     groups: list[list[tuple[str, str]]] = []  # runs of (stem, its number)
     for image in images:
@@ -553,8 +553,8 @@ def markdown(summary: dict, protocol: dict, title: str = "Kodak", recomputed: di
              "PSNR of the decoded file, mean over the images listed.", ""]
     if tuning is not None:
         lines += ["Chosen on images (settings tuned on an image flatter the results on it):", ""]
-        lines += [f"- {t['choices']}: on {_names(t['images'])}; of the images here: {_names(t['among_reported'])} "
-                  f"(source: {t['source']})." for t in tuning]
+        lines += [f"- {t['choices']}: on {image_names(t['images'])}; of the images here: "
+                  f"{image_names(t['among_reported'])} (source: {t['source']})." for t in tuning]
         lines.append("")
     if recomputed:
         lines += [f"Summary recomputed from the records, nothing rerun: `{recomputed['command']}`.", ""]

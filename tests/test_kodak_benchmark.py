@@ -139,7 +139,8 @@ def test_summarize_rewrites_only_the_summary(tmp_path, capsys):
     assert result["protocol"]["steps"] == 5 and result["protocol"]["tuned_on"][0]["among_reported"] == ["kodim08.png"]
     text = (tmp_path / "kodak_x.md").read_text()
     assert "on kodim01, kodim08, kodim23; of the images here: kodim08" in text
-    assert "at equal PSNR: 9.000 bpp at 35.00 dB; the best baseline needs 6.500 bpp there: SINR needs 38.5% more" in text
+    assert ("at equal PSNR: 9.000 bpp at 35.00 dB; the best baseline needs 6.500 bpp there: "
+            "SINR needs 38.5% more bytes") in text
     # a missing or broken result is named and nothing is written, not even the results before it
     before = path.read_bytes()
     (tmp_path / "kodak_y.json").write_text("{not json")
