@@ -19,9 +19,10 @@ The main README, per configuration: the fine-tuned SINR variant with the largest
 the best uniform baseline at equal PSNR (the comparison ``benchmarks.kodak`` makes), the range of
 savings over every fine-tuned variant, and SINR at the paper's settings without fine-tuning
 against the same best baseline at its PSNR (the paper's own comparison, with 16-bit uniform
-quantization at a higher PSNR, follows it); each run's note names the images its settings were
-chosen on (the result's protocol.tuned_on) and which of its own are among them. Other results in benchmarks/results answer other questions
-(activations, format overheads) and stay in their own files.
+quantization at that method's different PSNR, follows it); each run's note names the images its
+settings were chosen on (the result's protocol.tuned_on) and which of its own are among them.
+Other results in benchmarks/results answer other questions (activations, format overheads) and
+stay in their own files.
 """
 
 from __future__ import annotations
