@@ -27,6 +27,11 @@ caches and file names are exactly those of the committed results.
 
 ``compress --only-cached`` with nothing fully cached writes nothing and exits with status 1,
 naming what is missing: an empty summary must not replace a committed one.
+
+``python -m benchmarks.kodak summarize --tags C1 C2`` recomputes the summaries (and markdown) of
+written results from the records they hold, with the current summary code, rerunning nothing; the
+result then records that command. Each result's protocol names the images its settings were
+chosen on (``tuned_on``) and which of its own images are among them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
+import shlex
 import sys
 import tempfile
 import time
@@ -355,6 +362,29 @@ TUNING = ["sinr+ft:s=0.25:bits=8:lr=1e-3", "sinr+ft:s=0.25:bits=8:lr=1e-3:dict=4
           # setting, then the same fine-tuning: does per-layer allocation still pay after it?
           "sinr+auto:budget_s=0.2:bits=8:lr=1e-3", "sinr+auto:budget_s=0.2:bits=8:lr=1e-3:menu_bits=8",
           "sinr+ft:s=0.45:bits=8:lr=1e-3:dict=4"]
+# The images each tuned choice was made on, so a result can say which of its own images helped
+# choose its settings (protocol.tuned_on). The first: the tuning run above (its result,
+# kodak_tuning.json, lists them under protocol.images). The second: format 2 kept the variants and
+# fine-tuned bit widths that were on a Pareto front in the format-1 runs (baseline version 3), which
+# covered all 24 images (git show da7a445:benchmarks/results/kodak_C1.json, 7ee2c3d:.../kodak_C2.json).
+TUNING_IMAGES = ("kodim01.png", "kodim08.png", "kodim23.png")
+TUNED_ON = (
+    {"choices": "SINR's extra variants (s, dictionary size, learning rate, autotune) and the uniform baseline's "
+                "fine-tuning learning rate per bit width",
+     "images": list(TUNING_IMAGES),
+     "source": "benchmarks/results/kodak_tuning.json: python -m benchmarks.kodak compress --configs 3x64 "
+               "--images kodim01 kodim08 kodim23 --tuning --tag tuning"},
+    {"choices": "which variants format 2 kept (those on SINR's Pareto front) and the fine-tuned bit widths, "
+                "SINR's (8, 10) and the baseline's (5-9)",
+     "images": [f"kodim{i:02d}.png" for i in range(1, 25)],
+     "source": "the format-1 kodak_C1 / kodak_C2 runs, baseline version 3: commits da7a445, 7ee2c3d"},
+)
+
+
+def tuned_on(images: list[str], kodak: bool = True) -> list[dict]:
+    """TUNED_ON, each entry with which of ``images`` (a run's reported images) it was chosen on;
+    a folder run's images are not Kodak's, whatever their names."""
+    return [{**entry, "among_reported": [i for i in images if kodak and i in entry["images"]]} for entry in TUNED_ON]
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -465,7 +495,14 @@ def summarize(records: list[dict]) -> dict:
                 need = _best_baseline_bpp(baselines, r["psnr"])
                 best_pairs.append({"method": r["method"], "setting": r["setting"], "psnr": r["psnr"], "bpp": r["bpp"],
                                    "baseline_bpp": need, "saving": None if need is None else 1 - r["bpp"] / need})
-        summary[name] = {"mean": mean, "paper_vs_uniform16": None if not (u16 and paper) else {
+        # The paper's settings at equal PSNR against the same front: the fair reading of that row
+        # (against 16-bit uniform alone it is compared at a different PSNR).
+        paper_need = None if not paper else _best_baseline_bpp(baselines, paper["psnr"])
+        paper_fair = None if not paper else {
+            "psnr": paper["psnr"], "sinr_bpp": paper["bpp"], "baseline_bpp": paper_need,
+            "saving": None if paper_need is None else 1 - paper["bpp"] / paper_need}
+        summary[name] = {"mean": mean, "paper_vs_best_baseline": paper_fair,
+                         "paper_vs_uniform16": None if not (u16 and paper) else {
             "sinr_bpp": paper["bpp"], "uniform16_bpp": paper and u16["bpp"], "bpp_ratio": paper["bpp"] / u16["bpp"],
             "psnr_drop_vs_uniform16": u16["psnr"] - paper["psnr"]}, "sinr_ft_vs_best_baseline": best_pairs}
     return summary
@@ -481,13 +518,47 @@ def environments(records: list[dict]) -> list[dict]:
     return list(seen.values())
 
 
-def markdown(summary: dict, protocol: dict, title: str = "Kodak") -> str:
+def image_names(images: list[str]) -> str:
+    """"kodim01 to kodim12, kodim23": file stems, three or more consecutive numbers as one range."""
+    groups: list[list[tuple[str, str]]] = []  # runs of (stem, its number)
+    for image in images:
+        stem = Path(image).stem
+        number = re.search(r"(\d+)$", stem)
+        item = (stem, number.group(1) if number else "")
+        last = groups[-1][-1] if groups else None
+        if (last and item[1] and last[1] and stem[:-len(item[1])] == last[0][:-len(last[1])]
+                and int(item[1]) == int(last[1]) + 1):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    parts = [f"{g[0][0]} to {g[-1][0]}" if len(g) >= 3 else ", ".join(stem for stem, _ in g) for g in groups]
+    return ", ".join(parts) or "none"
+
+
+def paper_line(p: dict) -> str:
+    """The paper-settings row at equal PSNR against the best baseline (paper_vs_best_baseline)."""
+    head = f"SINR at paper settings, not fine-tuned, at equal PSNR: {p['sinr_bpp']:.3f} bpp at {p['psnr']:.2f} dB; "
+    if p["saving"] is None:
+        return head + "outside the best baseline's PSNR range (not compared: the front is never extrapolated)."
+    verdict = (f"{100 * -p['saving']:.1f}% more bytes" if p["saving"] < 0 else f"{100 * p['saving']:.1f}% fewer bytes")
+    return head + f"the best baseline needs {p['baseline_bpp']:.3f} bpp there: SINR needs {verdict}."
+
+
+def markdown(summary: dict, protocol: dict, title: str = "Kodak", recomputed: dict | None = None) -> str:
     protocol = dict(protocol)
     computed_on = protocol.pop("computed_on", [])
+    tuning = protocol.pop("tuned_on", None)
     lines = [f"# {title}: SINR vs baselines", "",
              f"Protocol: {json.dumps(protocol)}. bpp from the bytes of each written file (header included); "
-             "PSNR of the decoded file, mean over the images listed.", "",
-             "Computed on ('not recorded': made before this was recorded):", ""]
+             "PSNR of the decoded file, mean over the images listed.", ""]
+    if tuning is not None:
+        lines += ["Chosen on images (settings tuned on an image flatter the results on it):", ""]
+        lines += [f"- {t['choices']}: on {image_names(t['images'])}; of the images here: "
+                  f"{image_names(t['among_reported'])} (source: {t['source']})." for t in tuning]
+        lines.append("")
+    if recomputed:
+        lines += [f"Summary recomputed from the records, nothing rerun: `{recomputed['command']}`.", ""]
+    lines += ["Computed on ('not recorded': made before this was recorded):", ""]
     for env in computed_on:
         lines.append(f"- {env['records']} records. Fits: {json.dumps(env['fit']) if env['fit'] else 'not recorded'}. "
                      f"Fixed methods: {json.dumps(env['fixed_methods']) if env['fixed_methods'] else 'not recorded'}.")
@@ -496,10 +567,12 @@ def markdown(summary: dict, protocol: dict, title: str = "Kodak") -> str:
         lines += [f"## {name}", "", "| method | setting | images | bpp | PSNR (dB) |", "|---|---|---|---|---|"]
         for r in sorted(s["mean"].values(), key=lambda r: (r["method"], r["bpp"])):
             lines.append(f"| {r['method']} | {r['setting']} | {r['images']} | {r['bpp']:.3f} | {r['psnr']:.2f} |")
+        if s.get("paper_vs_best_baseline"):
+            lines += ["", paper_line(s["paper_vs_best_baseline"])]
         p = s["paper_vs_uniform16"]
         if p:
-            lines += ["", f"SINR at paper settings: {p['sinr_bpp']:.3f} bpp vs 16-bit uniform + Brotli "
-                          f"{p['uniform16_bpp']:.3f} bpp (ratio {p['bpp_ratio']:.2f}), PSNR "
+            lines += ["", f"The paper's comparison, at unequal PSNR: SINR at paper settings {p['sinr_bpp']:.3f} bpp vs "
+                          f"16-bit uniform {p['uniform16_bpp']:.3f} bpp (ratio {p['bpp_ratio']:.2f}), PSNR "
                           f"{p['psnr_drop_vs_uniform16']:.2f} dB lower."]
         # the supplement's check: a truncated SVD with SINR's parameter count, against SINR (no fine-tuning)
         low_rank = next((r for r in s["mean"].values() if r["method"] == "low_rank"), None)
@@ -660,22 +733,63 @@ def compress_all(dataset: Dataset, configs, steps, cache_dir, ft_steps, ft_bits,
     protocol = dict(PROTOCOL, **dataset_keys, steps=steps, downscale=downscale, finetune_steps=ft_steps,
                     finetune_bits=ft_bits, baseline_variants=baseline, baseline_version=BASELINE_VERSION,
                     extra_variants=extra or [], images=[p.name for p in paths], not_evaluated_skipped=skipped,
-                    computed_on=environments(records))
+                    computed_on=environments(records), tuned_on=tuned_on([p.name for p in paths], dataset.kodak))
     summary = summarize(records)
     name = f"{dataset.name}_{tag}"
     description = KODAK_DESCRIPTION if dataset.kodak else (
         f"Image INR benchmark on the folder {dataset.name!r} (python -m benchmarks.kodak --images-dir).")
     result = {"name": name, "description": description, "protocol": protocol,
-              "results": {"records": records, "summary": {k: {**v, "mean": list(v["mean"].values())}
-                                                          for k, v in summary.items()}}}
-    title = "Kodak" if dataset.kodak else f"Images of {dataset.name!r}"
+              "results": {"records": records, "summary": stored_summary(summary)}}
     size = f"{dataset.size[0]}x{dataset.size[1]}" if dataset.size else f"downscaled by {downscale}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{name}.md").write_text(markdown(summary, protocol, title))
-    plot(summary, out / f"{name}.png", None if dataset.kodak else (title, size))
-    print(markdown(summary, protocol, title))
+    write_result(result, summary, out)
+    plot(summary, out / f"{name}.png", None if dataset.kodak else (result_title(result), size))
     return result
+
+
+def stored_summary(summary: dict) -> dict:
+    """``summarize``'s output as the JSON stores it: each configuration's means as a list."""
+    return {k: {**v, "mean": list(v["mean"].values())} for k, v in summary.items()}
+
+
+def result_title(result: dict) -> str:
+    """A folder run's protocol names its dataset; Kodak's keeps the committed keys."""
+    return f"Images of {result['protocol']['dataset']!r}" if "dataset" in result["protocol"] else "Kodak"
+
+
+def write_result(result: dict, summary: dict, out: Path) -> None:
+    """``out``/NAME.json and NAME.md of one result (``summary``: ``summarize``'s output for its records)."""
+    text = markdown(summary, result["protocol"], result_title(result), result.get("summary_recomputed"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{result['name']}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{result['name']}.md").write_text(text)
+    print(text)
+
+
+def resummarized(path: Path, command: str) -> tuple[dict, dict]:
+    """The result at ``path`` with its summary recomputed from its records by today's ``summarize``
+    (and that summary), for ``write_result``: nothing is fitted or evaluated, the records and every
+    other entry stay as they were (the plot shows the means, which the records fix). The protocol
+    gains ``tuned_on`` where it lacks it, and the result records ``command``."""
+    try:
+        result = json.loads(path.read_text())
+        records = result["results"]["records"]
+        protocol = result["protocol"]
+        name = result["name"]
+    except FileNotFoundError as error:
+        raise SINRInputError(f"{path}: no such result (written by python -m benchmarks.kodak compress)") from error
+    except json.JSONDecodeError as error:
+        raise SINRInputError(f"{path} is not valid JSON ({error})") from error
+    except (KeyError, TypeError) as error:
+        raise SINRInputError(f"{path} is not a benchmarks.kodak result: no {error} entry") from error
+    if name != path.stem:
+        raise SINRInputError(f"{path} names itself {name!r}: its .md would be written under another name")
+    if not records:
+        raise SINRInputError(f"{path} holds no records to summarize")
+    protocol.setdefault("tuned_on", tuned_on(protocol.get("images", []), "dataset" not in protocol))
+    summary = summarize(records)
+    result["results"]["summary"] = stored_summary(summary)
+    result["summary_recomputed"] = {"command": command, "from": "results.records, unchanged"}
+    return result, summary
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser, configs: list[str]) -> None:
@@ -726,8 +840,9 @@ def parse_configs(names: list[str]) -> list[tuple[int, int]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kodak", description=__doc__,
                                      formatter_class=HelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{fit,compress}",
-                                help="fit: step 1, fit the INRs; compress: step 2, compress and summarize them "
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{fit,compress,summarize}",
+                                help="fit: step 1, fit the INRs; compress: step 2, compress and summarize them; "
+                                     "summarize: recompute a written result's summary from its records "
                                      "(COMMAND --help lists its options)")
     fit = sub.add_parser("fit", help="fit (or load from the cache) the INRs of the protocol",
                          description="Fit (or load from the cache) the INRs of the protocol.",
@@ -749,7 +864,26 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--only-cached", action="store_true",
                       help="summarize only images already evaluated with every variant; list the rest "
                            "(nothing is fitted or evaluated)")
+    summ = sub.add_parser("summarize", help="recompute the summary of written results from their records",
+                          description="Recompute the summary (and markdown) of written results from the records "
+                                      "they hold, with the current summary code: nothing is fitted or evaluated, "
+                                      "the records stay as they are.",
+                          formatter_class=HelpFormatter)
+    summ.add_argument("--tags", nargs="+", default=["C1", "C2"], help="which results: NAME_TAG.json for each")
+    summ.add_argument("--name", default="kodak", help="result name before the tag (a folder run's: the folder's name)")
+    summ.add_argument("--out", type=Path, default=RESULTS,
+                      help=f"folder holding the results (default {RESULTS.relative_to(REPO)})")
     args = parser.parse_args(argv)
+    if args.command == "summarize":
+        command = shlex.join(["python", "-m", "benchmarks.kodak", *(sys.argv[1:] if argv is None else argv)])
+        try:  # every result read before any is written: a bad one leaves them all as they were
+            updated = [resummarized(args.out / f"{args.name}_{tag}.json", command) for tag in args.tags]
+        except SINRInputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        for result, summary in updated:
+            write_result(result, summary, args.out)
+        return 0
     configs = parse_configs(args.configs)
     try:
         dataset = resolve_dataset(args)

@@ -212,3 +212,36 @@ def test_a_result_without_an_entry_names_its_sources(tmp_path, capsys):
     path.write_text("{not json")
     with pytest.raises(SummaryError, match="not valid JSON.*benchmarks.nerf_lego summary"):
         nerfstudio_block(tmp_path)
+
+
+def test_the_paper_settings_column_follows_the_json(tmp_path, monkeypatch, capsys):
+    # The Kodak table reads only the kodak_*.json files; the per-layer table before it has its own test.
+    monkeypatch.setattr(readme_summary, "_choice_lines", lambda results: [])
+    _copy_sources(tmp_path)
+    path = tmp_path / "kodak_C1.json"
+    c1 = json.loads(path.read_text())
+    config, summary = next(iter(c1["results"]["summary"].items()))
+
+    def row():
+        path.write_text(json.dumps(c1))
+        return next(line for line in block(tmp_path).splitlines()
+                    if line.startswith("| [C1]") and f" | {config} | " in line)
+
+    summary["paper_vs_best_baseline"].update(psnr=12.345, sinr_bpp=1.5, baseline_bpp=1.2, saving=-0.25)
+    assert "**25.0% more bytes** than the best baseline at its PSNR (12.35 dB; 1.500 vs 1.200 bpp)" in row()
+    assert f"vs 16-bit uniform: {summary['paper_vs_uniform16']['bpp_ratio']:.2f}x the bytes" in row()
+    summary["paper_vs_best_baseline"].update(saving=0.0567)
+    assert "**5.7% fewer bytes** than the best baseline" in row()
+    summary["paper_vs_best_baseline"].update(baseline_bpp=None, saving=None)
+    assert "outside the best baseline's PSNR range (12.35 dB): not compared" in row()
+    # the note names the images the settings were chosen on, from the protocol
+    c1["protocol"]["tuned_on"][0].update(images=["kodim05.png", "kodim23.png"], among_reported=["kodim05.png"])
+    path.write_text(json.dumps(c1))
+    assert "on kodim05, kodim23 (here: kodim05)" in block(tmp_path)
+    # a result written before the fair comparison existed is named, and nothing is written
+    del summary["paper_vs_best_baseline"]
+    path.write_text(json.dumps(c1))
+    root = _stale_root(tmp_path / "root")
+    assert main(["--results", str(tmp_path), "--root", str(root)]) == 1
+    assert "'paper_vs_best_baseline'" in capsys.readouterr().err
+    assert (root / "README.md").read_text() == f"# x\n\nbefore\n{BEGIN}\n{STALE}{END}\nafter\n"
