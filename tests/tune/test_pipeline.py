@@ -302,3 +302,27 @@ def test_one_width_is_the_narrowest_fine_tuned_width_meeting_the_drop(fitted):
     with pytest.raises(SINRError, match="no single uniform width"):
         one_width(model, image_loss(image), score, MaxDrop(0.0), reference + 5, (4, 3), 5, 1e-3, None,
                   PIPELINE_CONFIG)
+
+
+def test_one_width_leaves_tensors_off_the_grids_as_they_are(fitted):
+    """A frozen integer-stored tensor (a hash grid's latents, say) is not quantized nor trained."""
+    from torch_sinr.nn.storage import INTEGER_STORAGE, set_storage
+    from torch_sinr.tune.guard import one_width
+    from torch_sinr.tune.pipeline import PIPELINE_CONFIG, _scorer
+
+    class WithLatents(torch.nn.Module):
+        def __init__(self, inr):
+            super().__init__()
+            self.inr = inr
+            self.latents = torch.nn.Parameter(torch.tensor([0.0, 3.0, -5.0, 1000.0]), requires_grad=False)
+            set_storage(self, "latents", INTEGER_STORAGE)
+
+        def forward(self, x):
+            return self.inr(x) + 0.0 * self.latents.sum()
+
+    image, state = fitted
+    model = WithLatents(_model(state)).eval()
+    score = _scorer(image_loss(image), _psnr(image))
+    chosen, _, _, _ = one_width(model, image_loss(image), score, MaxDrop(1.0), score(model), (12, 10, 8, 6), 5,
+                                1e-3, None, PIPELINE_CONFIG)
+    assert torch.equal(chosen.latents, model.latents)  # no 6-12-bit grid over [-5, 1000] holds 0 and 3 exactly

@@ -107,17 +107,19 @@ def read_baseline(path, skeleton: nn.Module | None = None) -> dict[str, torch.Te
 
 def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], bits: int, steps: int,
                      lr: float = 1e-4, *, select: Callable[[nn.Module], float] | None = None,
-                     select_every: int = SELECT_EVERY, progress: bool = False,
+                     select_every: int = SELECT_EVERY, progress: bool = False, names: set[str] | None = None,
                      ) -> tuple[dict[str, torch.Tensor], dict[str, UniformQuantizer]]:
     """Quantization-aware fine-tuning of every parameter on a fixed per-tensor b-bit grid
     (straight-through), the same budget SINR's codes get, and the same choice of the best
     iterate (by the loss, or by ``select`` as in ``finetune_codes``). Returns the quantized
-    state_dict and the grids (pass them to ``write_uniform`` so the file holds exactly these values)."""
+    state_dict and the grids (pass them to ``write_uniform`` so the file holds exactly these values).
+    ``names`` limits both to those parameters (default: every parameter); the others keep their
+    values (a model's frozen integer latents, say)."""
     if steps < 0:
         raise SINRError("steps must be >= 0")
     if select is not None and not (isinstance(select_every, int) and select_every >= 1):
         raise SINRError(f"select_every must be an int >= 1, got {select_every!r}")
-    params = dict(model.named_parameters())
+    params = {name: p for name, p in model.named_parameters() if names is None or name in names}
     grids = {name: UniformQuantizer.fit(p, bits) for name, p in params.items()}
     latent = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
     optimizer = torch.optim.Adam(latent.values(), lr=lr)

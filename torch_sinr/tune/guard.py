@@ -25,9 +25,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..core.quantization import UniformQuantizer
 from ..errors import SINRError
 from ..format.model_io import encoded_size
 from ..nn.config import SINRConfig
+from ..nn.storage import get_storage
 from .autotune import ByteBudget, MaxDrop, autotune
 from .baselines import finetune_uniform
 
@@ -92,6 +94,16 @@ def _at_width(model: nn.Module, score, bits: int, base: SINRConfig) -> tuple[nn.
     return work, result.config
 
 
+def _on_grids(model: nn.Module) -> set[str]:
+    """Names of the parameters ``model`` stores on uniform grids (what one width quantizes)."""
+    names = set()
+    for key, _ in model.named_parameters():
+        owner, _, leaf = key.rpartition(".")
+        if isinstance(get_storage(model.get_submodule(owner) if owner else model, leaf), UniformQuantizer):
+            names.add(key)
+    return names
+
+
 def one_width(model: nn.Module, loss_fn, score, target, reference: float, widths: tuple[int, ...], steps: int,
               lr: float, select, base: SINRConfig) -> Found:
     """The one-width uniform file for ``target``, fine-tuned with ``steps`` steps (see the module
@@ -107,8 +119,9 @@ def one_width(model: nn.Module, loss_fn, score, target, reference: float, widths
             # the library's uniform baseline fine-tuning (tune.baselines), so the candidate is the very
             # file finetune_uniform + write_uniform give a user; its values lie on the grids _at_width
             # fitted (the same fit of the same tensors), which store them exactly
-            state, _ = finetune_uniform(copy.deepcopy(model), loss_fn, bits, steps, lr=lr, select=select)
-            work.load_state_dict(state)
+            state, _ = finetune_uniform(copy.deepcopy(model), loss_fn, bits, steps, lr=lr, select=select,
+                                        names=_on_grids(work))
+            work.load_state_dict(state, strict=False)  # the rest (integer latents, say) stays as it was
         return (work, cfg, steps if loss_fn is not None else 0, []), {"file_bytes": file_bytes(work),
                                                                       "score": score(work)}
 
