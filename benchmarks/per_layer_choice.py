@@ -69,7 +69,7 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
     for label, search in VARIANTS.items():
         key = json.dumps([image_name, layers, width, drop, steps, label, {k: list(v) if isinstance(v, tuple) else v
                                                                         for k, v in search.items()}])
-        cached = cache / f"{image_name}-{layers}x{width}-{label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+        cached = _cache_file(cache, f"{image_name}-{layers}x{width}-{label}", key)
         if cached.exists():
             record["runs"][label] = json.loads(cached.read_text())
             continue
@@ -90,8 +90,7 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
                "probes": len(result.probes), "finetune_steps": result.finetune_steps, "codings": codings,
                "dense_bits_pattern": result.config.dense_bits_pattern,
                "search": {k: list(v) if isinstance(v, tuple) else v for k, v in search.items()}}
-        cache.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(run, indent=1))
+        _store(cached, run)
         record["runs"][label] = run
         print(f"{image_name} {layers}x{width} {label}: {size} B, {reloaded:.2f} dB (fit {reference:.2f}), "
               f"{seconds:.0f} s, {codings}", flush=True)
@@ -109,6 +108,16 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
     return record
 
 
+def _cache_file(cache: Path, stem: str, key: str) -> Path:
+    """Where one finished run is cached: its stem and a hash of everything that defines it."""
+    return cache / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+
+
+def _store(cached: Path, run: dict) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(run, indent=1))
+
+
 def _file(model, config, evaluate, label: str) -> tuple[int, float]:
     """Bytes of ``model``'s file and the PSNR of the file decoded into a fresh model."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +131,7 @@ def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: 
     """The one-width baseline: every tensor on one grid, the narrowest meeting the drop after the
     same fine-tuning steps (what compress's guard makes)."""
     key = json.dumps([image_name, layers, width, drop, steps, "one_width", list(ONE_WIDTH_BITS)])
-    cached = cache / f"{image_name}-{layers}x{width}-one_width-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    cached = _cache_file(cache, f"{image_name}-{layers}x{width}-one_width", key)
     if cached.exists():
         return json.loads(cached.read_text())
     if cached_only:
@@ -140,8 +149,7 @@ def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: 
         run = {"bytes": size, "bpp": 8 * size / (image.shape[1] * image.shape[2]), "psnr_reloaded": reloaded,
                "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
                "bits": sorted(set(cfg.dense_bits_pattern.values())), "finetune_steps": used}
-    cache.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(run, indent=1))
+    _store(cached, run)
     print(f"{image_name} {layers}x{width} one_width: {run['bytes']} B, {run['psnr_reloaded']} dB, {run['bits']} bits, "
           f"{run['seconds']:.0f} s", flush=True)
     return run
