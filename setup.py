@@ -19,7 +19,8 @@ setup(
     # SHACIRA-style image codec needs nothing beyond torch_sinr.
     package_dir={"torch_sinr_nerfstudio": "integrations/nerfstudio/torch_sinr_nerfstudio",
                  "torch_sinr_shacira": "integrations/shacira/torch_sinr_shacira"},
-    package_data={"torch_sinr.inr": ["assets/*.png"]},
+    # the C++ kernels' sources travel with the package: torch_sinr.native builds them on first use
+    package_data={"torch_sinr.inr": ["assets/*.png"], "torch_sinr.native": ["*.cpp"]},
     python_requires=">=3.10",
     # torch is capped at the release this project is built and tested with; the file format
     # does not depend on it (the dictionary generator is pinned by golden tests).

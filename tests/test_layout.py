@@ -24,6 +24,7 @@ PACKAGES = {  # top-level package -> the folder that holds it
 RANKS = {
     "base": 0,         # errors, _version, _old_paths: imported by everyone
     "core": 1,         # the method, no nn.Module
+    "native": 1,       # C++ kernels built on first use (ctypes), no torch_sinr import
     "format.codec": 1,  # byte-level stream coders
     "nn": 2,           # SINRLinear and the model transform
     "format": 3,       # the file (reads and writes coded models)
@@ -44,7 +45,7 @@ def room(module: str) -> str:
         return "base"
     if parts[1] == "format" and len(parts) > 2 and parts[2] == "codec":
         return "format.codec"
-    if parts[1] in ("core", "nn", "format", "inr", "tune", "api"):
+    if parts[1] in ("core", "native", "nn", "format", "inr", "tune", "api"):
         return parts[1]
     return "top"
 

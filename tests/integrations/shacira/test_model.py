@@ -58,3 +58,33 @@ def test_decode_refuses_soft_rounding():
     model.rounding = "soft"
     with pytest.raises(SINRConfigError, match="rounding"):
         model.decode(torch.rand(4, 2))
+
+
+@pytest.mark.parametrize("hidden_layers", [1, 3])
+def test_decode_reuses_its_buffers_for_any_depth(hidden_layers):
+    """decode writes every hidden layer into one of two reused buffers and the last into the
+    output: a wrong buffer choice (a layer reading what it overwrites) would show here."""
+    torch.manual_seed(0)
+    model = ImageModel(ImageModelConfig.for_image(200, 300, levels=4, log2_table=9, hidden=16,
+                                                  hidden_layers=hidden_layers, latent_init=3.0))
+    with torch.no_grad():
+        for layer in model.mlp:
+            if isinstance(layer, torch.nn.Linear):
+                layer.bias.normal_(0.0, 0.3)
+    coords = torch.rand(700, 2, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(coords)
+    decoded = model.decode(coords, chunk=256)
+    assert float((decoded - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
+
+
+def test_decode_is_the_same_with_and_without_the_native_kernel(monkeypatch):
+    from torch_sinr.inr.hashgrid import fast
+
+    if not fast.native_available():
+        pytest.skip("the C++ kernel is not built here")
+    model = _model()
+    coords = torch.rand(900, 2, generator=torch.Generator().manual_seed(4))
+    native = model.decode(coords, chunk=256)
+    monkeypatch.setattr(fast, "_native_interpolate", lambda *args, **kwargs: None)
+    assert torch.equal(model.decode(coords, chunk=256), native)

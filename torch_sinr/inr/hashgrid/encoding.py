@@ -245,14 +245,21 @@ class HashGrid(nn.Module):
 
         Records nothing for autograd; ``forward`` uses it whenever no gradient is needed.
         """
-        self._check_coords(coords)
         if table.shape != self.latents.shape:
             raise SINRInputError(f"table must have the latents' shape {tuple(self.latents.shape)}, "
                                  f"got {tuple(table.shape)}")
-        work = torch.float64 if coords.dtype == torch.float64 else torch.float32   # vertex units up to 2**24
-        u = coords.to(work).clamp(0.0, 1.0)
+        u = self.prepare_coords(coords)
         with torch.no_grad():
-            return interpolate_levels(self.level_plan(work), table.contiguous(), u, work)
+            return interpolate_levels(self.level_plan(u.dtype), table.contiguous(), u, u.dtype)
+
+    def prepare_coords(self, coords: Tensor) -> Tensor:
+        """``coords`` checked (shape, dtype, NaN) and clamped to [0, 1] in the dtype of the
+        vertex-unit arithmetic (float64 for float64 coords, else float32), contiguous: what
+        ``interpolate`` reads. A caller that interpolates many chunks of one batch (a decoder)
+        prepares the batch once and calls ``fast.interpolate_levels`` per chunk."""
+        self._check_coords(coords)
+        work = torch.float64 if coords.dtype == torch.float64 else torch.float32   # vertex units up to 2**24
+        return coords.to(work).clamp(0.0, 1.0).contiguous()
 
     def training_forward(self, coords: Tensor, transform: Callable[[Tensor], Tensor] | None = None, *,
                          rounding: Rounding | None = None) -> Tensor:

@@ -26,12 +26,16 @@ stack of the weights and a permuted copy; the gather itself was under a fifth of
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK", "LevelPlan", "index_and_weights", "interpolate_levels", "row_gatherer"]
+from torch_sinr import native
+from torch_sinr.errors import SINRInputError
+
+__all__ = ["CHUNK", "LevelPlan", "index_and_weights", "interpolate_levels", "native_available", "row_gatherer"]
 
 # Points per chunk. Alone on a core, 2**13..2**14 were fastest (temporaries in cache; 2**16
 # within ~20%). With 2 threads on cores shared with other processes, every op ends in a barrier
@@ -66,6 +70,9 @@ class LevelPlan:
     primes: tuple[int, ...]  # per axis, for hashed levels
     hash_mask: int
     hashed_offsets: Tensor   # (L - nd, 1) index dtype
+    # the native kernel's constants (CPU, float32 work): scale, top or None, dense strides, level
+    # offsets, primes; None where the kernel does not apply
+    native_consts: tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor] | None = None
 
     @staticmethod
     def build(dims: int, scale: Tensor, top: Tensor | None, strides: list[list[int]], offsets: list[int],
@@ -81,12 +88,18 @@ class LevelPlan:
             corners.append(shifts)
         index = torch.int32 if rows <= _INT32_ROWS else torch.int64
         as_index = dict(dtype=index, device=device)
+        consts = None
+        if device.type == "cpu" and scale.dtype == torch.float32 and dims in (2, 3):
+            as_long = dict(dtype=torch.int64)
+            consts = (scale.reshape(-1).contiguous(), None if top is None else top.reshape(-1).contiguous(),
+                      torch.tensor(strides[:num_dense], **as_long).view(num_dense, dims).contiguous(),
+                      torch.tensor(offsets, **as_long), torch.tensor(primes[:dims], **as_long))
         return LevelPlan(
             dims=dims, levels=scale.shape[0], index_dtype=index, scale=scale, top=top, num_dense=num_dense,
             dense_strides=torch.tensor(strides[:num_dense], **as_index).view(num_dense, dims),
             dense_corners=torch.tensor(corners, **as_index).view(num_dense, 2**dims, 1),
             primes=tuple(primes[:dims]), hash_mask=2**log2_table - 1,
-            hashed_offsets=torch.tensor(offsets[num_dense:], **as_index).view(-1, 1))
+            hashed_offsets=torch.tensor(offsets[num_dense:], **as_index).view(-1, 1), native_consts=consts)
 
 
 def interpolate_levels(plan: LevelPlan, table: Tensor, coords: Tensor, work: torch.dtype) -> Tensor:
@@ -96,6 +109,9 @@ def interpolate_levels(plan: LevelPlan, table: Tensor, coords: Tensor, work: tor
     ``work`` is the dtype of the vertex-unit arithmetic (float32, or float64 for float64 coords),
     as in the training path.
     """
+    out = _native_interpolate(plan, table, coords, work)
+    if out is not None:
+        return out
     n = coords.shape[0]
     out = torch.empty(plan.levels, n, table.shape[1], dtype=table.dtype, device=table.device)
     gather = row_gatherer(table)
@@ -110,6 +126,53 @@ def interpolate_levels(plan: LevelPlan, table: Tensor, coords: Tensor, work: tor
         for corner in range(1, index.shape[1]):
             target.addcmul_(rows[:, corner], weights[:, corner, :, None])
     return out
+
+
+def native_available() -> bool:
+    """Whether the C++ kernel (torch_sinr/native/hashgrid.cpp) is built and loaded here."""
+    return _kernel() is not None
+
+
+def _kernel():
+    lib = native.load("hashgrid")
+    if lib is None:
+        return None
+    fn = lib.sinr_hashgrid_interpolate
+    if not fn.argtypes:
+        p, i = ctypes.c_void_p, ctypes.c_int64
+        fn.argtypes = [p, i, i, p, i, i, i, p, p, i, p, p, p, i, p, i, i, i]
+        fn.restype = ctypes.c_int
+    return fn
+
+
+def _native_interpolate(plan: LevelPlan, table: Tensor, coords: Tensor, work: torch.dtype) -> Tensor | None:
+    """``interpolate_levels`` by the C++ kernel, or None where it does not apply (not a CPU float32
+    table and float32 work, or the kernel not built): the same numbers, one pass over the points.
+
+    Returns the ``(L, N, F)`` view of an ``(N, L, F)`` tensor: callers that want per-point features
+    (every caller does) get them by a reshape without a copy.
+    """
+    if (plan.native_consts is None or work != torch.float32 or table.dtype != torch.float32
+            or coords.dtype != torch.float32 or table.device.type != "cpu" or coords.device.type != "cpu"):
+        return None
+    fn = _kernel()
+    if fn is None:
+        return None
+    scale, top, strides, offsets, primes = plan.native_consts
+    table = table.contiguous()
+    coords = coords.contiguous()
+    n, features = coords.shape[0], table.shape[1]
+    out = torch.empty(n, plan.levels, features, dtype=torch.float32)
+    if n:
+        status = fn(table.data_ptr(), table.shape[0], features, coords.data_ptr(), n, plan.dims, plan.levels,
+                    scale.data_ptr(), None if top is None else top.data_ptr(), plan.num_dense,
+                    strides.data_ptr(), offsets.data_ptr(), primes.data_ptr(), plan.hash_mask,
+                    out.data_ptr(), features, plan.levels * features, torch.get_num_threads())
+        if status != 0:
+            # only non-finite coordinates of an unclamped layout reach a row outside the table
+            raise SINRInputError("hash-grid coordinates map outside the table (non-finite or out-of-range "
+                                 "coordinates)")
+    return out.permute(1, 0, 2)
 
 
 def row_gatherer(table: Tensor):
