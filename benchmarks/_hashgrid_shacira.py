@@ -8,9 +8,11 @@ read as they are (``rounding = "float"``, as decode does):
 - previous: the model's forward before fast.py, as ``decode_image`` ran it (no_grad, tiles of
   2**18 points): the grid's recorded path with the rounding as a transform, the latent decoder,
   the MLP;
-- new: ``ImageModel.decode`` (the grid's inference path, the latent decoder folded into the MLP's
+- torch: ``ImageModel.decode`` with the grid's torch ops (``fast.torch_only()``: what a machine
+  without a C++ compiler runs; the "new" path of the previous results);
+- new: ``ImageModel.decode`` (the grid's C++ kernel, the latent decoder folded into the MLP's
   first linear);
-- grid alone (new): ``HashGrid.forward`` without a gradient, the grid's share of "new";
+- grid alone (torch, new): ``HashGrid.forward`` without a gradient, the grid's share of each;
 - MLP alone: the model's MLP on 2**20 random 64-feature rows, the faster of 2**14- and 2**18-row
   chunks: the bound the grid is measured against.
 
@@ -75,17 +77,35 @@ def _timed(fn) -> dict:
     return {"wall_s": t1 - t0, "cpu_s": c1 - c0}
 
 
+def _torch_only(fn):
+    """``fn`` with the grid's C++ kernel switched off: the path of a machine without a compiler."""
+    from torch_sinr.inr.hashgrid import fast
+
+    def run():
+        with fast.torch_only():
+            return fn()
+    return run
+
+
 def measure_inference() -> dict:
+    from torch_sinr import native
+    from torch_sinr.inr.hashgrid import fast
+
     model = _model()
     x = torch.rand(INFERENCE_POINTS, 2, generator=torch.Generator().manual_seed(5))
     features = torch.randn(INFERENCE_POINTS, model.config.levels * model.config.features,
                            generator=torch.Generator().manual_seed(6))
     paths = {
         "previous": lambda: _previous_inference(model, x),
+        "torch": _torch_only(lambda: model.decode(x)),
         "new": lambda: model.decode(x),
+        "grid_alone_torch": _torch_only(lambda: model.grid(x)),
         "grid_alone_new": lambda: model.grid(x),
         **{f"mlp_alone_{chunk}": (lambda chunk=chunk: _mlp_alone(model, features, chunk)) for chunk in MLP_CHUNKS},
     }
+    kernel = fast.native_available()
+    if not kernel:  # "new" would be "torch" again: say so rather than time it twice
+        paths = {k: v for k, v in paths.items() if k not in ("new", "grid_alone_new")}
     times = {name: [] for name in paths}
     with torch.no_grad():
         for repeat in range(1 + REPEATS):  # one warm-up round
@@ -95,7 +115,9 @@ def measure_inference() -> dict:
                 if repeat >= 1:
                     times[name].append(step)
         probe = x[:AGREEMENT_POINTS]
-        difference = float((model.decode(probe) - _previous_inference(model, probe)).abs().max())
+        best = model.decode(probe)
+        difference = float((best - _previous_inference(model, probe)).abs().max())
+        torch_decode = _torch_only(lambda: model.decode(probe))()
     runs = {}
     for name, steps in times.items():
         wall = statistics.median(s["wall_s"] for s in steps)
@@ -104,14 +126,20 @@ def measure_inference() -> dict:
                       "steps": steps}
     best_mlp = max((f"mlp_alone_{chunk}" for chunk in MLP_CHUNKS), key=lambda k: runs[k]["points_per_s"])
     mlp = runs[best_mlp]["points_per_s"]
+    fastest = "new" if kernel else "torch"
     return {
         "model_config": model.config.to_dict(), "latents": int(model.grid.latents.shape[0]),
         "points": INFERENCE_POINTS, "previous_tile": PREVIOUS_TILE, "repeats": REPEATS, "paths": runs,
+        "native_kernel": {"built": kernel, "why_not": native.why_not("hashgrid"), "flags": list(native.FLAGS)},
+        "fastest": fastest,
         "mlp_bound": best_mlp,
-        "new_over_mlp": runs["new"]["points_per_s"] / mlp,
+        "new_over_mlp": runs[fastest]["points_per_s"] / mlp,
+        "torch_over_mlp": runs["torch"]["points_per_s"] / mlp,
         "previous_over_mlp": runs["previous"]["points_per_s"] / mlp,
-        "new_over_previous": runs["new"]["points_per_s"] / runs["previous"]["points_per_s"],
+        "new_over_previous": runs[fastest]["points_per_s"] / runs["previous"]["points_per_s"],
+        "new_over_torch": runs[fastest]["points_per_s"] / runs["torch"]["points_per_s"],
         "max_abs_difference_new_vs_previous": difference,
+        "new_equals_torch": bool(torch.equal(best, torch_decode)),
     }
 
 

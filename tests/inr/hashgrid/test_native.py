@@ -15,10 +15,6 @@ from torch_sinr.inr.hashgrid import HashGrid, HashGridConfig, fast, interpolate_
 pytestmark = pytest.mark.skipif(not fast.native_available(), reason="the C++ kernel is not built here")
 
 
-def _torch_path(monkeypatch):
-    monkeypatch.setattr(fast, "_native_interpolate", lambda *args, **kwargs: None)
-
-
 def _grid(config: HashGridConfig) -> HashGrid:
     grid = HashGrid(config)
     with torch.no_grad():
@@ -42,7 +38,7 @@ CONFIGS = [HashGridConfig(dims=2, levels=4, log2_table=8, latent_dim=1, min_res=
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("config", CONFIGS, ids=["2d-f1", "2d-f4", "3d-f2", "3d-f3", "2d-image"])
-def test_kernel_equals_the_torch_path(config, threads, monkeypatch):
+def test_kernel_equals_the_torch_path(config, threads):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -50,22 +46,23 @@ def test_kernel_equals_the_torch_path(config, threads, monkeypatch):
         x = _coords(config.dims, 5003)  # not a multiple of the kernel's block of points
         with torch.no_grad():
             native = grid(x)
-            _torch_path(monkeypatch)
-            reference = grid(x)
+            with fast.torch_only():
+                reference = grid(x)
+            assert torch.equal(grid(x), native)  # torch_only ends with its block
     finally:
         torch.set_num_threads(previous)
     assert torch.equal(native, reference)
 
 
-def test_nerfstudio_layout_equals_the_torch_path(monkeypatch):
+def test_nerfstudio_layout_equals_the_torch_path():
     """Every level hashed, unclamped positions, nerfstudio's scalings."""
     levels, log2 = 6, 10
     table = torch.randn(levels * 2**log2, 2, generator=torch.Generator().manual_seed(2))
     scalings = torch.tensor([16.0 * 1.6**level for level in range(levels)])
     x = torch.rand(3001, 3, generator=torch.Generator().manual_seed(3))
     native = interpolate_hashed_levels(table, x, scalings, log2)
-    _torch_path(monkeypatch)
-    assert torch.equal(native, interpolate_hashed_levels(table, x, scalings, log2))
+    with fast.torch_only():
+        assert torch.equal(native, interpolate_hashed_levels(table, x, scalings, log2))
 
 
 def test_returns_per_point_features_without_a_copy():
@@ -102,3 +99,12 @@ def test_other_dtypes_take_the_torch_path():
                                     torch.float64) is None
     plan32 = grid.level_plan()
     assert fast._native_interpolate(plan32, grid.latents.detach().half(), torch.rand(5, 2), torch.float32) is None
+
+
+def test_torch_only_turns_the_kernel_off_within_its_block():
+    grid = _grid(CONFIGS[0])
+    plan, table, x = grid.level_plan(), grid.latents.detach(), torch.rand(5, 2)
+    assert fast._native_interpolate(plan, table, x, torch.float32) is not None
+    with fast.torch_only():
+        assert fast._native_interpolate(plan, table, x, torch.float32) is None
+    assert fast._native_interpolate(plan, table, x, torch.float32) is not None

@@ -19,6 +19,12 @@ with less work per point:
 - points go through in chunks of ``CHUNK``, bounding the temporaries (see CHUNK for the size);
 - no tensor is recorded for backward, nothing is checked twice.
 
+Where the C++ kernel is built (``torch_sinr.native``, on first use; a compiler is all it needs),
+``interpolate_levels`` hands float32 CPU work to it: the same operations in the same order (bit
+equal, tests/inr/hashgrid/test_native.py) in one pass per block of points, rows prefetched a
+block ahead, on torch's thread pool. The torch ops below remain the path for other dtypes and
+devices, for machines without a compiler, and inside ``torch_only()``.
+
 What the profile of the old path showed (SHACIRA-style large-image grid, 16 levels, 2**20 random
 points): ~25 elementwise passes over int64 ``(levels, corners, N)`` tensors, a 2-D gather, a
 stack of the weights and a permuted copy; the gather itself was under a fifth of the time.
@@ -27,6 +33,7 @@ stack of the weights and a permuted copy; the gather itself was under a fifth of
 from __future__ import annotations
 
 import ctypes
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +42,8 @@ from torch import Tensor
 from torch_sinr import native
 from torch_sinr.errors import SINRInputError
 
-__all__ = ["CHUNK", "LevelPlan", "index_and_weights", "interpolate_levels", "native_available", "row_gatherer"]
+__all__ = ["CHUNK", "LevelPlan", "index_and_weights", "interpolate_levels", "native_available", "row_gatherer",
+           "torch_only"]
 
 # Points per chunk. Alone on a core, 2**13..2**14 were fastest (temporaries in cache; 2**16
 # within ~20%). With 2 threads on cores shared with other processes, every op ends in a barrier
@@ -128,6 +136,21 @@ def interpolate_levels(plan: LevelPlan, table: Tensor, coords: Tensor, work: tor
     return out
 
 
+_use_native = True
+
+
+@contextlib.contextmanager
+def torch_only():
+    """Within it, the inference path runs on torch ops even where the C++ kernel is built (the
+    path a machine without a compiler takes; benchmarks time both)."""
+    global _use_native
+    previous, _use_native = _use_native, False
+    try:
+        yield
+    finally:
+        _use_native = previous
+
+
 def native_available() -> bool:
     """Whether the C++ kernel (torch_sinr/native/hashgrid.cpp) is built and loaded here."""
     return _kernel() is not None
@@ -152,7 +175,7 @@ def _native_interpolate(plan: LevelPlan, table: Tensor, coords: Tensor, work: to
     Returns the ``(L, N, F)`` view of an ``(N, L, F)`` tensor: callers that want per-point features
     (every caller does) get them by a reshape without a copy.
     """
-    if (plan.native_consts is None or work != torch.float32 or table.dtype != torch.float32
+    if (not _use_native or plan.native_consts is None or work != torch.float32 or table.dtype != torch.float32
             or coords.dtype != torch.float32 or table.device.type != "cpu" or coords.device.type != "cpu"):
         return None
     fn = _kernel()
