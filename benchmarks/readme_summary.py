@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchmarks._common import HelpFormatter
+from benchmarks.shacira import file_label, kept_name
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -337,6 +338,7 @@ def _shacira_rows(name: str, data: dict) -> list[str]:
     label = f"[{image['width']} x {image['height']}]({RESULTS_LINK}/{name.removesuffix('.json')}.md)"
     rows = []
     for kind, f in data["results"]["files"].items():
+        kind = file_label(kind, f)
         parts = f["parts"]
         memory = f["decode_memory"]
         rows.append(f"| {label} | {kind} | {f['bytes']:,} B | {f['bpp']:.4f} | {f['psnr']:.2f} dB | "
@@ -355,7 +357,8 @@ def _shacira_note(data: dict) -> str:
     if "sinr" not in r["files"]:
         return head + "no SINR file (this run measures the SHACIRA-style codec alone at this size)."
     drop = r["psnr_drop_db"]
-    return head + (f"SINR makes the decoders {_percent(r['decoder_saving'])} smaller and the whole file "
+    who = "SINR" if kept_name(r["files"]["sinr"]) is None else file_label("sinr", r["files"]["sinr"])
+    return head + (f"{who} makes the decoders {_percent(r['decoder_saving'])} smaller and the whole file "
                    f"{_percent(r['total_saving'])} smaller, PSNR {abs(drop):.3f} dB "
                    f"{'lower' if drop >= 0 else 'higher'} (target: at most {r['drop_target_db']:g} dB lower, "
                    f"{'met' if r['target_met'] else 'not met'}; the paper's figure, on a gigapixel image: "

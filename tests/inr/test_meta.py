@@ -37,7 +37,7 @@ def _net(seed: int = 0, activation: str = "siren") -> INR:
 CONFIG = MetaConfig(inner_steps=3, inner_lr=1e-2, outer_steps=40, outer_lr=3e-3, meta_batch=2)
 
 
-@pytest.mark.parametrize("activation", ["siren", "relu_pe"])  # C3 and C4: without and with positional encoding
+@pytest.mark.parametrize("activation", ["siren", "siren_pe"])  # C3 and C4: without and with positional encoding
 def test_a_learned_initialisation_fits_unseen_images_better_after_the_same_steps(activation):
     learned = meta_learn(_net(activation=activation), _crops(16, seed=0), CONFIG, progress=False)
     after = [h["loss_after"] for h in learned.history]  # one random image pair a step: compare tens

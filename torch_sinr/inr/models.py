@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-ACTIVATIONS = ("siren", "gauss", "wire", "relu_pe")
+ACTIVATIONS = ("siren", "gauss", "wire", "relu_pe", "siren_pe")
 
 
 class Sine(nn.Module):
@@ -80,7 +80,8 @@ class INRConfig:
     ``hidden_layers`` follows WIRE's convention: the number of hidden x hidden linears between
     the input and the output layer. Activation parameters: ``w0`` (SIREN first layer),
     ``w0_hidden`` (SIREN later layers), ``gauss_scale``, ``wire_omega``/``wire_scale``,
-    ``pe_frequencies`` (ReLU + positional encoding).
+    ``pe_frequencies`` (ReLU + positional encoding, and ``siren_pe``: a SIREN on the positional
+    encoding, INRIC's network with encoding, the SINR paper's C4).
     """
 
     in_features: int = 2
@@ -111,7 +112,7 @@ class INR(nn.Module):
         c = self.config = config or INRConfig()
         layers: list[nn.Module] = []
         in_features = c.in_features
-        if c.activation == "relu_pe":
+        if c.activation in ("relu_pe", "siren_pe"):
             encoding = PositionalEncoding(c.pe_frequencies)
             layers.append(encoding)
             in_features = encoding.out_features(c.in_features)
@@ -120,12 +121,12 @@ class INR(nn.Module):
             layers += [nn.Linear(fan_in, fan_out), self._activation(first=i == 0)]
         layers.append(nn.Linear(c.hidden_features, c.out_features))
         self.net = nn.Sequential(*layers)
-        if c.activation == "siren":
+        if c.activation in ("siren", "siren_pe"):
             self._siren_init()
 
     def _activation(self, first: bool) -> nn.Module:
         c = self.config
-        if c.activation == "siren":
+        if c.activation in ("siren", "siren_pe"):
             return Sine(c.w0 if first else c.w0_hidden)
         if c.activation == "gauss":
             return Gauss(c.gauss_scale)
@@ -138,7 +139,8 @@ class INR(nn.Module):
         c = self.config
         with torch.no_grad():
             linears = [m for m in self.net if isinstance(m, nn.Linear)]
-            linears[0].weight.uniform_(-1 / c.in_features, 1 / c.in_features)
+            first = linears[0].in_features  # the encoding's width with siren_pe
+            linears[0].weight.uniform_(-1 / first, 1 / first)
             for layer in linears[1:]:
                 bound = math.sqrt(6 / layer.in_features) / c.w0_hidden
                 layer.weight.uniform_(-bound, bound)
