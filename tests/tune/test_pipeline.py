@@ -137,6 +137,17 @@ def test_unreachable_target_changes_nothing(fitted):
     assert_unchanged(model, before)
 
 
+def test_a_model_with_nothing_to_code_says_so_not_that_the_floor_was_missed():
+    """A 3x16 SIREN: every linear has fan-in <= 16 and counts as an input layer, so no setting can
+    be made at all. The error names that (it read "the floor is 13.49" before, as if the target
+    were merely too tight)."""
+    torch.manual_seed(0)
+    image = load_image(downscale=32)
+    model = INR(INRConfig(hidden_features=16, hidden_layers=3))
+    with pytest.raises(SINRError, match="no setting could be made.*no module to compress"):
+        compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(3.0), steps=1, progress=False)
+
+
 def test_an_already_compressed_model_is_refused_at_once(fitted):
     # The search's probes swallow SINRError (a failed probe is an unreachable setting); before
     # this check a compressed model read as "target MaxDrop(0.5) cannot be met: the floor is ...".

@@ -345,8 +345,8 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
                 cfg = _richest(work, score, base, bits, search)
             else:
                 cfg = _autotune_budget(work, score, budget, base, bits, codes, search)
-        except SINRError:
-            probes.append({"budget": budget, "bytes": None, "score": None, "ok": False})
+        except SINRError as exc:
+            probes.append({"budget": budget, "bytes": None, "score": None, "ok": False, "error": str(exc)})
             return None
         if probe_steps:
             finetune_codes(work, loss_fn, probe_steps, lr=lr * scale, train_dense=True, select=select)
@@ -387,6 +387,12 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
             break
     if best is None:
         scored = [p["score"] for p in probes if p["score"] is not None]
+        errors = [p["error"] for p in probes if "error" in p]
+        if not scored and errors:
+            # no setting could even be made: say why (e.g. a model whose every linear is an input
+            # layer), not that the target's floor was missed
+            raise SINRError(f"target {target} cannot be met: no setting could be made ({len(errors)} tried); "
+                            f"the last said: {errors[-1]}")
         got = f" (the best setting tried scores {max(scored):.4g} after fine-tuning)" if scored else ""
         raise SINRError(f"target {target} cannot be met: the floor is {floor:.4g}{got}; give more fine-tuning "
                         f"steps, more value bits, or a larger dictionary")
