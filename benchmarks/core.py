@@ -186,9 +186,28 @@ def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_
         "max_abs_coef_diff": best["max_abs_coef_diff"],
         "work": omp_work(batch, k1, k2, s),
     }
+    # The bound of this design here: exact OMP that scores every atom every step does the
+    # screening GEMM's multiply-adds at least once, at this machine's GEMM rate in the screening
+    # precision (bfloat16 on AMX / AVX512-BF16 machines, float32 elsewhere).
+    dtype = screening.screen_dtype(torch.device("cpu"))
+    rate = screen_gemm_rate(k1, k2, batch, dtype)
+    floor = result["work"]["screen_gemm_madds"] / rate
+    result["screen_floor"] = {"gemm_madds_per_s": rate, "seconds": floor, "max_speedup": best_s / floor,
+                              "matrix_units": matrix_units()}
     if torch.cuda.is_available():
         result["cuda"] = bench_omp_cuda(dictionary, signals, s, repeats, code)
     return result
+
+
+def _floor_line(a: dict) -> str:
+    floor = a.get("screen_floor")
+    if floor is None:  # results from before the floor was measured
+        return ""
+    units = ", ".join(floor["matrix_units"]) or "none"
+    return (f" At this machine's {a['screen_dtype']} GEMM rate at the screening shape "
+            f"({floor['gemm_madds_per_s'] / 1e9:.1f} G multiply-adds/s; matrix/bf16 CPU flags: {units}), the "
+            f"screening GEMM alone takes {floor['seconds'] * 1e3:.0f} ms: an exact OMP that scores every atom every "
+            f"step cannot be more than {floor['max_speedup']:.1f}x the fastest scikit-learn here.")
 
 
 def bench_omp_cuda(dictionary, signals, s: int, repeats: int, cpu_code) -> dict:
@@ -315,23 +334,41 @@ def bench_compress(seed: int, model_name: str, label: str, config_kwargs: dict, 
 
 
 # --- c2. where the 8x256 MLP's time goes ---------------------------------------------------------
-PHASES = {"sinr_omp.select": "OMP selection: bf16 screening GEMM, |A^T r| passes, float64 re-scoring",
+PHASES = {"sinr_omp.select": "OMP selection: screening GEMM (bfloat16 or float32), |A^T r| passes, float64 re-scoring",
           "sinr_omp.cholesky": "OMP Cholesky growth: G[I, new], the two L^-1 products",
           "sinr_omp.residual": "OMP coefficients and residual r = w - A_I x (CSR)",
           "sinr.measure_file": "measuring the file: Brotli q11 of every stream, range coding"}
 
 
-def machine_rates(k1: int, k2: int, batch: int, repeats: int = 5) -> dict:
-    """What this machine sustains for the two resources OMP is bound by: bfloat16 GEMM at the
-    screening shape, and memory bandwidth (a 256 MiB float64 copy, read + write)."""
+def screen_gemm_rate(k1: int, k2: int, batch: int, dtype: torch.dtype, repeats: int = 5) -> float:
+    """Multiply-adds per second of one screening GEMM, (batch x k1) @ (k1 x k2), in ``dtype``."""
     gen = torch.Generator().manual_seed(0)
-    r = torch.randn(batch, k1, generator=gen).to(torch.bfloat16)
-    a = torch.randn(k1, k2, generator=gen).to(torch.bfloat16)
+    r = torch.randn(batch, k1, generator=gen).to(dtype)
+    a = torch.randn(k1, k2, generator=gen).to(dtype)
     gemm, _, _ = _median_time(lambda: r @ a, repeats)
+    return batch * k1 * k2 / gemm
+
+
+def matrix_units() -> list[str]:
+    """The CPU's matrix / bfloat16 extensions (/proc/cpuinfo flags): what bfloat16 screening can use."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith("amx") or f in ("avx512_bf16", "avx512f"))
+
+
+def machine_rates(k1: int, k2: int, batch: int, repeats: int = 5) -> dict:
+    """What this machine sustains for the two resources OMP is bound by: GEMM at the screening
+    shape in the screening precision OMP uses here, and memory bandwidth (a 256 MiB float64 copy,
+    read + write)."""
+    dtype = screening.screen_dtype(torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
     src = torch.randn(2**25, dtype=torch.float64, generator=gen)
     dst = torch.empty_like(src)
     copy, _, _ = _median_time(lambda: dst.copy_(src), repeats)
-    return {"bf16_gemm_madds_per_s": batch * k1 * k2 / gemm, "copy_bytes_per_s": 2 * src.numel() * 8 / copy,
+    return {"screen_gemm_madds_per_s": screen_gemm_rate(k1, k2, batch, dtype, repeats),
+            "screen_dtype": str(dtype).replace("torch.", ""), "copy_bytes_per_s": 2 * src.numel() * 8 / copy,
             "gemm_shape": [batch, k1, k2]}
 
 
@@ -365,7 +402,7 @@ def bench_breakdown(seed: int) -> dict:
     work = omp_work(batch, k1, k2, s)
     work["residual_gather_bytes"] = 8 * work["batch_path_residual_madds"]  # float64 atoms read per multiply-add
     rates = machine_rates(k1, k2, batch)
-    bw, gemm = rates["copy_bytes_per_s"], rates["bf16_gemm_madds_per_s"]
+    bw, gemm = rates["copy_bytes_per_s"], rates["screen_gemm_madds_per_s"]
     at_rate = {
         "sinr_omp.select": work["screen_gemm_madds"] / gemm + work["candidate_pass_bytes"] / bw,
         "sinr_omp.cholesky": work["batch_path_triangular_bytes"] / bw,
@@ -461,7 +498,8 @@ def _problem(p: dict) -> str:
 
 def render(results: dict) -> str:
     stack = results["stack"]
-    parts = [f"# Core speed targets\n\nMachine: {cpu_model()}, torch {torch.__version__} "
+    # the measuring machine, as recorded (render may run elsewhere, e.g. from a results file)
+    parts = [f"# Core speed targets\n\nMachine: {results.get('cpu_model', cpu_model())}, torch {torch.__version__} "
              f"({stack['this']['torch_cpu_capability']}), {torch.get_num_threads()} threads. "
              f"1-minute load average at start / end: {results['load_average']['start'][0]:.2f} / "
              f"{results['load_average']['end'][0]:.2f} on {os.cpu_count()} CPUs (other processes skew timings).\n"]
@@ -522,7 +560,8 @@ def render(results: dict) -> str:
               f"GEMM {w['screen_gemm_madds'] / 1e9:.2f} G multiply-adds; float64 state read per run: "
               f"{w['screen_path_basis_bytes'] / 2**30:.2f} GiB (screen path's basis) vs "
               f"{w['batch_path_triangular_bytes'] / 2**30:.2f} GiB (batch path's L^-1); candidate passes over "
-              f"|A^T r|: {w['candidate_pass_bytes'] / 2**30:.2f} GiB.")
+              f"|A^T r|: {w['candidate_pass_bytes'] / 2**30:.2f} GiB."
+            + _floor_line(a))
 
     fwd_rows = [[f["shape"], f["batch"], f"{f['linear_median_s'] * 1e3:.2f}", f"{f['sinr_median_s'] * 1e3:.2f}",
                  f"{f['ratio']:.3f}", f"{f['paired_ratio_median']:.3f}", f["repeats"], f["s"], f["k2"]]
@@ -543,8 +582,11 @@ def render(results: dict) -> str:
 
     br = results["breakdown"]
     w, p, m = br["work"], br["omp_problem"], br["machine"]
+    # results written before the rate was measured in the screening precision hold the bfloat16 one
+    gemm_rate, gemm_dtype = m.get("screen_gemm_madds_per_s", m.get("bf16_gemm_madds_per_s")), m.get("screen_dtype",
+                                                                                                   "bfloat16")
     work_text = {
-        "sinr_omp.select": f"{w['screen_gemm_madds'] / 1e9:.0f} G bf16 multiply-adds + "
+        "sinr_omp.select": f"{w['screen_gemm_madds'] / 1e9:.0f} G {gemm_dtype} multiply-adds + "
                            f"{w['candidate_pass_bytes'] / 1e9:.1f} GB of |A^T r| passes",
         "sinr_omp.cholesky": f"{w['batch_path_triangular_bytes'] / 1e9:.1f} GB of float64 L^-1 read",
         "sinr_omp.residual": f"{w['batch_path_residual_madds'] / 1e9:.2f} G multiply-adds gathering "
@@ -560,8 +602,8 @@ def render(results: dict) -> str:
                        f"{sum(br['phases_at_machine_rate_s'].values()):.2f} (OMP only)"])
     parts.append("## c2. Where the 8x256 MLP's time goes (one warm run under the profiler)\n\n" + md_table(
         ["Phase", "Measured (s)", "Work", "Work at this machine's rates (s)"], phase_rows)
-        + f"\n\nOMP problem: {_problem(p)}. Machine rates measured in this run: bf16 GEMM "
-          f"{m['bf16_gemm_madds_per_s'] / 1e9:.0f} G multiply-adds/s at {m['gemm_shape'][0]} x {m['gemm_shape'][1]} "
+        + f"\n\nOMP problem: {_problem(p)}. Machine rates measured in this run: {gemm_dtype} GEMM "
+          f"{gemm_rate / 1e9:.0f} G multiply-adds/s at {m['gemm_shape'][0]} x {m['gemm_shape'][1]} "
           f"x {m['gemm_shape'][2]}; memory copy {m['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write). "
           f"save_compressed right after compress_model: {br['save_after_s'] * 1e3:.0f} ms (it reuses the payload "
           f"that compress_model measured). {br['note']}. The residual's atoms (k2 x k1 float64) are mostly "
@@ -616,6 +658,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     results: dict = {"stack": {"this": numeric_stack()}}
     load = {"start": list(os.getloadavg())}
+    results["cpu_model"] = cpu_model()
     results["omp"] = [
         bench_omp(args.seed, k1=256, k2=4096, batch=256, s=64, repeats=args.omp_repeats,
                   sk_repeats=args.sklearn_repeats, pythons=pythons),
