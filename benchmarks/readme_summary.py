@@ -329,7 +329,10 @@ def shacira_block(results: Path = RESULTS) -> str:
         notes.append(_shacira_note(data))
     return "\n".join(lines + [""] + notes + [
         "", "Decoders are counted at float32 in the SHACIRA-style file, as SHACIRA counts them: the decoder "
-        "saving is against that, context for the paper's figure, not a comparison with quantized decoders."])
+        "saving is against that, context for the paper's figure. Where a run lists them, \"search\", \"mixed "
+        "precision\" and \"one width\" are the candidates `compress` made (its SINR / per-layer search, and the fair "
+        "uniform baselines with the same fine-tuning), each written and decoded in full; \"compress (kept: ...)\" "
+        "is the one it keeps, the smallest within the PSNR target."])
 
 
 def _shacira_rows(name: str, data: dict) -> list[str]:
