@@ -91,6 +91,12 @@ def test_a_row_outside_the_table_is_refused_not_read():
         fast.interpolate_levels(plan, too_small, torch.rand(100, 2), torch.float32)
 
 
+def test_shapes_are_checked_before_the_kernel_reads():
+    grid = _grid(CONFIGS[2])  # 3-D
+    with pytest.raises(SINRInputError, match=r"\(N, 3\)"):
+        fast.interpolate_levels(grid.level_plan(), grid.latents.detach(), torch.rand(10, 2), torch.float32)
+
+
 def test_other_dtypes_take_the_torch_path():
     """float64 coordinates and float16 tables are not the kernel's: the torch path answers."""
     grid = _grid(CONFIGS[0])

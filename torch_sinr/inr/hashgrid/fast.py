@@ -181,6 +181,10 @@ def _native_interpolate(plan: LevelPlan, table: Tensor, coords: Tensor, work: to
     fn = _kernel()
     if fn is None:
         return None
+    # the kernel reads dims floats per point and F per row: shapes are checked here, not trusted
+    if coords.dim() != 2 or coords.shape[1] != plan.dims or table.dim() != 2:
+        raise SINRInputError(f"coordinates must be (N, {plan.dims}) and the table 2-D, got {tuple(coords.shape)} "
+                             f"and {tuple(table.shape)}")
     scale, top, strides, offsets, primes = plan.native_consts
     table = table.contiguous()
     coords = coords.contiguous()
