@@ -87,7 +87,7 @@ def test_one_stale_readme_is_named_alone(tmp_path, capsys):
     root = _stale_root(tmp_path)
     assert main(["--root", str(root)]) == 0
     shacira = root / TARGETS[2].readme
-    shacira.write_text(shacira.read_text().replace("| sinr |", "| edited by hand |"))
+    shacira.write_text(shacira.read_text().replace("| shacira |", "| edited by hand |"))
     assert main(["--root", str(root), "--check"]) == 1
     assert capsys.readouterr().err.splitlines() == [f"{shacira} is stale: run python -m benchmarks.readme_summary"]
 
@@ -172,13 +172,19 @@ def test_the_shacira_block_comes_from_the_json(tmp_path):
     data["results"]["files"]["sinr"]["bytes"] = 98_765
     path.write_text(json.dumps(data))
     text = shacira_block(tmp_path)
-    assert "| sinr | 98,765 B |" in text
-    assert "decoders 43.2% smaller and the whole file 1.2% smaller, PSNR 0.250 dB lower" in text
+    kept = data["results"]["files"]["sinr"]["pipeline"]["guard"]["kept"]
+    assert f"| compress (kept: {kept}) | 98,765 B |" in text  # the kept file names which candidate it is
+    assert f"compress (kept: {kept}) makes the decoders 43.2% smaller and the whole file 1.2% smaller, " \
+           "PSNR 0.250 dB lower" in text
     assert "(target: at most 0.3 dB lower, not met;" in text
-    # a run without SINR decoders says so instead of showing a saving
+    # a run from before the guard: its file is the SINR search's, labelled as such
+    del data["results"]["files"]["sinr"]["pipeline"]["guard"]
+    path.write_text(json.dumps(data))
+    assert "| sinr | 98,765 B |" in shacira_block(tmp_path) and "SINR makes the decoders" in shacira_block(tmp_path)
+    # a run without coded decoders says so instead of showing a saving
     del data["results"]["files"]["sinr"]
     path.write_text(json.dumps(data))
-    assert "| sinr |" not in shacira_block(tmp_path) and shacira_block(tmp_path).count("no SINR file") == 2
+    assert "| sinr |" not in shacira_block(tmp_path) and shacira_block(tmp_path).count("no SINR file") == 1
 
 
 @pytest.mark.parametrize(("name", "command"), [
