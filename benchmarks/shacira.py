@@ -24,7 +24,7 @@ reported as "sinr" (``pipeline.guard.kept`` names which it is), and every other 
 written and decoded in full beside it.
 
 Writes ``shacira_<name>.{json,md}`` and ``shacira_<name>.png`` (crops: original | SHACIRA-style |
-with SINR) into ``--out`` (default ``benchmarks/runs/shacira``, git-ignored; pass
+the file compress kept) into ``--out`` (default ``benchmarks/runs/shacira``, git-ignored; pass
 ``--out benchmarks/results`` to refresh the committed results).
 """
 
@@ -115,6 +115,7 @@ def crops_png(path: Path, source, images: list[tuple[str, np.ndarray]], size: in
 
 
 def run(args: argparse.Namespace) -> dict:
+    from torch_sinr.format import save_compressed
     from torch_sinr_shacira import (ImageModel, ImageModelConfig, PixelSource, RateModel, TrainConfig,
                                     compress_decoders, decode_image, prepare_for_coding, tile_image, train,
                                     write_baseline)
@@ -180,8 +181,6 @@ def run(args: argparse.Namespace) -> dict:
     files["shacira"]["latent_bits_estimated"] = rate.estimated_bits(latents)
     coded = copy.deepcopy(model)
     result = compress_decoders(coded, source, drop_db=args.drop, steps=args.finetune_steps, progress=args.progress)
-    from torch_sinr.format import save_compressed
-
     # the file compress keeps ("sinr": the search's own file, or a uniform baseline that beat it,
     # result.baseline["kept"]), then every other candidate the guard made, each decoded in full
     kept = (result.baseline or {}).get("kept", "search")
@@ -281,7 +280,8 @@ def markdown(results: dict) -> str:
                      f"{p['mlp']:.0f} ({100 * p['mlp'] / total:.1f}%)"])
     lines += [md_table(["file", "bytes", "bpp", "PSNR (dB)", "latents", "latent decoder", "MLP"], rows), ""]
     if "decoder_saving" in results:
-        lines += [f"{file_label('sinr', results['files']['sinr'])} on the decoders: decoder part {100 * results['decoder_saving']:.1f}% smaller, PSNR "
+        lines += [f"{file_label('sinr', results['files']['sinr'])} on the decoders: decoder part "
+                  f"{100 * results['decoder_saving']:.1f}% smaller, PSNR "
                   f"{psnr_change(results['psnr_drop_db'])} (the paper, on a gigapixel image: "
                   f"{100 * PAPER['decoder_saving']:.0f}% smaller, PSNR {psnr_change(PAPER['psnr_drop_db'], 1)}); "
                   f"whole file {100 * results['total_saving']:.2f}% smaller. Target met: "

@@ -69,6 +69,14 @@ class ImageModelConfig:
         return cls(**{"max_res": max_res, **overrides})
 
 
+def _affine(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
+            out: torch.Tensor | None) -> torch.Tensor:
+    """``x @ weight_t + bias`` into ``out`` when given (a linear without bias too)."""
+    if bias is None:
+        return torch.mm(x, weight_t) if out is None else torch.mm(x, weight_t, out=out)
+    return torch.addmm(bias, x, weight_t) if out is None else torch.addmm(bias, x, weight_t, out=out)
+
+
 class ImageModel(nn.Module):
     def __init__(self, config: ImageModelConfig) -> None:
         super().__init__()
@@ -148,6 +156,7 @@ class ImageModel(nn.Module):
             table = torch.round(table)
         # the MLP after its first linear: ReLUs in place, linears as (weight^T, bias) for addmm
         layers = [(m.weight.t(), m.bias) if isinstance(m, _AFFINE) else m for m in rest]
+        last = max((i for i, layer in enumerate(layers) if isinstance(layer, tuple)), default=-1)
         out = torch.empty(coords.shape[0], self.mlp[-1].out_features, dtype=table.dtype, device=table.device)
         # two activation buffers reused by every chunk: a fresh (chunk, hidden) tensor per layer
         # and chunk costs page faults and cache misses comparable to the matmul itself
@@ -165,11 +174,9 @@ class ImageModel(nn.Module):
                 if isinstance(layer, nn.ReLU):
                     h = h.relu_()
                 elif isinstance(layer, tuple):
-                    w, b = layer
-                    # into the output rows if it is the last layer, else the buffer h is not in
-                    spare = out if index == len(layers) - 1 else buffers[h.data_ptr() == buffers[0].data_ptr()]
-                    target = out[start:stop] if spare is out else spare[:n]
-                    h = torch.addmm(b, h, w, out=target) if w.shape[1] == target.shape[1] else torch.addmm(b, h, w)
+                    # the last linear writes the output rows; the others the buffer h is not in
+                    target = out[start:stop] if index == last else buffers[h.data_ptr() == buffers[0].data_ptr()][:n]
+                    h = _affine(h, *layer, target if layer[0].shape[1] == target.shape[1] else None)
                 else:
                     h = layer(h)
             if h.data_ptr() != out[start:stop].data_ptr():

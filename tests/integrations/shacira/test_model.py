@@ -88,3 +88,16 @@ def test_decode_is_the_same_with_and_without_the_native_kernel():
     native = model.decode(coords, chunk=256)
     with fast.torch_only():
         assert torch.equal(model.decode(coords, chunk=256), native)
+
+
+def test_decode_takes_a_linear_without_bias():
+    model = _model()
+    hidden = model.mlp[2]
+    plain = torch.nn.Linear(hidden.in_features, hidden.out_features, bias=False)
+    with torch.no_grad():
+        plain.weight.copy_(hidden.weight)
+    model.mlp[2] = plain
+    coords = torch.rand(500, 2, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = model(coords)
+    assert float((model.decode(coords, chunk=128) - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
