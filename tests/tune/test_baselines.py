@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from torch_sinr.tune.baselines import (finetune_uniform, read_baseline, uniform_round_trip, write_cast, write_low_rank,
-                                  write_pruned, write_uniform)
+from torch_sinr.errors import SINRError
+from torch_sinr.tune.baselines import (finetune_pruned, finetune_uniform, read_baseline, uniform_round_trip, write_cast,
+                                       write_low_rank, write_pruned, write_uniform)
 
 
 @pytest.fixture
@@ -93,3 +94,52 @@ def test_finetune_uniform_select_keeps_the_best_scored_iterate():
     state, _ = finetune_uniform(model, loss, bits=6, steps=20, lr=1e-2, select=worse_every_time, select_every=5)
     assert len(calls) == 5  # steps 0, 5, 10, 15, 20
     assert all(torch.equal(state[k], v) for k, v in plain.state_dict().items())
+
+
+def _wide_regression(points: int):
+    """As _toy_regression, with a hidden 32x32 matrix worth pruning."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+    x = torch.rand(points, 2)
+    y = torch.sin(6 * x).sum(1, keepdim=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):  # a fitted start, as a user's model would be
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+    return model, lambda m: ((m(x) - y) ** 2).mean()
+
+
+def test_finetune_pruned_lowers_loss_keeps_positions_and_file_holds_the_result(tmp_path):
+    model, loss = _wide_regression(256)
+    skip = lambda n: n == "0.weight"  # noqa: E731  (the input layer stays dense, as SINR leaves it)
+    write_pruned(model.state_dict(), tmp_path / "plain.safetensors", keep=0.25, bits=5, skip=skip)
+    plain = copy.deepcopy(model)
+    plain.load_state_dict(read_baseline(tmp_path / "plain.safetensors"))
+    state, plan = finetune_pruned(model, loss, keep=0.25, bits=5, steps=150, lr=1e-2, skip=skip)
+    assert set(plan.kept) == {"2.weight", "4.weight"}
+    for name, idx in plan.kept.items():  # the positions write_pruned picks from the fitted model, fixed
+        assert torch.equal(idx, model.state_dict()[name].abs().topk(idx.shape[1], dim=1).indices.sort(1).values)
+        mask = torch.zeros_like(state[name], dtype=torch.bool).scatter(1, idx, True)
+        assert not state[name][~mask].any()
+    tuned = copy.deepcopy(model)
+    tuned.load_state_dict(state)
+    with torch.no_grad():
+        assert loss(tuned).item() < 0.9 * loss(plain).item()
+    write_pruned(state, tmp_path / "ft.safetensors", keep=0.25, bits=5, plan=plan)
+    decoded = read_baseline(tmp_path / "ft.safetensors")
+    assert all(torch.equal(decoded[k], v) for k, v in state.items())
+
+
+def test_finetune_pruned_never_ends_worse_and_refuses_a_bad_keep():
+    model, loss = _wide_regression(64)
+    state0, _ = finetune_pruned(model, loss, keep=0.5, bits=8, steps=0)
+    state, _ = finetune_pruned(model, loss, keep=0.5, bits=8, steps=5, lr=10.0)  # absurd lr: every step hurts
+    start, tuned = copy.deepcopy(model), copy.deepcopy(model)
+    start.load_state_dict(state0)
+    tuned.load_state_dict(state)
+    with torch.no_grad():
+        assert loss(tuned).item() <= loss(start).item()
+    for keep in (0, 1.5, -0.1):
+        with pytest.raises(SINRError, match="keep"):
+            finetune_pruned(model, loss, keep=keep, bits=8, steps=1)

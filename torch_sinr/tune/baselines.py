@@ -6,7 +6,8 @@
   ``finetune_uniform`` gives it the same quantization-aware fine-tuning that SINR codes get, so
   comparisons stay fair.
 - ``prune``: magnitude pruning of the weight matrices (kept fraction), kept values quantized
-  at b bits, positions coded like SINR indices (the smallest of fixed / Rice / bitmask).
+  at b bits, positions coded like SINR indices (the smallest of fixed / Rice / bitmask);
+  ``finetune_pruned`` fine-tunes the kept values (positions fixed) like ``finetune_uniform``.
 - ``low_rank``: truncated SVD of each weight matrix at a given rank, factors stored as float32.
 
 All files are format-2 files, written by the same container and coders as SINR's (the same
@@ -20,6 +21,7 @@ the file holds.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -69,19 +71,30 @@ def uniform_round_trip(state: dict[str, torch.Tensor], bits: int) -> dict[str, t
     return {k: UniformQuantizer.fit(v, bits).round_trip(v).reshape(v.shape) for k, v in state.items()}
 
 
+def magnitude_kept(t: torch.Tensor, keep: float) -> torch.Tensor:
+    """Sorted column positions of each row's ``keep`` fraction of largest magnitudes (at least one)."""
+    s = max(1, round(keep * t.shape[1]))
+    return t.detach().abs().topk(s, dim=1).indices.sort(dim=1).values
+
+
 def write_pruned(state: dict[str, torch.Tensor], path, keep: float, bits: int,
-                 skip: Callable[[str], bool] = lambda n: False, names: bool = True) -> int:
+                 skip: Callable[[str], bool] = lambda n: False, names: bool = True,
+                 plan: PrunePlan | None = None) -> int:
     """Weight matrices (not skipped) keep their ``keep`` fraction of largest magnitudes per row,
-    quantized at b bits; everything else is stored uniform at b bits."""
+    quantized at b bits; everything else is stored uniform at b bits. ``plan`` (from
+    ``finetune_pruned``) keeps fine-tuned values at the positions and on the grids they were
+    trained with, so the file holds exactly them."""
     items = []
     for name, t in state.items():
-        if name not in _weight_matrices(state) or skip(name):
-            items.append(_item(name, t, "uniform", (t, UniformQuantizer.fit(t, bits))))
+        pruned = name in plan.kept if plan else name in _weight_matrices(state) and not skip(name)
+        if not pruned:
+            grid = plan.grids[name] if plan and name in plan.grids else UniformQuantizer.fit(t, bits)
+            items.append(_item(name, t, "uniform", (t, grid)))
             continue
-        s = max(1, round(keep * t.shape[1]))
-        idx = t.abs().topk(s, dim=1).indices.sort(dim=1).values
+        idx = plan.kept[name] if plan else magnitude_kept(t, keep)
         values = t.gather(1, idx)
-        items.append(_item(name, t, "pruned", (idx, values, UniformQuantizer.fit(values, bits))))
+        grid = plan.grids[name] if plan else UniformQuantizer.fit(values, bits)
+        items.append(_item(name, t, "pruned", (idx, values, grid)))
     return _write(path, items, names)
 
 
@@ -115,17 +128,73 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
     state_dict and the grids (pass them to ``write_uniform`` so the file holds exactly these values).
     ``names`` limits both to those parameters (default: every parameter); the others keep their
     values (a model's frozen integer latents, say)."""
+    params = {name: p for name, p in model.named_parameters() if names is None or name in names}
+    grids = {name: UniformQuantizer.fit(p, bits) for name, p in params.items()}
+
+    def on_grids(latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: grids[n].round_trip(v).reshape(v.shape) for n, v in latent.items()}
+
+    best = _quantization_aware(model, loss_fn, params, on_grids, steps, lr, select, select_every,
+                               progress and f"uniform {bits}-bit fine-tuning")
+    with torch.no_grad():
+        return on_grids(best), grids
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What a pruned file holds: each pruned matrix's kept positions (rows of sorted column
+    indices) and every tensor's grid (a pruned matrix's grid spans its kept values only)."""
+    kept: dict[str, torch.Tensor]
+    grids: dict[str, UniformQuantizer]
+
+
+def finetune_pruned(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], keep: float, bits: int,
+                    steps: int, lr: float = 1e-4, *, skip: Callable[[str], bool] = lambda n: False,
+                    select: Callable[[nn.Module], float] | None = None, select_every: int = SELECT_EVERY,
+                    progress: bool = False) -> tuple[dict[str, torch.Tensor], PrunePlan]:
+    """The pruning baseline with the fine-tuning SINR's codes get: each weight matrix (not
+    skipped) keeps its ``keep`` fraction of largest magnitudes per row (positions fixed before
+    fine-tuning, as ``write_pruned`` chooses them), the kept values and every other parameter
+    are trained on fixed b-bit grids (straight-through), the pruned entries stay zero, and the
+    best iterate is kept as in ``finetune_uniform``. Returns the state_dict and the plan to pass
+    to ``write_pruned`` (same ``keep`` and ``bits``) so the file holds exactly these values."""
+    if not 0 < keep <= 1:
+        raise SINRError(f"keep must be in (0, 1], got {keep!r}")
+    params = dict(model.named_parameters())
+    matrices = {n for n in _weight_matrices(params) if not skip(n)}
+    kept = {n: magnitude_kept(params[n], keep) for n in sorted(matrices)}
+    masks = {n: torch.zeros_like(params[n], dtype=torch.bool).scatter_(1, idx, True) for n, idx in kept.items()}
+    grids = {n: UniformQuantizer.fit(p.detach().gather(1, kept[n]) if n in kept else p, bits)
+             for n, p in params.items()}
+
+    def on_grids(latent: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, v in latent.items():
+            rounded = grids[n].round_trip(v).reshape(v.shape)
+            out[n] = torch.where(masks[n], rounded, torch.zeros((), dtype=v.dtype)) if n in masks else rounded
+        return out
+
+    best = _quantization_aware(model, loss_fn, params, on_grids, steps, lr, select, select_every,
+                               progress and f"pruned (keep {keep:g}) {bits}-bit fine-tuning")
+    with torch.no_grad():
+        return on_grids(best), PrunePlan(kept, grids)
+
+
+def _quantization_aware(model: nn.Module, loss_fn, params: dict[str, torch.Tensor], on_grids, steps: int, lr: float,
+                        select, select_every: int, progress) -> dict[str, torch.Tensor]:
+    """Adam on float copies of ``params`` through ``on_grids`` (the values a file would hold; the
+    gradient passes straight through it to the copies, so a pruned entry's is unused); returns
+    the best iterate's copies, judged by the loss or, every ``select_every`` steps, by ``select``
+    (higher is better). ``progress``: the bar's label, or False."""
     if steps < 0:
         raise SINRError("steps must be >= 0")
     if select is not None and not (isinstance(select_every, int) and select_every >= 1):
         raise SINRError(f"select_every must be an int >= 1, got {select_every!r}")
-    params = {name: p for name, p in model.named_parameters() if names is None or name in names}
-    grids = {name: UniformQuantizer.fit(p, bits) for name, p in params.items()}
     latent = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
     optimizer = torch.optim.Adam(latent.values(), lr=lr)
 
     def fake_quantized() -> dict[str, torch.Tensor]:
-        return {n: v + (grids[n].round_trip(v).reshape(v.shape) - v).detach() for n, v in latent.items()}
+        return {n: v + (r - v).detach() for (n, v), r in zip(latent.items(), on_grids(latent).values())}
 
     def selected() -> float:
         was_training = model.training
@@ -137,7 +206,7 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
             model.train(was_training)
 
     best_loss, best = float("inf"), None  # keep the best iterate, as finetune_codes does
-    bar = tqdm(total=steps, desc=f"uniform {bits}-bit fine-tuning", disable=not progress, unit="step", leave=False)
+    bar = tqdm(total=steps, desc=progress or "", disable=not progress, unit="step", leave=False)
     for step in range(steps + 1):
         if select is not None and (step % select_every == 0 or step == steps):
             judged = -selected()
@@ -156,8 +225,7 @@ def finetune_uniform(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tens
         optimizer.step()
         bar.update(1)
     bar.close()
-    with torch.no_grad():
-        return {n: grids[n].round_trip(v).reshape(v.shape) for n, v in best.items()}, grids
+    return best
 
 
 class _Functional(nn.Module):
