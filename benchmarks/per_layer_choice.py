@@ -13,8 +13,11 @@ leaves (biases, the input layer) gets its own width from ``DENSE_BITS`` in all t
 * ``uniform``: SINR switched off (``sinr=False``): mixed-precision uniform quantization, bits per
   tensor, fine-tuned: a baseline;
 * ``one_width``: one grid width for every tensor, fine-tuned with the same steps (the narrowest
-  width of ``ONE_WIDTH_BITS`` (both menus) that meets the target, ``torch_sinr.tune.guard.one_width``): the
-  other baseline.
+  width of ``ONE_WIDTH_BITS`` (both menus) that meets the target, ``torch_sinr.tune.guard.one_width``): a
+  baseline;
+* ``pruned``: fine-tuned magnitude pruning + quantization (``tune.baselines.finetune_pruned``) of the
+  linears SINR codes, at each density of ``PRUNE_KEEP`` (from SINR's s-ratio menu), positions coded
+  like SINR's indices; the smallest file meeting the target: the third baseline.
 
 Each search runs with ``guard=False``: the benchmark measures each coding on its own. The default
 ``compress`` (the guard) keeps the best of ``choice``, ``uniform`` and ``one_width``.
@@ -42,6 +45,7 @@ from benchmarks._common import HelpFormatter, cpu_model, md_table, write_results
 from torch_sinr import MaxDrop, SINRError, compress, load_compressed, save_compressed
 from torch_sinr.inr.models import INR, image_loss, psnr, render
 from torch_sinr.nn.layer import SINRLinear
+from torch_sinr.tune.baselines import finetune_pruned, read_baseline, write_pruned
 from torch_sinr.tune.guard import one_width
 from torch_sinr.tune.pipeline import PIPELINE_CONFIG
 
@@ -51,7 +55,8 @@ CACHE = kodak.REPO / "benchmarks" / "cache" / "per_layer_choice"
 UNIFORM_BITS = (12, 10, 9, 8, 7, 6, 5, 4)
 DENSE_BITS = (16, 14, 12, 10, 9, 8, 7, 6)
 ONE_WIDTH_BITS = tuple(sorted(set(UNIFORM_BITS) | set(DENSE_BITS), reverse=True))  # as compress's guard takes them
-BASELINES = ("uniform", "one_width")  # the uniform files a user could make instead
+BASELINES = ("uniform", "one_width", "pruned")  # the files a user could make instead
+PRUNE_KEEP = (0.45, 0.35, 0.25, 0.15)  # densities from SINR's s-ratio menu (autotune.DEFAULT_S_RATIOS)
 VARIANTS = {"sinr": {"uniform_bits": (), "dense_bits": DENSE_BITS},
             "choice": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS},
             "uniform": {"uniform_bits": UNIFORM_BITS, "dense_bits": DENSE_BITS, "sinr": False}}
@@ -98,10 +103,16 @@ def run_one(image_name: str, layers: int, width: int, drop: float, steps: int, c
                                                  reference, config, cached_only)
     if record["runs"]["one_width"] is None:
         return None
+    record["runs"]["pruned"] = _pruned_run(model, image, image_name, layers, width, drop, steps, cache, evaluate,
+                                           reference, cached_only)
+    if record["runs"]["pruned"] is None:
+        return None
     base = record["runs"]["uniform"]["bytes"]
     record["saving_vs_uniform"] = {label: 1 - run["bytes"] / base for label, run in record["runs"].items()
                                    if label in VARIANTS and label != "uniform"}
     best = min(record["runs"][label]["bytes"] for label in BASELINES if record["runs"][label]["met"])
+    record["best_baseline"] = min((label for label in BASELINES if record["runs"][label]["met"]),
+                                  key=lambda label: record["runs"][label]["bytes"])
     record["best_baseline_bytes"] = best
     record["saving_vs_best_baseline"] = {label: 1 - record["runs"][label]["bytes"] / best
                                          for label in ("sinr", "choice")}
@@ -126,33 +137,97 @@ def _file(model, config, evaluate, label: str) -> tuple[int, float]:
         return size, evaluate(load_compressed(path, INR(config)).eval())
 
 
-def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: Path, evaluate, reference,
-                   config, cached_only: bool = False) -> dict | None:
-    """The one-width baseline: every tensor on one grid, the narrowest meeting the drop after the
-    same fine-tuning steps (what compress's guard makes)."""
-    key = json.dumps([image_name, layers, width, drop, steps, "one_width", list(ONE_WIDTH_BITS)])
-    cached = _cache_file(cache, f"{image_name}-{layers}x{width}-one_width", key)
+def _cached_run(cache: Path, stem: str, key: list, cached_only: bool, make) -> dict | None:
+    """The cached record of one baseline run, else ``make()``'s (stored); None if ``cached_only``."""
+    cached = _cache_file(cache, stem, json.dumps(key))
     if cached.exists():
         return json.loads(cached.read_text())
     if cached_only:
         return None
-    started = time.perf_counter()
-    try:
-        work, cfg, used, _ = one_width(model, image_loss(image), lambda m: _no_grad(evaluate, m), MaxDrop(drop),
-                                       reference, ONE_WIDTH_BITS, steps, 1e-3, None, PIPELINE_CONFIG)
-    except SINRError as error:  # no width meets the drop: this baseline has no file here
-        run = {"bytes": None, "psnr_reloaded": None, "met": False, "seconds": time.perf_counter() - started,
-               "bits": None, "why": str(error)}
-    else:
-        seconds = time.perf_counter() - started
-        size, reloaded = _file(work, config, evaluate, "one_width")
-        run = {"bytes": size, "bpp": 8 * size / (image.shape[1] * image.shape[2]), "psnr_reloaded": reloaded,
-               "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
-               "bits": sorted(set(cfg.dense_bits_pattern.values())), "finetune_steps": used}
+    run = make()
     _store(cached, run)
-    print(f"{image_name} {layers}x{width} one_width: {run['bytes']} B, {run['psnr_reloaded']} dB, {run['bits']} bits, "
-          f"{run['seconds']:.0f} s", flush=True)
     return run
+
+
+def _one_width_run(model, image, image_name, layers, width, drop, steps, cache: Path, evaluate, reference,
+                   config, cached_only: bool = False) -> dict | None:
+    """The one-width baseline: every tensor on one grid, the narrowest meeting the drop after the
+    same fine-tuning steps (what compress's guard makes)."""
+    def make() -> dict:
+        started = time.perf_counter()
+        try:
+            work, cfg, used, _ = one_width(model, image_loss(image), lambda m: _no_grad(evaluate, m), MaxDrop(drop),
+                                           reference, ONE_WIDTH_BITS, steps, 1e-3, None, PIPELINE_CONFIG)
+        except SINRError as error:  # no width meets the drop: this baseline has no file here
+            run = {"bytes": None, "psnr_reloaded": None, "met": False, "seconds": time.perf_counter() - started,
+                   "bits": None, "why": str(error)}
+        else:
+            seconds = time.perf_counter() - started
+            size, reloaded = _file(work, config, evaluate, "one_width")
+            run = {"bytes": size, "bpp": 8 * size / (image.shape[1] * image.shape[2]), "psnr_reloaded": reloaded,
+                   "drop": reference - reloaded, "met": reloaded >= reference - drop, "seconds": seconds,
+                   "bits": sorted(set(cfg.dense_bits_pattern.values())), "finetune_steps": used}
+        print(f"{image_name} {layers}x{width} one_width: {run['bytes']} B, {run['psnr_reloaded']} dB, "
+              f"{run['bits']} bits, {run['seconds']:.0f} s", flush=True)
+        return run
+
+    return _cached_run(cache, f"{image_name}-{layers}x{width}-one_width",
+                       [image_name, layers, width, drop, steps, "one_width", list(ONE_WIDTH_BITS)], cached_only, make)
+
+
+def _pruned_run(model, image, image_name, layers, width, drop, steps, cache: Path, evaluate, reference,
+                cached_only: bool = False) -> dict | None:
+    """The pruning baseline: magnitude pruning of every linear SINR codes (the input layer stays
+    dense, as SINR leaves it) at each density of SINR's menu ``PRUNE_KEEP``, kept values and every
+    other tensor on one grid, fine-tuned with the same steps and learning rate as one width
+    (``finetune_pruned``); per density the narrowest width meeting the drop (the walk of one width:
+    from two below the narrowest that plain rounding meets; the widest alone where rounding meets
+    at none), densest first, stopping at the first density that no width meets; the smallest file
+    of all densities."""
+    def make() -> dict:
+        started = time.perf_counter()
+        loss, skip = image_loss(image), lambda n: n == "net.0.weight"
+        tried, best = [], None
+        with tempfile.TemporaryDirectory() as tmp:
+            def file_of(state, keep, bits, plan=None) -> tuple[int, float]:
+                path = Path(tmp) / "pruned.safetensors"
+                size = write_pruned(state, path, keep, bits, skip=skip, plan=plan)
+                work = copy.deepcopy(model)
+                work.load_state_dict(read_baseline(path))
+                return size, _no_grad(evaluate, work)
+
+            state = {n: p.detach() for n, p in model.named_parameters()}
+            widths = sorted(ONE_WIDTH_BITS)
+            for keep in PRUNE_KEEP:  # densest first
+                met = [b for b in widths if file_of(state, keep, b)[1] >= reference - drop]
+                # where rounding alone meets the drop, one width's walk; where it does not, the widest
+                # width once: if even that misses after fine-tuning, sparser densities will too
+                walk = widths[max(0, widths.index(met[0]) - 2):] if met else widths[-1:]
+                for bits in walk:
+                    tuned, plan = finetune_pruned(copy.deepcopy(model), loss, keep, bits, steps, lr=1e-3, skip=skip)
+                    size, score = file_of(tuned, keep, bits, plan)
+                    tried.append({"keep": keep, "bits": bits, "bytes": size, "psnr_reloaded": score})
+                    if score >= reference - drop:
+                        if best is None or size < best["bytes"]:
+                            best = tried[-1]
+                        break
+                if not tried or tried[-1]["psnr_reloaded"] < reference - drop:
+                    break
+        seconds = time.perf_counter() - started
+        if best is None:
+            run = {"bytes": None, "psnr_reloaded": None, "met": False, "seconds": seconds, "tried": tried,
+                   "why": f"no density of {PRUNE_KEEP} and width of {ONE_WIDTH_BITS} met the drop"}
+        else:
+            run = {**best, "bpp": 8 * best["bytes"] / (image.shape[1] * image.shape[2]),
+                   "drop": reference - best["psnr_reloaded"], "met": True, "seconds": seconds,
+                   "finetunes": len(tried), "finetune_steps": steps, "tried": tried}
+        print(f"{image_name} {layers}x{width} pruned: {run['bytes']} B, {run['psnr_reloaded']} dB, "
+              f"keep {run.get('keep')}, {run.get('bits')} bits, {seconds:.0f} s", flush=True)
+        return run
+
+    return _cached_run(cache, f"{image_name}-{layers}x{width}-pruned",
+                       [image_name, layers, width, drop, steps, "pruned", list(PRUNE_KEEP), list(ONE_WIDTH_BITS)],
+                       cached_only, make)
 
 
 def _no_grad(evaluate, model) -> float:
@@ -178,12 +253,15 @@ def markdown(results: dict) -> str:
         one = runs["one_width"]
         one_cell = (f"{one['bytes']} / {one['psnr_reloaded']:.2f} ({'/'.join(map(str, one['bits']))}-bit)"
                     if one["met"] else "none meets the drop")
+        pruned = runs["pruned"]
+        pruned_cell = (f"{pruned['bytes']} / {pruned['psnr_reloaded']:.2f} (keep {pruned['keep']:g}, "
+                       f"{pruned['bits']}-bit)" if pruned["met"] else "none meets the drop")
         uniform = sorted(n for n, k in runs["choice"]["codings"].items() if k == "uniform")
         rows.append([r["image"], r["config"], f"{r['psnr_fit']:.2f}", f"{r['target_drop']:g}", *cells,
-                     one_cell,
+                     one_cell, pruned_cell, r["best_baseline"].replace("_", " "),
                      *(f"{100 * r['saving_vs_best_baseline'][v]:.1f}%" for v in ("sinr", "choice")),
                      ", ".join(uniform) or "none",
-                     " / ".join(f"{runs[v]['seconds']:.0f}" for v in (*VARIANTS, "one_width")),
+                     " / ".join(f"{runs[v]['seconds']:.0f}" for v in (*VARIANTS, "one_width", "pruned")),
                      " / ".join(str(runs[v]["probes"]) for v in VARIANTS)])
     return "\n".join([
         "# SINR, the per-layer choice and uniform quantization in `torch_sinr.compress`", "",
@@ -193,14 +271,17 @@ def markdown(results: dict) -> str:
         f"`dense_bits={DENSE_BITS}` in all three. **sinr**: every target linear SINR-coded; **choice**: SINR or a "
         f"uniform grid of `uniform_bits={UNIFORM_BITS}` per layer; **uniform**: `sinr=False`, mixed-precision "
         f"uniform quantization (a baseline); **one width**: every tensor on one grid, the narrowest of "
-        f"`{ONE_WIDTH_BITS}` meeting the target after the same {p['steps']} fine-tuning steps (the other baseline). "
-        f"Bytes of the file written, PSNR of the file decoded; a saving is 1 - bytes / the smaller baseline file "
-        f"(uniform or one width), each file meeting the same target (their PSNRs differ by what the table shows); "
+        f"`{ONE_WIDTH_BITS}` meeting the target after the same {p['steps']} fine-tuning steps (a baseline); "
+        f"**pruned**: magnitude pruning of the linears SINR codes at the densities `{PRUNE_KEEP}` of SINR's menu, "
+        f"kept values and every other tensor on one grid, fine-tuned the same way, positions coded like SINR's "
+        f"indices; the smallest file over densities and widths (the third baseline). "
+        f"Bytes of the file written, PSNR of the file decoded; a saving is 1 - bytes / the smallest baseline file "
+        f"(uniform, one width or pruned), each file meeting the same target (their PSNRs differ by what the table shows); "
         f"negative: larger than the baseline. The default `compress` keeps the best of choice, uniform and one "
         f"width. CPU: {p['cpu']}.", "",
         md_table(["image", "SIREN", "fit (dB)", "drop (dB)", "sinr: B / dB", "choice: B / dB", "uniform: B / dB",
-                  "one width: B / dB", "sinr saves", "choice saves", "layers the choice coded uniformly",
-                  "wall s (s / c / u / 1)", "probes (s / c / u)"], rows), "",
+                  "one width: B / dB", "pruned: B / dB", "best baseline", "sinr saves", "choice saves",
+                  "layers the choice coded uniformly", "wall s (s / c / u / 1 / p)", "probes (s / c / u)"], rows), "",
         *([f"Asked for but not run (`--cached-only`): {', '.join(results['not_run'])}.", ""]
           if results.get("not_run") else [])])
 

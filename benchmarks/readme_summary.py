@@ -175,31 +175,33 @@ CHOICE_SOURCE = "per_layer_choice.json"  # written by python -m benchmarks.per_l
 
 def _choice_lines(results: Path) -> list[str]:
     """``torch_sinr.compress`` with SINR on every layer and with the per-layer choice, against the
-    uniform files a user could make instead (mixed precision under the same search, one width for
-    every tensor; the same fine-tuning), on held-out images."""
+    files a user could make instead (mixed precision under the same search, one width for every
+    tensor, magnitude pruning; the same fine-tuning), on held-out images."""
     path = results / CHOICE_SOURCE
     if not path.is_file():
         raise SummaryError(f"{path} not found: it is written by `python -m benchmarks.per_layer_choice`")
     data = json.loads(path.read_text())["results"]
-    if any(not {"uniform", "one_width"} <= set(r["runs"]) for r in data["records"]):
-        raise SummaryError(f"{path} lacks a uniform baseline run (mixed precision or one width): rerun "
+    if any(not {"uniform", "one_width", "pruned"} <= set(r["runs"]) for r in data["records"]):
+        raise SummaryError(f"{path} lacks a baseline run (mixed precision, one width or pruned): rerun "
                            "`python -m benchmarks.per_layer_choice`")
     p = data["protocol"]
-    lines = ["", f"Against the strongest uniform baselines, from [`per_layer_choice.json`]"
+    lines = ["", f"Against the strongest fair baselines, from [`per_layer_choice.json`]"
              f"(benchmarks/results/per_layer_choice.md): `torch_sinr.compress(target=MaxDrop(drop), "
              f"steps={p['steps']})` on held-out Kodak images ({p['held_out']}), with every target linear SINR-coded "
              f"and with the per-layer choice between SINR and uniform grids; the baselines are the same search with "
-             f"SINR switched off (mixed-precision uniform quantization, bits per tensor) and one bit width for every "
-             f"tensor, each with the same fine-tuning, in the same container and coder. Saving = 1 - bytes / the "
-             f"smaller baseline file, each file meeting the same target; negative: larger than the baseline. By "
-             f"default `compress` keeps the smallest of the choice and the two baselines.", "",
+             f"SINR switched off (mixed-precision uniform quantization, bits per tensor), one bit width for every "
+             f"tensor, and magnitude pruning at SINR's densities with quantized kept values, each with the same "
+             f"fine-tuning, in the same container and coder. Saving = 1 - bytes / the smallest baseline file, each "
+             f"file meeting the same target; negative: larger than the baseline. By "
+             f"default `compress` keeps the smallest of the choice and the two uniform baselines (mixed precision, "
+             f"one width); pruning is not among its candidates.", "",
              "| image | SIREN | drop (dB) | SINR: bytes, dB | choice: bytes, dB | mixed precision: bytes, dB "
-             "| one width: bytes, dB | SINR saves | choice saves |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| one width: bytes, dB | pruned: bytes, dB | SINR saves | choice saves |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["records"]:
         runs = r["runs"]
         cells = [f"{runs[v]['bytes']:,} B, {runs[v]['psnr_reloaded']:.2f}" if runs[v]["met"] else "none meets the drop"
-                 for v in ("sinr", "choice", "uniform", "one_width")]
+                 for v in ("sinr", "choice", "uniform", "one_width", "pruned")]
         lines.append(f"| {r['image']} | {r['config']} | {r['target_drop']:g} | " + " | ".join(cells) + " | "
                      + " | ".join(_percent(r["saving_vs_best_baseline"][v]) for v in ("sinr", "choice")) + " |")
     return lines

@@ -132,12 +132,12 @@ def test_the_baseline_table_comes_from_per_layer_choice_json(tmp_path):
     record["saving_vs_best_baseline"]["sinr"] = -0.123
     path.write_text(json.dumps(data))
     assert f"| {record['image']} | {record['config']} | " in block(tmp_path) and "-12.3%" in block(tmp_path)
-    for baseline in ("uniform", "one_width"):
+    for baseline in ("uniform", "one_width", "pruned"):
         changed = copy.deepcopy(data)
         for run in changed["results"]["records"]:
             run["runs"].pop(baseline)
         path.write_text(json.dumps(changed))
-        with pytest.raises(readme_summary.SummaryError, match="uniform baseline"):
+        with pytest.raises(readme_summary.SummaryError, match="lacks a baseline run"):
             block(tmp_path)
 
 
