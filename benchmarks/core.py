@@ -6,7 +6,8 @@ Run from the repo root::
 
 Measured side by side in one run, on the same machine:
 
-a. ``torch_sinr.core.coders.omp`` (both exact paths: ``batch`` and the original ``screen``) vs
+a. ``torch_sinr.core.coders.omp`` (every exact path: the C++ ``gram`` kernel where it builds,
+   ``batch`` and the original ``screen``) vs
    ``sklearn.linear_model.orthogonal_mp`` in both ``precompute`` modes, run by this environment's
    numpy and by a current numpy/scikit-learn (a separate interpreter, by default the venv
    ``benchmarks/cache/sklearn-current``, made with
@@ -21,12 +22,12 @@ b. ``SINRLinear`` forward (cached decoded weight, eval, inference_mode) vs ``nn.
    batch 65536, for 256->256 and 64->64, measured alternately. Target: ratio <= 1.05x.
 c. ``compress_model`` on an 8 x 256 MLP at s = ceil(0.45 k1), k2 = 4096, 16-bit values
    (target < 2 s) and on a 3 x 64 SIREN at k2 = 65536 (target < 1 s), each with the automatic OMP
-   path and with the screening path forced: cold (dictionary and Gram caches cleared) and warm.
+   path and with each torch path forced: cold (dictionary and Gram caches cleared) and warm.
    The code memo of ``tensor_codes`` is cleared before every repeat, so nothing is served cached.
 d. A 256 x 65536 dictionary (the largest default) with 256 signals at s = 64, run in a child
    process: wall time and OMP's own peak memory against the stated bound.
-e. Both OMP paths on a ladder of problem sizes: where batch OMP starts to win, and what
-   ``method="auto"`` picks (``omp.BATCH_MIN_WORK``).
+e. Every OMP path on a ladder of problem sizes: where batch OMP starts to win over screen, and
+   what ``method="auto"`` picks (``omp.auto_method``: gram where it runs, else ``omp.BATCH_MIN_WORK``).
 c2. One warm ``compress_model`` of the 8 x 256 MLP under the profiler: seconds per phase (named in
    the library with ``record_function``), each phase's multiply-adds and memory traffic, and what
    that work takes at this machine's bf16 GEMM rate and memory bandwidth, measured in the run.
@@ -53,7 +54,7 @@ from torch import nn
 
 import torch_sinr
 from torch_sinr.core import tensor_codes
-from torch_sinr.core.coders import omp, omp_batch
+from torch_sinr.core.coders import omp, omp_batch, omp_gram
 from torch_sinr.core.coders import screening
 from torch_sinr.core.dictionary import DictionarySpec, clear_dictionary_cache, get_dictionary
 from torch_sinr.format import model_io
@@ -109,13 +110,23 @@ class _ForcedMethod:
         self.method, self.saved = method, None
 
     def __enter__(self):
-        self.saved = _omp_module.choose_method
+        self.saved = _omp_module.auto_method
         if self.method != "auto":
-            _omp_module.choose_method = lambda *args: self.method
+            _omp_module.auto_method = lambda *args: self.method
         return self
 
     def __exit__(self, *exc):
-        _omp_module.choose_method = self.saved
+        _omp_module.auto_method = self.saved
+
+
+def _gram_runs(k2: int, s: int) -> bool:
+    """Can the gram path run this problem here (kernel built, Gram matrix within its bound)?"""
+    return omp_gram.available(k2, s, torch.device("cpu"), 8 * k2 * k2 <= omp_batch.GRAM_MAX_BYTES)
+
+
+def omp_methods() -> tuple[str, ...]:
+    """The exact paths this machine runs: the C++ gram kernel only where it builds."""
+    return (("gram",) if omp_gram._kernel() is not None else ()) + ("batch", "screen")
 
 
 # --- a. OMP vs scikit-learn ------------------------------------------------------------------
@@ -147,10 +158,12 @@ def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_
     dictionary = get_dictionary(DictionarySpec(seed=seed, k1=k1, k2=k2), "cpu")  # float32
     gen = torch.Generator().manual_seed(seed)
     signals = torch.randn(batch, k1, generator=gen, dtype=torch.float64) * 0.05
-    auto = _omp_module.choose_method(batch, k1, k2, s)
+    auto = _omp_module.auto_method(batch, k1, k2, s, torch.device("cpu"))
 
     ours, code = {}, None
-    for method in ("batch", "screen"):
+    for method in omp_methods():
+        if method == "gram" and not _gram_runs(k2, s):
+            continue
         omp(dictionary, signals, n_nonzero=s, method=method, progress=False)  # warm-up, Gram included
         times, cpu = [], []
         for _ in range(repeats):
@@ -181,6 +194,7 @@ def bench_omp(seed: int, k1: int, k2: int, batch: int, s: int, repeats: int, sk_
         "sklearn_baseline_s": best_s,
         "speedup": best_s / ours[auto]["median_s"],
         "speedup_screen_path": best_s / ours["screen"]["median_s"],
+        "speedup_by_path": {m: best_s / v["median_s"] for m, v in ours.items()},
         "supports_identical": best["supports_identical"],
         "rows_with_identical_support": best["rows_with_identical_support"],
         "max_abs_coef_diff": best["max_abs_coef_diff"],
@@ -209,8 +223,10 @@ def _floor_line(a: dict) -> str:
     units = ", ".join(floor["matrix_units"]) or "none"
     return (f" At this machine's {a['screen_dtype']} GEMM rate at the screening shape "
             f"({floor['gemm_madds_per_s'] / 1e9:.1f} G multiply-adds/s; matrix/bf16 CPU flags: {units}), the "
-            f"screening GEMM alone takes {floor['seconds'] * 1e3:.0f} ms: an exact OMP that scores every atom every "
-            f"step cannot be more than {floor['max_speedup']:.1f}x the fastest scikit-learn here.")
+            f"screening GEMM alone takes {floor['seconds'] * 1e3:.0f} ms: the torch paths, which multiply the "
+            f"residuals by the dictionary every step, cannot be more than {floor['max_speedup']:.1f}x the fastest "
+            f"scikit-learn here. The gram path does not form that product (it updates the correlations from the "
+            f"Gram matrix, k2 x t multiply-adds per row and step).")
 
 
 def bench_omp_cuda(dictionary, signals, s: int, repeats: int, cpu_code) -> dict:
@@ -243,6 +259,7 @@ def omp_work(batch: int, k1: int, k2: int, s: int) -> dict:
         "batch_path_triangular_bytes": 2 * 8 * batch * sum_t2,  # L^-1 (B x t x t float64), read twice a step
         "batch_path_residual_madds": batch * k1 * (sum_t + s),  # r = w - A_I x, CSR
         "candidate_pass_bytes": 3 * 4 * batch * k2 * s,  # float32 |A^T r|: write, block max, read
+        "gram_path_madds": batch * k2 * (k1 + sum_t + s),  # A^T w, then U_t and alpha a step (omp_gram)
     }
 
 
@@ -337,7 +354,8 @@ def bench_compress(seed: int, model_name: str, label: str, config_kwargs: dict, 
 
 
 # --- c2. where the 8x256 MLP's time goes ---------------------------------------------------------
-PHASES = {"sinr_omp.select": "OMP selection: screening GEMM (bfloat16 or float32), |A^T r| passes, float64 re-scoring",
+PHASES = {"sinr_omp.gram": "OMP in correlation space (C++ kernel): A^T w, then Gram updates of A^T r",
+          "sinr_omp.select": "OMP selection: screening GEMM (bfloat16 or float32), |A^T r| passes, float64 re-scoring",
           "sinr_omp.cholesky": "OMP Cholesky growth: G[I, new], the two L^-1 products",
           "sinr_omp.residual": "OMP coefficients and residual r = w - A_I x (CSR)",
           "sinr.measure_file": "measuring the file: Brotli q11 of every stream, range coding"}
@@ -477,14 +495,16 @@ def bench_crossover(repeats: int) -> list[dict]:
         a = get_dictionary(DictionarySpec(seed=0, k1=k1, k2=k2), "cpu")
         w = torch.randn(batch, k1, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.05
         medians = {}
-        for method in ("batch", "screen"):
+        for method in omp_methods():
+            if method == "gram" and not _gram_runs(k2, s):
+                continue
             omp(a, w, n_nonzero=s, method=method, progress=False)
             medians[method] = statistics.median(
                 time_call(lambda: omp(a, w, n_nonzero=s, method=method, progress=False))[0] for _ in range(repeats))
         rows.append({"problem": {"signals": batch, "k1": k1, "k2": k2, "s": s}, "work": batch * k2 * s,
-                     "batch_s": medians["batch"], "screen_s": medians["screen"],
+                     "batch_s": medians["batch"], "screen_s": medians["screen"], "gram_s": medians.get("gram"),
                      "faster": min(medians, key=medians.get),
-                     "auto": _omp_module.choose_method(batch, k1, k2, s)})
+                     "auto": _omp_module.auto_method(batch, k1, k2, s, torch.device("cpu"))})
     return rows
 
 
@@ -501,13 +521,36 @@ def _problem(p: dict) -> str:
     return f"{p['signals']} signals, k1={p['k1']}, k2={p['k2']}, s={p['s']}"
 
 
+def native_info() -> dict:
+    """Whether the OMP kernel was built here, and how (the gram path's rows rest on it)."""
+    from torch_sinr import native
+
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        vector = sorted(f for f in flags.split(":", 1)[1].split() if f in ("avx2", "fma", "avx512f"))
+    except (OSError, StopIteration):
+        vector = []
+    return {"omp_gram_built": omp_gram._kernel() is not None, "why_not": native.why_not("omp_gram"),
+            "flags": list(native.FLAGS), "cpu_vector_flags": vector}
+
+
+def _kernel_line(info: dict | None) -> str:
+    if info is None:  # results from before the gram path
+        return ""
+    if not info["omp_gram_built"]:
+        return f"OMP gram kernel: not built ({info['why_not']})."
+    return (f"OMP gram kernel (torch_sinr/native/omp_gram.cpp): float64, OpenMP over signals, built with "
+            f"`{' '.join(info['flags'])}` (CPU vector flags: {', '.join(info['cpu_vector_flags']) or 'none'}).")
+
+
 def render(results: dict) -> str:
     stack = results["stack"]
     # the measuring machine, as recorded (render may run elsewhere, e.g. from a results file)
     parts = [f"# Core speed targets\n\nMachine: {results.get('cpu_model', cpu_model())}, torch {torch.__version__} "
              f"({stack['this']['torch_cpu_capability']}), {torch.get_num_threads()} threads. "
              f"1-minute load average at start / end: {results['load_average']['start'][0]:.2f} / "
-             f"{results['load_average']['end'][0]:.2f} on {os.cpu_count()} CPUs (other processes skew timings).\n"]
+             f"{results['load_average']['end'][0]:.2f} on {os.cpu_count()} CPUs (other processes skew timings). "
+             f"{_kernel_line(results.get('native'))}\n"]
     stack_rows = [[label, info["numpy"], info["scipy"], info.get("sklearn", "-"), _blas_line(info)]
                   for label, info in stack.items()]
     parts.append("Numeric stacks (threadpoolctl):\n\n" + md_table(
@@ -561,7 +604,8 @@ def render(results: dict) -> str:
             ["Coder", "Time (ms)", "Repeats", "CPU s / wall s", "Rows with identical support", "Max |coef diff|"],
             omp_rows)
             + f"\n\nScreening precision: {a['screen_dtype']}. Speedup over the fastest scikit-learn: "
-              f"{a['speedup']:.1f}x (the screening path alone: {a['speedup_screen_path']:.1f}x). Work: screening "
+              f"{a['speedup']:.1f}x (by path: " + ", ".join(f"{m} {v:.1f}x" for m, v in a.get(
+                  "speedup_by_path", {"screen": a["speedup_screen_path"]}).items()) + "). Work: screening "
               f"GEMM {w['screen_gemm_madds'] / 1e9:.2f} G multiply-adds; float64 state read per run: "
               f"{w['screen_path_basis_bytes'] / 2**30:.2f} GiB (screen path's basis) vs "
               f"{w['batch_path_triangular_bytes'] / 2**30:.2f} GiB (batch path's L^-1); candidate passes over "
@@ -591,6 +635,7 @@ def render(results: dict) -> str:
     gemm_rate, gemm_dtype = m.get("screen_gemm_madds_per_s", m.get("bf16_gemm_madds_per_s")), m.get("screen_dtype",
                                                                                                    "bfloat16")
     work_text = {
+        "sinr_omp.gram": f"{w.get('gram_path_madds', 0) / 1e9:.1f} G float64 multiply-adds",
         "sinr_omp.select": f"{w['screen_gemm_madds'] / 1e9:.0f} G {gemm_dtype} multiply-adds + "
                            f"{w['candidate_pass_bytes'] / 1e9:.1f} GB of |A^T r| passes",
         "sinr_omp.cholesky": f"{w['batch_path_triangular_bytes'] / 1e9:.1f} GB of float64 L^-1 read",
@@ -600,7 +645,7 @@ def render(results: dict) -> str:
     }
     phase_rows = [[PHASES[k], f"{br['phases_s'].get(k, 0.0):.2f}", work_text[k],
                    f"{br['phases_at_machine_rate_s'][k]:.2f}" if k in br["phases_at_machine_rate_s"] else "-"]
-                  for k in PHASES]
+                  for k in PHASES if k in br["phases_s"] or not k.startswith("sinr_omp")]
     accounted = sum(br["phases_s"].values())
     phase_rows.append(["everything else (planning, quantizing, reports)", f"{br['total_s'] - accounted:.2f}", "-", "-"])
     phase_rows.append(["**compress_model total (profiler on)**", f"**{br['total_s']:.2f}**", "-",
@@ -626,11 +671,13 @@ def render(results: dict) -> str:
         + f"\n\nBound on OMP's own memory: {big['bound_formula']}. The peak is the kernel's VmHWM, reset "
           "just before OMP starts (the dictionary itself is generated before).")
     cross = results["crossover"]
-    parts.append("## e. Batch vs screening OMP by problem size (what `method=\"auto\"` picks)\n\n" + md_table(
-        ["Problem", "B k2 s", "batch (ms)", "screen (ms)", "Faster", "auto picks"],
-        [[_problem(c["problem"]), f"{c['work']:.2e}", f"{c['batch_s'] * 1e3:.1f}", f"{c['screen_s'] * 1e3:.1f}",
-          c["faster"], c["auto"]] for c in cross])
-        + f"\n\nauto picks batch from B k2 s >= {_omp_module.BATCH_MIN_WORK:.2e}.")
+    parts.append("## e. OMP paths by problem size (what `method=\"auto\"` picks)\n\n" + md_table(
+        ["Problem", "B k2 s", "gram (ms)", "batch (ms)", "screen (ms)", "Faster", "auto picks"],
+        [[_problem(c["problem"]), f"{c['work']:.2e}",
+          f"{c['gram_s'] * 1e3:.1f}" if c.get("gram_s") is not None else "-", f"{c['batch_s'] * 1e3:.1f}",
+          f"{c['screen_s'] * 1e3:.1f}", c["faster"], c["auto"]] for c in cross])
+        + f"\n\nauto picks gram where its kernel builds and the Gram matrix fits; otherwise batch from B k2 s >= "
+          f"{_omp_module.BATCH_MIN_WORK:.2e}.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -664,6 +711,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"stack": {"this": numeric_stack()}}
     load = {"start": list(os.getloadavg())}
     results["cpu_model"] = cpu_model()
+    results["native"] = native_info()
     results["omp"] = [
         bench_omp(args.seed, k1=256, k2=4096, batch=256, s=64, repeats=args.omp_repeats,
                   sk_repeats=args.sklearn_repeats, pythons=pythons),
@@ -680,10 +728,10 @@ def main(argv: list[str] | None = None) -> dict:
     siren = {"s_ratio": 0.45, "k2": 65536, "value_bits": 16}
     results["compress"] = [
         bench_compress(args.seed, "8x256 MLP", fixed_label, FIXED, method, args.compress_repeats)
-        for method in ("auto", "screen")
+        for method in ("auto", "batch", "screen")
     ] + [
         bench_compress(args.seed, "3x64 SIREN", siren_label, siren, method, args.compress_repeats)
-        for method in ("auto", "screen")
+        for method in ("auto", "batch", "screen")
     ]
     results["breakdown"] = bench_breakdown(args.seed)
     load["after_compress"] = list(os.getloadavg())

@@ -1,6 +1,6 @@
-"""OMP must agree with scikit-learn (supports decided in float64, coefficients to 1e-6), on both
-paths (batch and screen), both screening precisions, with and without the Gram matrix, in row
-chunks, and on CUDA when there is one."""
+"""OMP must agree with scikit-learn (supports decided in float64, coefficients to 1e-6), on every
+path (gram where its kernel builds, batch and screen), both screening precisions, with and without
+the Gram matrix, in row chunks, and on CUDA when there is one."""
 
 import importlib
 
@@ -10,10 +10,14 @@ import torch
 from sklearn.linear_model import orthogonal_mp
 
 from torch_sinr import SINRInputError
-from torch_sinr.core.coders import omp, omp_batch, omp_screen, screening
+from torch_sinr.core.coders import omp, omp_batch, omp_gram, omp_screen, screening
 from torch_sinr.core.dictionary import DictionarySpec, get_dictionary
 
 omp_entry = importlib.import_module("torch_sinr.core.coders.omp")  # the package re-exports the function
+
+
+NO_KERNEL = omp_gram._kernel() is None
+GRAM = pytest.param("gram", marks=pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here"))
 
 
 def problem(k1, k2, batch, seed=0):
@@ -47,7 +51,7 @@ def screen_precision(request, monkeypatch):
 CASES = [(64, 1024, 40, 20), (128, 512, 30, 60), (256, 4096, 16, 64), (32, 64, 10, 15)]
 
 
-@pytest.mark.parametrize("method", ["batch", "screen"])
+@pytest.mark.parametrize("method", [GRAM, "batch", "screen"])
 @pytest.mark.parametrize("k1, k2, batch, s", CASES)
 def test_omp_matches_sklearn_fixed_s(k1, k2, batch, s, method, screen_precision):
     a, w = problem(k1, k2, batch)
@@ -56,7 +60,7 @@ def test_omp_matches_sklearn_fixed_s(k1, k2, batch, s, method, screen_precision)
     assert (code.counts == s).all()
 
 
-@pytest.mark.parametrize("method", ["batch", "screen"])
+@pytest.mark.parametrize("method", [GRAM, "batch", "screen"])
 def test_omp_matches_sklearn_tolerance_mode(method):
     a, w = problem(64, 1024, 12, seed=3)
     limit = 0.2 * w.norm(dim=1)
@@ -122,7 +126,7 @@ def near_tie_dictionary(k1=32, k2=256, seed=0):
     return a.float().double()  # dictionaries are float32 values
 
 
-@pytest.mark.parametrize("method", ["batch", "screen"])
+@pytest.mark.parametrize("method", [GRAM, "batch", "screen"])
 def test_near_ties_and_degenerate_atoms_match_sklearn(method, screen_precision):
     a = near_tie_dictionary()
     gen = torch.Generator().manual_seed(1)
@@ -143,12 +147,12 @@ def test_exactly_sparse_signal_is_recovered():
     a, _ = problem(64, 512, 1)
     x = torch.zeros(512, dtype=torch.float64)
     x[[3, 100, 400]] = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
-    for method in ("batch", "screen"):
+    for method in ("batch", "screen") + (() if NO_KERNEL else ("gram",)):
         code = omp(a, (a @ x)[None], n_nonzero=3, method=method)
         assert torch.allclose(code.to_dense(512)[0], x, atol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["batch", "screen"])
+@pytest.mark.parametrize("method", [GRAM, "batch", "screen"])
 def test_residual_history_is_the_error_of_each_prefix(method):
     a, w = problem(64, 1024, 8)
     code = omp(a, w, n_nonzero=10, track_residual=True, method=method)
@@ -156,6 +160,38 @@ def test_residual_history_is_the_error_of_each_prefix(method):
         shorter = omp(a, w, n_nonzero=s, method=method).to_dense(1024)
         residual = ((w - shorter @ a.T) ** 2).sum()
         assert torch.isclose(code.residual_history[s - 1], residual, rtol=1e-9)
+
+
+@pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
+def test_gram_path_is_auto_on_cpu_and_independent_of_threads(monkeypatch):
+    a, w = problem(128, 2048, 40, seed=12)
+    calls, real = [], omp_gram.gram_omp
+    monkeypatch.setattr(omp_gram, "gram_omp", lambda *args: calls.append(1) or real(*args))
+    code = omp(a, w, n_nonzero=57)
+    assert calls, "auto did not take the gram path"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = omp(a, w, n_nonzero=57, method="gram")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(code.indices, one.indices) and torch.equal(code.values, one.values)
+    batch = omp(a, w, n_nonzero=57, method="batch")
+    assert torch.equal(code.indices, batch.indices)
+    assert (code.values - batch.values).abs().max() < 1e-12
+
+
+@pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
+def test_gram_path_falls_back_or_refuses_where_it_cannot_run(monkeypatch):
+    a, w = problem(64, 1024, 10, seed=13)
+    monkeypatch.setattr(omp_gram, "BASIS_MAX_BYTES", 8 * 1024 * 20 - 1)  # 20 basis columns do not fit
+    assert omp_gram.why_unavailable(1024, 20, torch.device("cpu"), True)
+    code = omp(a, w, n_nonzero=20)  # auto: the torch paths
+    assert_same_as_sklearn(code, a, w, 20)
+    with pytest.raises(SINRInputError, match="gram"):
+        omp(a, w, n_nonzero=20, method="gram")
+    assert "CPU" in omp_gram.why_unavailable(1024, 4, torch.device("meta"), True)
+    assert "Gram" in omp_gram.why_unavailable(1024, 4, torch.device("cpu"), False)
 
 
 def test_auto_chooses_batch_for_layers_and_screen_for_small_problems():

@@ -1,16 +1,19 @@
 """Orthogonal Matching Pursuit for every row of a layer at once, CPU or CUDA.
 
 Why not scikit-learn's ``orthogonal_mp``: it solves one signal at a time in a Python loop and
-runs on the CPU only. Here all B signals advance together. Two exact implementations share one
-contract (same supports as scikit-learn, decided in float64; coefficients from the normal
-equations in float64):
+runs on the CPU only. Here all B signals advance together. Three exact implementations share one
+contract (same supports as scikit-learn, decided in float64; coefficients in float64):
 
+- ``"gram"`` (``omp_gram``, CPU): a C++ kernel that updates each signal's correlations from the
+  Gram matrix, k2 x t multiply-adds a step instead of k2 x k1; where the kernel builds and the
+  Gram matrix fits.
 - ``"batch"`` (``omp_batch``): certified bfloat16/float32 screening, Gram-based Cholesky updates
   and CSR residuals; per-step work besides the screening GEMM grows with the support size.
 - ``"screen"`` (``omp_screen``): float32 screening with an orthonormal basis of the support; the
   original path, kept as a reference and for the sizes where it is not slower.
 
-``method="auto"`` picks by problem size (``choose_method``); ``benchmarks/core.py`` measures both.
+``method="auto"`` picks ``"gram"`` where it can run, else by problem size (``choose_method``);
+``benchmarks/core.py`` measures all three.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import SINRInputError
-from .omp_batch import PreparedDictionary, batch_omp
+from . import omp_gram
+from .omp_batch import GRAM_MAX_BYTES, PreparedDictionary, batch_omp
 from .omp_screen import screening_omp
 from .screening import screen_dtype
 
-METHODS = ("auto", "batch", "screen")
+METHODS = ("auto", "gram", "batch", "screen")
 # Progress bars for problems of at least this many screened multiply-adds (B k1 k2 s): about a
 # second on a 2-core CPU.
 _PROGRESS_WORK = 2e11
@@ -91,8 +95,16 @@ BATCH_MIN_WORK = 2**23
 
 
 def choose_method(batch: int, k1: int, k2: int, limit: int) -> str:
-    """The faster exact path for a problem of this size (see ``BATCH_MIN_WORK``)."""
+    """The faster exact torch path for a problem of this size (see ``BATCH_MIN_WORK``)."""
     return "batch" if batch * k2 * limit >= BATCH_MIN_WORK else "screen"
+
+
+def auto_method(batch: int, k1: int, k2: int, limit: int, device: torch.device) -> str:
+    """What ``method="auto"`` runs: the C++ correlation-space kernel where it can run (faster than
+    both torch paths at every size benchmarks.core measures), else the faster torch path."""
+    if omp_gram.available(k2, limit, device, 8 * k2 * k2 <= GRAM_MAX_BYTES):
+        return "gram"
+    return choose_method(batch, k1, k2, limit)
 
 
 _PREPARED: dict[tuple, tuple[int, PreparedDictionary]] = {}
@@ -129,7 +141,7 @@ def omp(
     given. Matches ``sklearn.linear_model.orthogonal_mp`` (whose ``tol`` is ``max_residual**2``).
     Runs on the signals' device; returns float64 values. ``track_residual`` records the total
     squared residual after every step (the error of every shorter code, as OMP is greedy).
-    ``method``: "auto", "batch" or "screen" (see the module docstring); ``progress``: a progress
+    ``method``: "auto", "gram", "batch" or "screen" (see the module docstring); ``progress``: a progress
     bar (None: only for problems that take seconds).
     """
     _check_inputs(dictionary, signals)
@@ -151,7 +163,7 @@ def omp(
         tol = torch.as_tensor(max_residual, dtype=torch.float64, device=device).expand(batch)
         tol2 = tol * tol
     if method == "auto":
-        method = choose_method(batch, k1, k2, limit)
+        method = auto_method(batch, k1, k2, limit, device)
     if method == "screen":
         support, coef, counts, history = screening_omp(dictionary, w, limit, tol2, track_residual)
     else:
@@ -164,8 +176,8 @@ def omp(
             bar = tqdm(total=batch * limit, desc=f"OMP {batch} x {k1} -> {k2} atoms", unit="row-step",
                        unit_scale=True, leave=False)
         try:
-            support, coef, counts, history = batch_omp(prepared(dictionary, device), w, limit, tol2,
-                                                       track_residual, bar)
+            run = omp_gram.gram_omp if method == "gram" else batch_omp
+            support, coef, counts, history = run(prepared(dictionary, device), w, limit, tol2, track_residual, bar)
         finally:
             if bar is not None:
                 bar.close()

@@ -1,0 +1,96 @@
+"""OMP in correlation space on the CPU: a C++ kernel that updates A^T r from the Gram matrix.
+
+Both torch paths (``omp_batch``, ``omp_screen``) score every atom every step with a product of the
+residuals and the dictionary: B x k1 x k2 multiply-adds a step, a float32 GEMM bound on a CPU
+without a matrix unit (benchmarks.core measures it). Here each signal keeps its correlations
+``alpha = A^T r`` and the columns ``U_i = A^T q_i`` of its support's orthonormal basis, and a step
+costs k2 x t multiply-adds (t: the support so far) read from cache, with the Gram matrix
+G = A^T A (computed once per dictionary, ``PreparedDictionary.gram``) supplying the new atom's
+correlations with all others. Float64 throughout; scikit-learn's selection and stopping rules
+(``torch_sinr/native/omp_gram.cpp`` documents the recurrences).
+
+Available where the kernel builds (``torch_sinr.native``), on CPU tensors, when the Gram matrix is
+prepared (8 k2^2 <= ``GRAM_MAX_BYTES``) and a signal's basis columns fit ``BASIS_MAX_BYTES``.
+``available`` says whether, and ``why_unavailable`` why not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch.profiler import record_function
+
+from ...errors import SINRInputError
+from ... import native
+from .omp_batch import CHUNK_BYTES, PreparedDictionary
+
+# One signal's basis columns (k2 x limit float64) per thread: past this the cache advantage is
+# gone and the batch path's memory bound is the safer one.
+BASIS_MAX_BYTES = 64 * 2**20
+
+_ARGS = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 8
+
+
+def _kernel():
+    lib = native.load("omp_gram")
+    if lib is not None and not getattr(lib, "_sinr_typed", False):
+        lib.sinr_omp_gram.argtypes = _ARGS
+        lib.sinr_omp_gram.restype = ctypes.c_int
+        lib._sinr_typed = True
+    return lib
+
+
+def why_unavailable(k2: int, limit: int, device: torch.device, has_gram: bool) -> str | None:
+    """Why the kernel cannot run this problem (None: it can)."""
+    if torch.device(device).type != "cpu":
+        return f"the kernel runs on the CPU, the signals are on {device}"
+    if not has_gram:
+        return f"no Gram matrix for k2 = {k2} (8 k2^2 bytes over the prepared dictionary's bound)"
+    if 8 * k2 * limit > BASIS_MAX_BYTES:
+        return f"a signal's basis columns (8 k2 limit = {8 * k2 * limit} bytes) exceed {BASIS_MAX_BYTES}"
+    if _kernel() is None:
+        return f"the C++ kernel is not built here: {native.why_not('omp_gram')}"
+    return None
+
+
+def available(k2: int, limit: int, device: torch.device, gram_fits: bool) -> bool:
+    return why_unavailable(k2, limit, device, gram_fits) is None
+
+
+def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.Tensor, track_residual: bool,
+             progress=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """OMP on the rows of ``w`` (float64, CPU) with the prepared dictionary's Gram matrix; the same
+    returns as ``omp_batch.batch_omp``. Call only where ``why_unavailable`` is None."""
+    why = why_unavailable(prep.k2, limit, w.device, prep.gram is not None)
+    if why is not None:
+        raise SINRInputError(f"omp method 'gram' cannot run here: {why}")
+    lib = _kernel()
+    batch, k2 = w.shape[0], prep.k2
+    support = torch.zeros(batch, limit, dtype=torch.int64)
+    coef = torch.zeros(batch, limit, dtype=torch.float64)
+    counts = torch.zeros(batch, dtype=torch.int64)
+    residual2 = torch.zeros(batch, limit, dtype=torch.float64)
+    gram = prep.gram.contiguous()
+    tol2 = tol2.to(torch.float64).contiguous()
+    chunk = max(1, CHUNK_BYTES // (8 * k2))  # rows whose correlations A^T w are held at once
+    if progress is not None:  # a bar that moves: about twenty calls (each call's threads share its rows)
+        chunk = min(chunk, max(64, -(-batch // 20)))
+    for start in range(0, batch, chunk):
+        stop = min(batch, start + chunk)
+        rows = w[start:stop]
+        with record_function("sinr_omp.gram"):  # the phase benchmarks.core's profile names
+            alpha0 = (rows @ prep.atoms_t.t()).contiguous()  # A^T w, one float64 GEMM
+            norm2 = (rows * rows).sum(1).contiguous()
+            status = lib.sinr_omp_gram(stop - start, k2, limit, gram.data_ptr(), alpha0.data_ptr(),
+                                       norm2.data_ptr(), tol2[start:stop].data_ptr(), support[start:stop].data_ptr(),
+                                       coef[start:stop].data_ptr(), counts[start:stop].data_ptr(),
+                                       residual2[start:stop].data_ptr())
+        if status == 2:
+            raise MemoryError(f"omp_gram: the kernel could not allocate a thread's scratch ({8 * k2 * limit} bytes)")
+        if status != 0:  # the arguments checked above make this unreachable; never return half-written codes
+            raise SINRInputError(f"omp_gram: the kernel refused its arguments (status {status})")
+        if progress is not None:
+            progress.update((stop - start) * limit)
+    history = residual2.sum(0) if track_residual else None
+    return support, coef, counts, history
