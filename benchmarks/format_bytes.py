@@ -12,6 +12,10 @@ compares with Brotli and with the order-0 entropy, per stream kind.
 2. Per stream kind (SINR values, dense weights, biases) over kodim01-04's 3x64 and 3x128 fits at
    8 and 16 bits: bytes with the range coder and its stored model, with the best Brotli layout,
    and the order-0 entropy of the symbols (a bound no coder reaches without paying for a model).
+3. Brotli quality: whole-file bytes and save seconds at qualities 5..11 for SINR files (three
+   settings) and uniform files (6, 8, 10 bits) of kodim01/03/05/07's three C1 SIRENs (the tuning
+   half) and the 8x256 MLP of benchmarks.core at its fixed settings: the measurement format 2's
+   default quality (``torch_sinr.format.codec.entropy.FILE_QUALITY``) was chosen on.
 
 Results: ``benchmarks/results/format_bytes.{json,md}``.
 """
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import time
 import json
 import math
 import sys
@@ -37,6 +43,9 @@ from torch_sinr.core.quantization import UniformQuantizer
 from torch_sinr.format.codec.rangecoder import best_model
 from torch_sinr.format import symbols as sym
 from torch_sinr.format import save_compressed
+from torch_sinr.format.codec.entropy import FILE_QUALITY
+from torch_sinr.format.model_io import forget_payload
+from torch_sinr.tune import baselines
 from torch_sinr.nn.storage import storage_by_key
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -120,7 +129,85 @@ def coder_comparison(images=("kodim01", "kodim02", "kodim03", "kodim04"), config
     return list(totals.values())
 
 
-def markdown(parts: list[dict], coders: list[dict]) -> str:
+QUALITIES = (11, 10, 9, 8, 7, 5)
+SWEEP_IMAGES = ("kodim01", "kodim03", "kodim05", "kodim07")  # tuning half: the choice is made here
+SWEEP_SINR = ((0.2, 8), (0.3, 10), (0.45, 16))  # (s_ratio, value bits)
+SWEEP_UNIFORM_BITS = (6, 8, 10)
+
+
+def _timed_bytes(write) -> dict:
+    """{quality: (file bytes, seconds)} of ``write(path, quality)`` at every swept quality."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for q in QUALITIES:
+            path = Path(tmp) / f"q{q}.safetensors"
+            start = time.perf_counter()
+            write(path, q)
+            out[q] = (os.path.getsize(path), time.perf_counter() - start)
+    return out
+
+
+def _sinr_sweep(model) -> dict:
+    def write(path, q):
+        forget_payload()  # every quality encodes its own file
+        save_compressed(model, path, brotli_quality=q)
+    return _timed_bytes(write)
+
+
+def _uniform_sweep(state: dict, bits: int) -> dict:
+    def write(path, q):
+        saved = baselines.FILE_QUALITY
+        baselines.FILE_QUALITY = q  # the baselines write at the library's quality; sweep it here
+        try:
+            baselines.write_uniform(state, path, bits)
+        finally:
+            baselines.FILE_QUALITY = saved
+    return _timed_bytes(write)
+
+
+def quality_sweep() -> dict:
+    from benchmarks.core import FIXED, build_mlp
+
+    rows = []
+    for image in SWEEP_IMAGES:
+        for config in ("2x32", "3x64", "3x128"):
+            fitted = _fit(image, config)
+            for s_ratio, bits in SWEEP_SINR:
+                model = copy.deepcopy(fitted)
+                compress_model(model, SINRConfig(s_ratio=s_ratio, value_bits=bits), progress=False)
+                rows.append({"file": f"{image} {config} SINR s={s_ratio} k1, {bits}-bit", "sizes": _sinr_sweep(model)})
+            state = {k: v.detach() for k, v in fitted.state_dict().items()}
+            for bits in SWEEP_UNIFORM_BITS:
+                rows.append({"file": f"{image} {config} uniform {bits}-bit", "sizes": _uniform_sweep(state, bits)})
+    mlp = build_mlp(0)
+    compress_model(mlp, SINRConfig(**FIXED), progress=False)
+    rows.append({"file": "8x256 MLP (benchmarks.core, fixed settings)", "sizes": _sinr_sweep(mlp)})
+    summary = []
+    for q in QUALITIES:
+        excess = [r["sizes"][q][0] / r["sizes"][11][0] - 1 for r in rows]
+        summary.append({"quality": q, "max_excess_vs_11": max(excess), "mean_excess_vs_11": sum(excess) / len(excess),
+                        "save_s_total": sum(r["sizes"][q][1] for r in rows),
+                        "save_s_8x256": rows[-1]["sizes"][q][1], "default": q == FILE_QUALITY})
+    for r in rows:
+        r["sizes"] = {str(q): {"bytes": b, "save_s": t} for q, (b, t) in r["sizes"].items()}
+    return {"files": len(rows), "summary": summary, "rows": rows}
+
+
+def quality_markdown(sweep: dict) -> list[str]:
+    lines = ["", "## Brotli quality (format 2's default)", "",
+             f"{sweep['files']} files: kodim01/03/05/07's C1 SIRENs (the tuning half) as SINR at "
+             f"{', '.join(f's = {s} k1 with {b}-bit values' for s, b in SWEEP_SINR)} and as uniform files at "
+             f"{'/'.join(map(str, SWEEP_UNIFORM_BITS))} bits, and the 8x256 MLP of benchmarks.core. Excess: file bytes "
+             "over quality 11's; seconds: one save each, summed. The default is marked.", "",
+             "| quality | max excess | mean excess | save s, all files | save s, 8x256 |", "|---|---|---|---|---|"]
+    for r in sweep["summary"]:
+        mark = " (default)" if r["default"] else ""
+        lines.append(f"| {r['quality']}{mark} | {100 * r['max_excess_vs_11']:+.3f}% | {100 * r['mean_excess_vs_11']:+.3f}% "
+                     f"| {r['save_s_total']:.2f} | {r['save_s_8x256']:.3f} |")
+    return lines
+
+
+def markdown(parts: list[dict], coders: list[dict], sweep: dict | None = None) -> str:
     lines = ["# Format 2: bytes by part, and the entropy coder per stream kind", "",
              "Made by `python -m benchmarks.format_bytes` on the committed Kodak fits (reduced protocol).", "",
              f"## Bytes by part, kodim01, SINR at s = {SETTING['s_ratio']} k1, {SETTING['dict_ratio']}x dictionary, "
@@ -150,6 +237,8 @@ def markdown(parts: list[dict], coders: list[dict]) -> str:
         lines.append(f"| {r['config']} | {r['bits']} | {r['stream']} | {r['streams']} | {r['symbols']} | "
                      f"{r['order0']:.0f} | {r['packed']:.0f} | {r['brotli']:.0f} | {r['range']:.0f} | "
                      f"{r['chosen']:.0f} | {100 * (r['chosen'] / r['brotli'] - 1):+.1f}% |")
+    if sweep is not None:
+        lines += quality_markdown(sweep)
     return "\n".join(lines) + "\n"
 
 
@@ -163,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     parts = bytes_by_part()
     coders = coder_comparison()
+    sweep = quality_sweep()
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"name": "format_bytes", "description": __doc__.strip().splitlines()[0],
                 "protocol": {"setting": SETTING, "targets": TARGETS, "machine": machine_info()},
-                "results": {"bytes_by_part": parts, "coders": coders}}
+                "results": {"bytes_by_part": parts, "coders": coders, "brotli_quality": sweep}}
     (args.out / "format_bytes.json").write_text(json.dumps(document, indent=1))
-    text = markdown(parts, coders)
+    text = markdown(parts, coders, sweep)
     (args.out / "format_bytes.md").write_text(text)
     print(text)
     return 0

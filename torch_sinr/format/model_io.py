@@ -26,10 +26,10 @@ from ..nn.storage import (DTYPE_STORAGE, FLOAT_STORAGE, INTEGER_STORAGE, Storage
                           storage_by_key)
 from ..nn.transform import set_module
 from . import container, schema
+from .codec.entropy import FILE_QUALITY
 from .kinds import Decoded, Item
 from .report import FileReport, FileSummary
 
-DEFAULT_QUALITY = 11
 # load_compressed's budget: what the skeleton holds, a few times over, plus this much
 _LOAD_HEADROOM = 256 << 20
 
@@ -151,7 +151,7 @@ def save_settings(model: nn.Module, names: bool | None, index_coding: str | None
         "names": names if names is not None else getattr(config, "store_names", True),
         "index_policy": index_coding or getattr(config, "index_coding", "auto"),
         "symbol_policy": symbol_coding or getattr(config, "symbol_coding", "auto"),
-        "quality": brotli_quality if brotli_quality is not None else getattr(config, "brotli_quality", DEFAULT_QUALITY),
+        "quality": brotli_quality if brotli_quality is not None else getattr(config, "brotli_quality", FILE_QUALITY),
     }
     if settings["index_policy"] not in schema.INDEX_POLICIES:
         raise SINRError(f"index_coding must be one of {schema.INDEX_POLICIES}, got {settings['index_policy']!r}")
@@ -310,7 +310,7 @@ def check_storable(model: nn.Module) -> None:
 
 
 def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding: str = "auto",
-                brotli_quality: int = DEFAULT_QUALITY) -> float:
+                brotli_quality: int = FILE_QUALITY) -> float:
     """Bytes one tensor's SINR codes take in a file (segments, range-coded share, side info)."""
     item = Item("w", codes.values.dtype, tuple(codes.spec.shape), "sinr", codes)
     _, parts = container.encode_payload([item], names=False, quality=brotli_quality, index_policy=index_coding,
@@ -319,7 +319,7 @@ def codes_bytes(codes: CodedTensor, *, index_coding: str = "auto", symbol_coding
 
 
 def uniform_bytes(tensor: torch.Tensor, quantizer: UniformQuantizer, *, symbol_coding: str = "auto",
-                  brotli_quality: int = DEFAULT_QUALITY) -> float:
+                  brotli_quality: int = FILE_QUALITY) -> float:
     """Bytes one tensor takes in a file on a uniform grid (its symbols and side info)."""
     item = Item("w", tensor.dtype, tuple(tensor.shape), "uniform", (tensor, quantizer))
     _, parts = container.encode_payload([item], names=False, quality=brotli_quality, symbol_policy=symbol_coding)

@@ -8,6 +8,7 @@ from ..core.quantization import SUPPORTED_BITS
 from ..core.sparsity import DEFAULT_S_RATIO
 from ..core.tensor_codes import CODERS, DEFAULT_FLATTEN_BELOW, MODES
 from ..errors import SINRConfigError
+from ..format.codec.entropy import FILE_QUALITY
 from ..format.codec.indices import CODINGS
 from .matching import ALL_LINEAR, check_pattern, lookup
 
@@ -73,7 +74,7 @@ class SINRConfig:
     dense_bits_pattern: dict[str, int] = field(default_factory=dict)
     symbol_coding: str = "auto"
     store_names: bool = True
-    brotli_quality: int = 11
+    brotli_quality: int = FILE_QUALITY  # measured: see format.codec.entropy
     trainable: bool = False
     version: int = 1
 

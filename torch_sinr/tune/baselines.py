@@ -32,15 +32,13 @@ from ..core.quantization import UniformQuantizer
 from ..errors import SINRError
 from ..format import baseline_kinds  # noqa: F401  (the pruned and low-rank kinds this module writes)
 from ..format import container
+from ..format.codec.entropy import FILE_QUALITY
 from ..format.kinds import Item
 from ..format.model_io import decode_state_dict
 from .finetune import SELECT_EVERY
 
-DEFAULT_QUALITY = 11
-
-
 def _write(path: str | os.PathLike, items: list[Item], names: bool = True) -> int:
-    payload, _ = container.encode_payload(items, names=names, quality=DEFAULT_QUALITY)
+    payload, _ = container.encode_payload(items, names=names, quality=FILE_QUALITY)
     return container.write_file(path, payload)
 
 

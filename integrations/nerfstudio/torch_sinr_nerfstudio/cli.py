@@ -45,8 +45,8 @@ class CompressCommand:
     """Precision of everything stored dense (hash grids, biases, input layers, ...)."""
     input_fan_in_max: int = 16
     """Linears with at most this fan-in are coordinate input layers and stay dense."""
-    brotli_quality: int = 11
-    """Brotli quality of the file's streams (0..11)."""
+    brotli_quality: int = SINRConfig.brotli_quality
+    """Brotli quality of the file's streams (0..11; the library's default, chosen by measurement)."""
     skip_eval: bool = False
     """Do not evaluate (no PSNR/SSIM in the report)."""
     tables: bool = True

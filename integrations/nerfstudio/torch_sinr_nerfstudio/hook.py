@@ -58,8 +58,8 @@ class SINRHookOptions:
     """Seed of the random dictionary."""
     sinr_dense_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Precision of everything stored dense (hash grids, biases, input layers, ...)."""
-    sinr_brotli_quality: int = 11
-    """Brotli quality of the file's streams (0..11)."""
+    sinr_brotli_quality: int = SINRConfig.brotli_quality
+    """Brotli quality of the file's streams (0..11; the library's default, chosen by measurement)."""
     sinr_output: Optional[Path] = None
     """Compressed file written after training (None: <run dir>/sinr/scene.sinr.safetensors)."""
     sinr_tables: bool = True

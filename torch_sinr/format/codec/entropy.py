@@ -12,9 +12,15 @@ import brotli
 from ...errors import SINRFormatError
 
 _RAW, _BROTLI = 0, 1
-# Brotli's densest setting. It is ~20x slower than quality 9 for ~1-2% fewer bytes on packed
-# code values; rate is what this library is for, so it is the default (SINRConfig.brotli_quality).
+# Format 1's streams: Brotli's densest setting. Brotli carried every stream there, and quality 11
+# saved ~1-2% of packed code values against quality 9 at ~20x the time.
 DEFAULT_QUALITY = 11
+# Format 2's default (SINRConfig.brotli_quality, the baselines' files): there the range coder
+# carries most streams and Brotli only those it shrinks more, so quality 11's slow search buys
+# almost nothing. Chosen on the tuning half of Kodak and benchmarks.core's 8x256 MLP by
+# `python -m benchmarks.format_bytes` (its "Brotli quality" table: bytes and save time per quality).
+# The quality is recorded in each file, so a file re-saves to its own bytes whatever this is.
+FILE_QUALITY = 8
 
 
 def compress(data: bytes, quality: int = DEFAULT_QUALITY) -> bytes:
