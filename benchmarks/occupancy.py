@@ -155,15 +155,40 @@ def evaluate_model(model: INR, occupancy, loss, ft_steps: int, drop: float, stee
     started = time.perf_counter()
     piped = copy.deepcopy(model)
     try:
-        compress(piped, loss, evaluate=select, target=MaxDrop(drop), steps=ft_steps, max_probes=max_probes,
-                 select_by_score=True, progress=progress)
+        result = compress(piped, loss, evaluate=select, target=MaxDrop(drop), steps=ft_steps, max_probes=max_probes,
+                          select_by_score=True, progress=progress)
     except SINRError as error:  # the target cannot be met: a result to report, not a crash
         return points, decoded_sinr, str(error)
     size = save_compressed(piped, path, names=STORE_NAMES).file_bytes
     name = f"compress MaxDrop({drop})"
     decoded_sinr[name] = decode_sinr(skeleton, path)
     record("compress", f"MaxDrop({drop})", size, decoded_sinr[name], time.perf_counter() - started)
+    points[-1]["candidates"] = guard_candidates(result, occupancy, path)
     return points, decoded_sinr, None
+
+
+def guard_candidates(result, occupancy, path: Path) -> list[dict]:
+    """compress's candidates for the target (its per-layer search, and the fair uniform baselines
+    its guard runs with the same fine-tuning, container and coder): each file's bytes (written as
+    every other file here, without names), its IoU over the full grid (the candidates are kept as
+    their files decode), the seconds each took and whether it was kept. The search's seconds are the call's less the baselines' (install and
+    scoring included)."""
+    record = result.baseline or {"candidates": {}, "kept": "search", "skipped": {}}
+    rows, baseline_seconds = [], 0.0
+    for name, model in result.candidates.items():
+        entry = record["candidates"].get(name, {})
+        seconds = entry.get("seconds")
+        baseline_seconds += seconds or 0.0
+        size = save_compressed(model, path, names=STORE_NAMES).file_bytes
+        rows.append({"candidate": name, "bytes": size, "iou": model_iou(model, occupancy),
+                     "seconds": seconds, "kept": record["kept"] == name})
+    for row in rows:
+        if row["candidate"] == "search":
+            row["seconds"] = result.seconds - baseline_seconds
+            row["probes"] = len(result.probes) if record["kept"] == "search" else None
+    rows += [{"candidate": name, "bytes": None, "iou": None, "seconds": None, "kept": False, "skipped": why}
+             for name, why in record["skipped"].items()]
+    return rows
 
 
 def best_baseline_bytes(points: list[dict], target_iou: float) -> float | None:
@@ -248,7 +273,39 @@ def markdown(results: dict) -> str:
                  "-" if r["saving"] is None else f"{100 * r['saving']:.1f}%"] for r in entry["sinr_vs_baseline"]]
         lines += ["SINR against the best baseline at equal IoU (saving = 1 - SINR bytes / baseline bytes):", "",
                   md_table(["method", "setting", "bytes", "IoU", "drop", "baseline bytes", "saving"], rows), ""]
+        lines += candidates_lines(entry, results["drop"])
     return "\n".join(lines)
+
+
+def candidates_lines(entry: dict, drop: float) -> list[str]:
+    """compress's candidates with their budgets, and the per-layer search against the smallest
+    uniform candidate whose file meets the drop (both measured over the full grid)."""
+    piped = next((p for p in entry["points"] if p["method"] == "compress" and p.get("candidates")), None)
+    if piped is None:
+        return []
+    reference = entry["fit"]["iou"]
+    rows = []
+    for c in piped["candidates"]:
+        if c.get("skipped"):
+            rows.append([c["candidate"], "-", "-", "-", "-", "-", f"skipped: {c['skipped']}"])
+            continue
+        rows.append([c["candidate"], c["bytes"], f"{c['iou']:.4f}", f"{reference - c['iou']:+.4f}",
+                     "yes" if reference - c["iou"] <= drop else "no", f"{c['seconds']:.0f}",
+                     ("kept" if c["kept"] else "") + (f"; {c['probes']} probes" if c.get("probes") else "")])
+    lines = [f"`compress(target=MaxDrop({drop}))`'s candidates, each with the same fine-tuning steps, container and "
+             "coder (seconds: this machine's wall time; IoU over the full grid, the drop against the fit):", "",
+             md_table(["candidate", "bytes", "IoU", "drop", "meets drop", "seconds", ""], rows), ""]
+    meets = {c["candidate"]: c for c in piped["candidates"] if c.get("iou") is not None and reference - c["iou"] <= drop}
+    uniform = [c for name, c in meets.items() if name != "search"]
+    if "search" in meets and uniform:
+        best = min(uniform, key=lambda c: c["bytes"])
+        saving = 1 - meets["search"]["bytes"] / best["bytes"]
+        lines += [f"Per-layer search (SINR or a uniform grid per layer) against the smallest uniform file meeting the "
+                  f"drop ({best['candidate']}, {best['bytes']} B): **{100 * saving:+.1f}%** "
+                  f"({'smaller' if saving > 0 else 'larger'}).", ""]
+    else:
+        lines += ["No search-and-baseline pair meets the drop over the full grid: no saving is stated.", ""]
+    return lines
 
 
 def run(args: argparse.Namespace) -> dict:

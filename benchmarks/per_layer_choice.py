@@ -296,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="PSNR drops (dB) allowed by the MaxDrop target: 0.5 is a high rate for these fits, "
                              "3 a middle one")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each compress call")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder per_layer_choice.{json,md} go to")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="folder of finished runs (a rerun resumes)")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder per_layer_choice[_TAG].{json,md} go to")
+    parser.add_argument("--tag", default="", help="results go to per_layer_choice_TAG.{json,md} (a run kept apart "
+                                                  "from the README's table, e.g. another rate)")
+    parser.add_argument("--cache", type=Path, default=CACHE,
+                        help="folder of finished runs (committed: --cached-only rebuilds a table on a fresh clone)")
     parser.add_argument("--cached-only", action="store_true",
                         help="run nothing: write the records whose runs are all in the cache, and list the others")
     args = parser.parse_args(argv)
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "which Kodak variants format 2 kept covered all 24 images",
                             "command": "python -m benchmarks.per_layer_choice " + " ".join(argv or sys.argv[1:])},
                "records": records, "not_run": missing}
-    write_results(args.out, NAME, __doc__.split("\n\n")[0], results, markdown(results))
+    write_results(args.out, f"{NAME}_{args.tag}" if args.tag else NAME, __doc__.split("\n\n")[0], results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -42,6 +42,15 @@ def test_benchmark_writes_json_markdown_and_pngs(tmp_path):
     assert methods == {"float32", "float16", "uniform", "uniform+ft", "sinr-paper", "sinr+ft", "compress"}
     assert all(0 <= p["iou"] <= 1 and p["bytes"] > 0 for p in entry["points"])
     assert {r["method"] for r in entry["sinr_vs_baseline"]} == {"sinr-paper", "sinr+ft", "compress"}
+    # compress's candidates (its search and the guard's uniform baselines), each scored on the full grid
+    candidates = by_method[("compress", "MaxDrop(0.005)")]["candidates"]
+    assert {c["candidate"] for c in candidates} == {"search", "mixed precision", "one width"}
+    ran = [c for c in candidates if not c.get("skipped")]
+    assert "search" in {c["candidate"] for c in ran} and sum(c["kept"] for c in ran) == 1
+    assert all(c["bytes"] > 0 and 0 <= c["iou"] <= 1 and c["seconds"] >= 0 for c in ran)
+    kept = next(c for c in ran if c["kept"])
+    assert kept["bytes"] == by_method[("compress", "MaxDrop(0.005)")]["bytes"]  # the file compress wrote
+    assert "candidates, each with the same fine-tuning" in (out / "occupancy.md").read_text()
     assert results["table_s1"] == {"ball": {"siren": entry["fit"]["iou"]}}
     assert "## ball" in (out / "occupancy.md").read_text()
     for name in ("occupancy_curves.png", "occupancy_ball.png", "occupancy_ball_inr.ply", "occupancy_ball_sinr.ply"):
@@ -61,7 +70,8 @@ def test_best_baseline_interpolates_along_the_front_and_never_extrapolates():
 
 
 def test_default_output_and_caches_are_git_ignored_not_the_committed_results():
-    ignored = [line for line in (bench.REPO / ".gitignore").read_text().splitlines() if line.endswith("/")]
+    ignored = [line.removesuffix("*") for line in (bench.REPO / ".gitignore").read_text().splitlines()
+               if line.endswith(("/", "/*"))]
 
     def is_ignored(path):  # under a folder the .gitignore names (it names folders from the root)
         return any((path.relative_to(bench.REPO).as_posix() + "/").startswith(folder) for folder in ignored)
