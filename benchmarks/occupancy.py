@@ -17,7 +17,7 @@
 4. per SINR point, the bytes the best baseline (the Pareto front of every uniform point, plain
    or fine-tuned, and float16) needs for the same IoU, interpolated, never extrapolated.
 
-Writes ``occupancy.{json,md}``, ``occupancy_curves.png`` (IoU vs bytes) and
+Writes ``occupancy.{json,md}`` (``occupancy_TAG`` with ``--tag``), ``occupancy_curves.png`` (IoU vs bytes) and
 ``occupancy_<mesh>.png`` (original | INR | SINR, shaded) into ``--out``: by default
 ``benchmarks/runs/occupancy`` (git-ignored), so a trial run never replaces committed results;
 pass ``--out benchmarks/results`` to refresh those. ``--ply`` also writes marching-cubes meshes.
@@ -333,6 +333,7 @@ def run(args: argparse.Namespace) -> dict:
                                  "full grid.")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    name_ = f"occupancy_{args.tag}" if args.tag else "occupancy"  # every file's stem
     for name in args.meshes:
         mesh_path = Path(args.mesh_dir) / MESH_FILES.get(name, name)
         volume = mesh_volume(mesh_path, args.resolution, cache_dir=Path(args.cache) / "volumes")
@@ -359,14 +360,14 @@ def run(args: argparse.Namespace) -> dict:
         shown = max(candidates, key=lambda p: (p["method"] == "compress", p["iou"]))
         original_field = predict_volume(model, args.resolution)
         decoded_field = predict_volume(decoded_sinr[f"{shown['method']} {shown['setting']}"], args.resolution)
-        render_comparison(out / f"occupancy_{label}.png",
+        render_comparison(out / f"{name_}_{label}.png",
                           [("mesh volume", occupancy), (f"INR, IoU {record['iou']:.4f}", original_field),
                            (f"{shown['method']} {shown['setting']}: {shown['bytes']} B, IoU {shown['iou']:.4f}",
                             decoded_field)],
                           title=f"{label} at {args.resolution}^3")
         if args.ply:
-            field_to_ply(out / f"occupancy_{label}_inr.ply", original_field)
-            field_to_ply(out / f"occupancy_{label}_sinr.ply", decoded_field)
+            field_to_ply(out / f"{name_}_{label}_inr.ply", original_field)
+            field_to_ply(out / f"{name_}_{label}_sinr.ply", decoded_field)
         results["meshes"][label] = {
             "mesh_sha256": volume.key["mesh_sha256"], "fraction_inside": volume.fraction_inside,
             "volume_seconds": volume.seconds,
@@ -374,8 +375,8 @@ def run(args: argparse.Namespace) -> dict:
                     "iou": record["iou"], "seconds": record["seconds"], "env": record.get("env")},
             "points": points, "pipeline_error": pipeline_error, "shown": f"{shown['method']} {shown['setting']}",
             "sinr_vs_baseline": summarize(points, record["iou"], args.drop)}
-    written = write_results(out, "occupancy", DESCRIPTION, results, markdown(results))
-    plot_curves(results, out / "occupancy_curves.png")
+    written = write_results(out, name_, DESCRIPTION, results, markdown(results))
+    plot_curves(results, out / f"{name_}_curves.png")
     print(f"wrote {written['json']}, {written['markdown']} and PNGs in {out}")
     return results
 
@@ -409,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(BandIoU: exact near the surface, sampled elsewhere) or full (the full grid, ~20x "
                              "slower); reported IoUs are always over the full grid")
     parser.add_argument("--cache", type=Path, default=CACHE, help="cache folder: the volumes/ and fits/ go here")
+    parser.add_argument("--tag", default="", help="files are named occupancy_TAG* (a run kept beside the committed one)")
     parser.add_argument("--out", type=Path, default=RUNS,
                         help="folder the results go to (default: %(default)s; benchmarks/results "
                              "refreshes the committed results)")
