@@ -4,7 +4,8 @@
 with text made from JSON under benchmarks/results (TARGETS):
 
 - README.md, ``<!-- results:begin -->`` / ``<!-- results:end -->``: "Does SINR save bits?", from
-  kodak_C1.json and kodak_C2.json (SOURCES), per_layer_choice.json and defaults.json;
+  kodak_C1.json, kodak_C1_held_out.json and kodak_C2.json (SOURCES), per_layer_choice.json and
+  defaults.json;
 - integrations/nerfstudio/README.md, ``<!-- results:nerfstudio:begin -->`` / ``...:end -->``: the
   lego scenes, from nerf_lego.json and nerf_scene_rd.json;
 - integrations/shacira/README.md, ``<!-- results:shacira:begin -->`` / ``...:end -->``: the
@@ -44,7 +45,8 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # The results that answer "does SINR save bits?", in the order of the table; each holds the
 # summary benchmarks.kodak writes (per configuration: sinr_ft_vs_best_baseline, paper_vs_best_baseline,
 # paper_vs_uniform16).
-SOURCES = ("kodak_C1.json", "kodak_C2.json")
+# kodim01-12 and the held-out kodim13-24 (C1), then C2 (kodim01-12)
+SOURCES = ("kodak_C1.json", "kodak_C1_held_out.json", "kodak_C2.json")
 
 
 class SummaryError(ValueError):
@@ -56,7 +58,7 @@ def _load(results: Path, name: str) -> dict:
     if not path.is_file():
         tag = name.removeprefix("kodak_").removesuffix(".json")
         raise SummaryError(f"{path} not found: the README summary is made from it. It is written by "
-                           f"`python -m benchmarks.kodak compress --configs {tag} ... --tag {tag}` "
+                           f"`python -m benchmarks.kodak compress --configs {tag.split('_')[0]} ... --tag {tag}` "
                            "(README, Benchmarks)")
     return json.loads(path.read_text())
 
