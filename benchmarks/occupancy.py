@@ -171,8 +171,8 @@ def guard_candidates(result, occupancy, path: Path) -> list[dict]:
     """compress's candidates for the target (its per-layer search, and the fair uniform baselines
     its guard runs with the same fine-tuning, container and coder): each file's bytes (written as
     every other file here, without names), its IoU over the full grid (the candidates are kept as
-    their files decode), the seconds each took and whether it was kept. The search's seconds are the call's less the baselines' (install and
-    scoring included)."""
+    their files decode), the seconds each took and whether it was kept. The search's seconds are
+    the call's less the baselines' (install and scoring included)."""
     record = result.baseline or {"candidates": {}, "kept": "search", "skipped": {}}
     rows, baseline_seconds = [], 0.0
     for name, model in result.candidates.items():
