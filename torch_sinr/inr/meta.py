@@ -255,10 +255,16 @@ def _load_checkpoint(path: Path, params, lrs, optimizer, config: MetaConfig) -> 
     shapes = {n: tuple(t.shape) for n, t in saved["params"].items()}
     if shapes != {n: tuple(p.shape) for n, p in params.items()}:
         raise SINRInputError(f"{path}: checkpoint of another network ({shapes})")
+    # the rates are keyed by parameter (meta_learn) or by what the inner loop adapts (a modulated
+    # network's latents): compare them by their own keys
+    rate_shapes = {n: [tuple(t.shape) for t in steps] for n, steps in saved["lrs"].items()}
+    if rate_shapes != {n: [tuple(t.shape) for t in steps] for n, steps in lrs.items()}:
+        raise SINRInputError(f"{path}: checkpoint of other inner rates ({rate_shapes})")
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(saved["params"][name])
-            for lr, value in zip(lrs[name], saved["lrs"][name]):
+        for name, steps in lrs.items():
+            for lr, value in zip(steps, saved["lrs"][name]):
                 lr.copy_(value)
     optimizer.load_state_dict(saved["optimizer"])
     return int(saved["step"]), list(saved["history"])
