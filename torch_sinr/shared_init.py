@@ -46,16 +46,17 @@ def load_offsets(path: str | os.PathLike, model: nn.Module, init: dict[str, torc
                  layers: list[str] | None = None) -> nn.Module:
     """The offset network of ``model`` over ``init`` (same ``layers`` as when it was saved) with
     the file's offsets loaded; refused if the file was coded against another initialisation."""
-    _check_fingerprint(path, read_compressed(path).metadata, init_fingerprint(init), "offsets from an initialisation")
+    _check_fingerprint(path, read_compressed(path).metadata, init_fingerprint(init), "offsets from an initialisation",
+                       "initialisation")
     return load_compressed(path, offset_network(model, init, layers))
 
 
-def _check_fingerprint(path, metadata: dict, ours: str, what: str) -> None:
+def _check_fingerprint(path, metadata: dict, ours: str, what: str, shared: str) -> None:
     recorded = metadata.get(FINGERPRINT_KEY)
     if recorded is None:
         raise SINRInputError(f"{path}: not a file of {what} (no {FINGERPRINT_KEY})")
     if recorded != ours:
-        raise SINRInputError(f"{path}: coded against shared network {recorded[:16]}..., not this one "
+        raise SINRInputError(f"{path}: coded against {shared} {recorded[:16]}..., not this one "
                              f"({ours[:16]}...); decoding it against another would give another image")
 
 
@@ -73,7 +74,8 @@ def load_latents(path: str | os.PathLike, model: ModulatedSiren) -> LatentGrid:
     """The ``LatentGrid`` a file holds, for ``model``'s base network; refused if the file was
     coded against another base network, or its layout is not one a grid can have."""
     metadata = read_compressed(path).metadata
-    _check_fingerprint(path, metadata, init_fingerprint(dict(model.named_parameters())), "modulated-network latents")
+    _check_fingerprint(path, metadata, init_fingerprint(dict(model.named_parameters())), "modulated-network latents",
+                       "base network")
     layout = str(metadata.get(LAYOUT_KEY, ""))
     parts = layout.split(",")
     if len(parts) != 3 or not all(p.isdigit() and 0 < len(p) <= 7 for p in parts):
