@@ -239,6 +239,11 @@ class LatentGrid(nn.Module):
         with torch.no_grad():
             self.channels.weight.copy_(latents.t())
 
+    def forward(self) -> torch.Tensor:
+        """The latents (``latents()``): calling the grid is what a fine-tuner that swaps its
+        parameters (``torch.func.functional_call``) can do."""
+        return self.latents()
+
     def latents(self) -> torch.Tensor:
         """(patches, d): the linear applied to the identity, in blocks of rows (memory stays
         ``LATENT_BLOCK`` x patches floats, and gradients reach whatever codes the linear)."""
@@ -295,11 +300,12 @@ def render_latents(model: ModulatedSiren, grid: LatentGrid) -> torch.Tensor:
 
 def latent_loss(model: ModulatedSiren, image: torch.Tensor, patch: int):
     """MSE of a ``LatentGrid`` over ``image`` under ``model``'s frozen base network: the loss
-    ``compress`` and the fine-tuners take (they train only the grid's parameters)."""
+    ``compress`` and the fine-tuners take (they train only the grid's parameters, and may call
+    the grid with swapped parameters, so the loss calls it rather than reading its weight)."""
     targets, _ = image_patches(image, patch)
     coords = pixel_grid(patch, patch, device=targets.device)
     params = {n: p.detach() for n, p in model.named_parameters()}
-    return lambda grid: ((functional_call(model, params, (coords, grid.latents())) - targets) ** 2).mean()
+    return lambda grid: ((functional_call(model, params, (coords, grid())) - targets) ** 2).mean()
 
 
 def latent_config(**options) -> SINRConfig:
