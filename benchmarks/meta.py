@@ -13,8 +13,10 @@ Protocol (a reduced CPU protocol; every figure below is an option):
   encoding; ``meta.meta_learn`` (3 inner steps, learned per-parameter rates, second order). Each
   test image is fitted from the learned initialisation (its 3 learned steps, then ``--fit-steps``
   of Adam) and, for the comparison the issue asks for, from the random initialisation the
-  meta-learning started from with the same steps. The learned fit is coded four ways: SINR on the
-  weights (the paper's way) and on the offsets from the initialisation, uniform (one width for
+  meta-learning started from with the same steps. The learned fit is coded five ways: SINR on the
+  weights (the paper's way), on the offsets from the initialisation, and per layer on whichever
+  of the two codes closer at the same settings (``offsets.choose_offset_layers``; the 1 bit per
+  layer a decoder needs for that choice is not in the bare file), and uniform (one width for
   every tensor) on the weights and on the offsets; every coding fine-tuned with the same steps.
 * C5 (``C5-D``): ``modulated.ModulatedSiren`` (5 layers of width ``--c5-width``), 16 x 16 patches
   (96 per image), latent size D, meta-learned by ``modulated.meta_learn_modulated``; each test
@@ -53,7 +55,7 @@ from torch_sinr.inr.meta import MetaConfig, MetaLearned, adapt, init_fingerprint
 from torch_sinr.inr.models import INR, INRConfig, fit_image, image_loss, psnr, render
 from torch_sinr.inr.modulated import (LatentGrid, ModulatedSiren, ModulationConfig, fit_latents, latent_config,
                                       latent_loss, meta_learn_modulated, render_latents)
-from torch_sinr.inr.offsets import offset_network
+from torch_sinr.inr.offsets import choose_offset_layers, offset_network
 from torch_sinr.tune.baselines import finetune_uniform, read_baseline, write_uniform
 from torch_sinr.tune.finetune import finetune_codes
 
@@ -183,16 +185,26 @@ def code_siren(model: INR, init: dict[str, torch.Tensor], image: torch.Tensor, a
     loss = image_loss(image)
     quality = lambda m: psnr(render(m, height, width), image)
     points, path = [], work / "model.safetensors"
-    for target in ("weights", "offsets"):
-        network = model if target == "weights" else offset_network(model, init)
-        skeleton = (lambda: INR(model.config)) if target == "weights" else (lambda: offset_network(INR(model.config), init))
+    for target in ("weights", "offsets", "per-layer"):
         for s_ratio, bits in SINR_SETTINGS[:2]:
+            settings = {"s_ratio": s_ratio, "value_bits": bits, "dict_ratio": 4}
+            layers = None
+            if target == "per-layer":  # weights or offsets, whichever codes closer at these settings
+                choice = choose_offset_layers(model, init, **settings)
+                layers = [name for name, c in choice.items() if c["chosen"] == "offsets"]
+            network = model if target == "weights" else offset_network(model, init, layers)
             coded = copy.deepcopy(network)
-            compress_model(coded, kodak.sinr_config(s_ratio=s_ratio, value_bits=bits, dict_ratio=4), progress=False)
+            compress_model(coded, kodak.sinr_config(**settings), progress=False)
             finetune_codes(coded, loss, args.ft_steps, lr=FT_LR, train_dense=True)
             size = save_compressed(coded, path).file_bytes
+            skeleton = INR(model.config) if target == "weights" else offset_network(INR(model.config), init, layers)
             points.append(_point(f"sinr+ft {target}", f"s={s_ratio} bits={bits}", size, pixels,
-                                 quality(load_compressed(path, skeleton()))))
+                                 quality(load_compressed(path, skeleton)),
+                                 **({"offset_layers": layers} if layers is not None else {})))
+        if target == "per-layer":
+            continue
+        network = model if target == "weights" else offset_network(model, init)
+        skeleton = (lambda: INR(model.config)) if target == "weights" else (lambda: offset_network(INR(model.config), init))
         for bits in FT_BITS:
             tuned = copy.deepcopy(network)
             tuned_state, grids = finetune_uniform(tuned, loss, bits, args.ft_steps, lr=FT_LR)

@@ -43,7 +43,7 @@ def test_every_kind_runs_and_a_rerun_resumes(tmp_path, capsys):
         assert config["images"] == ["kodim13"]
         methods = {row["method"] for row in config["mean"].values()}
         expected = ({"sinr+ft", "uniform", "uniform+ft"} if name == "C5-8" else
-                    {"sinr+ft weights", "sinr+ft offsets", "uniform+ft weights", "uniform+ft offsets"})
+                    {"sinr+ft weights", "sinr+ft offsets", "sinr+ft per-layer", "uniform+ft weights", "uniform+ft offsets"})
         assert methods == expected
         assert len(config["sinr_vs_best_uniform"]) == sum(m.startswith("sinr") for m in
                                                           (r["method"] for r in config["mean"].values()))

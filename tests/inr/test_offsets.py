@@ -73,3 +73,26 @@ def test_chosen_layers_only_and_refusals():
     wrong["net.2.weight"] = torch.zeros(3, 3)
     with pytest.raises(SINRInputError, match="initialisation weight"):
         offset_network(model, wrong)
+
+
+def test_each_layer_chooses_what_codes_closer():
+    from torch_sinr.inr.offsets import choose_offset_layers
+
+    torch.manual_seed(0)
+    model = INR(INRConfig(hidden_features=64, hidden_layers=2))
+    init = {n: p.detach() - 0.05 * torch.randn_like(p) * p.detach().std() for n, p in model.named_parameters()}
+    # one layer the image moved far from its initialisation: its offset is larger than its weight
+    init["net.4.weight"] = 3 * torch.randn_like(init["net.4.weight"]) * model.net[4].weight.detach().std()
+    choice = choose_offset_layers(model, init, s_ratio=0.3, value_bits=8, dict_ratio=4)
+    assert set(choice) == {"net.0", "net.2", "net.4", "net.6"}
+    assert {n: c["chosen"] for n, c in choice.items()} == {"net.0": "offsets", "net.2": "offsets",
+                                                          "net.4": "weights", "net.6": "offsets"}
+    for c in choice.values():
+        assert min(c["weights_error"], c["offsets_error"]) < 0.6
+    chosen = [n for n, c in choice.items() if c["chosen"] == "offsets"]
+    network = offset_network(model, init, layers=chosen)
+    x = torch.rand(50, 2) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), model(x))
+    with pytest.raises(SINRInputError, match="initialisation weight"):
+        choose_offset_layers(model, {**init, "net.2.weight": torch.zeros(3, 3)})

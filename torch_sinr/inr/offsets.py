@@ -13,6 +13,12 @@ peers count it).
   ``compress_model`` / ``compress`` code the ``delta`` linears like any other linear; the state
   dict, and so the file, holds only offsets.
 
+- ``choose_offset_layers(model, init, **encode_options)``: per linear, whether its weight or its
+  offset codes closer at the same SINR settings (same s, dictionary and value bits: the same
+  count of stored numbers), measured by coding both; pass the layers that chose offsets to
+  ``offset_network(..., layers=...)``. A layer the image moved far from the initialisation can
+  code better as weights (the offset is then no smaller than the weight).
+
 The file side (the initialisation's fingerprint recorded, and checked before decoding) is
 ``torch_sinr.shared_init``: this room does not write files.
 """
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.tensor_codes import encode_tensor
 from ..errors import SINRInputError
 
 
@@ -87,3 +94,30 @@ def offset_network(model: nn.Module, init: dict[str, torch.Tensor], layers: list
         parent = network.get_submodule(parent_name) if parent_name else network
         setattr(parent, child, offset)
     return network
+
+
+def choose_offset_layers(model: nn.Module, init: dict[str, torch.Tensor], **encode_options) -> dict[str, dict]:
+    """For every ``nn.Linear`` of ``model`` with an initialisation: the relative Frobenius error
+    of its weight coded by SINR as it is and as the offset from ``init`` (``encode_tensor`` with
+    ``encode_options``, the same for both), and which is smaller (``"chosen"``: ``"offsets"`` or
+    ``"weights"``). Errors are relative to the weight, so the two compare as the layer's output
+    would: the initialisation is added back exactly."""
+    choice = {}
+    for name, linear in model.named_modules():
+        key = f"{name}.weight"
+        if not isinstance(linear, nn.Linear) or key not in init:
+            continue
+        weight = linear.weight.detach()
+        if tuple(init[key].shape) != tuple(weight.shape):
+            raise SINRInputError(f"layer {name!r}: initialisation weight {tuple(init[key].shape)}, "
+                                 f"model weight {tuple(weight.shape)}")
+        offset = weight - init[key].to(weight)
+        norm = float(weight.norm()) or 1.0
+        errors = {}
+        for target, tensor in (("weights", weight), ("offsets", offset)):
+            with torch.no_grad():
+                decoded = encode_tensor(tensor, **encode_options).decode().reshape(tensor.shape).to(tensor)
+            errors[target] = float((tensor - decoded).norm()) / norm
+        choice[name] = {"weights_error": errors["weights"], "offsets_error": errors["offsets"],
+                        "chosen": "offsets" if errors["offsets"] < errors["weights"] else "weights"}
+    return choice
