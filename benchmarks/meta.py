@@ -168,13 +168,18 @@ def code_modulations(model: ModulatedSiren, grid: LatentGrid, image: torch.Tenso
         decoded.load_state_dict(read_baseline(path, decoded))
         points.append(_point("uniform", bits, size, pixels, quality(decoded)))
     for bits in FT_BITS:
-        tuned = copy.deepcopy(grid)
-        tuned_state, grids = finetune_uniform(tuned, loss, bits, args.ft_steps, lr=FT_LR)
-        size = write_uniform(tuned_state, path, bits, grids, names=False)
-        decoded = skeleton()
-        decoded.load_state_dict(read_baseline(path, decoded))
-        points.append(_point("uniform+ft", bits, size, pixels, quality(decoded)))
+        points.append(_uniform_ft_point("uniform+ft", grid, loss, bits, args, path, skeleton, quality, pixels))
     return points
+
+
+def _uniform_ft_point(method: str, network, loss, bits: int, args, path: Path, skeleton, quality, pixels: int) -> dict:
+    """``network`` fine-tuned on a ``bits`` grid for every tensor, written bare, decoded into
+    ``skeleton()`` and scored."""
+    state, grids = finetune_uniform(copy.deepcopy(network), loss, bits, args.ft_steps, lr=FT_LR)
+    size = write_uniform(state, path, bits, grids, names=False)
+    decoded = skeleton()
+    decoded.load_state_dict(read_baseline(path, decoded))
+    return _point(method, bits, size, pixels, quality(decoded))
 
 
 def code_siren(model: INR, init: dict[str, torch.Tensor], image: torch.Tensor, args, work: Path) -> list[dict]:
@@ -206,12 +211,8 @@ def code_siren(model: INR, init: dict[str, torch.Tensor], image: torch.Tensor, a
         network = model if target == "weights" else offset_network(model, init)
         skeleton = (lambda: INR(model.config)) if target == "weights" else (lambda: offset_network(INR(model.config), init))
         for bits in FT_BITS:
-            tuned = copy.deepcopy(network)
-            tuned_state, grids = finetune_uniform(tuned, loss, bits, args.ft_steps, lr=FT_LR)
-            size = write_uniform(tuned_state, path, bits, grids, names=False)
-            decoded = skeleton()
-            decoded.load_state_dict(read_baseline(path, decoded))
-            points.append(_point(f"uniform+ft {target}", bits, size, pixels, quality(decoded)))
+            points.append(_uniform_ft_point(f"uniform+ft {target}", network, loss, bits, args, path, skeleton, quality,
+                                            pixels))
     return points
 
 
@@ -337,7 +338,7 @@ def plot(results: dict, path: Path) -> None:
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if method.startswith("sinr") else "s--", ms=4,
                     label=method)
-        ax.set_title(f"{name} (ours, 192x128, held out)", fontsize=9)
+        ax.set_title(f"{name} (ours, 1/{results['protocol']['downscale']} scale, held out)", fontsize=9)
     ax = axes[0][-1]
     for peer in ("INRIC meta-learned 7-bit", "COIN++ (5-bit, entropy estimate)", "INRIC basic 8-bit"):
         if peer in published:
@@ -349,7 +350,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("PSNR (dB)")
         ax.grid(True, which="both", color="0.9")
         ax.legend(fontsize=6)
-    fig.suptitle("Meta-learned INRs: SINR vs uniform coding at 192x128 (bpp at this size is not comparable with "
+    fig.suptitle("Meta-learned INRs: SINR vs uniform coding, reduced scale (bpp at this size is not comparable with "
                  "the full-resolution published curves)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
