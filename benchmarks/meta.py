@@ -30,7 +30,7 @@ Protocol (a reduced CPU protocol; every figure below is an option):
   every uniform point of that configuration (plain and fine-tuned), interpolated, never
   extrapolated (outside the front's range: no comparison).
 
-Caches (``--cache``, git-ignored): meta-learning checkpoints and one record per image and
+Caches (``--cache``, committed): meta-learning checkpoints and one record per image and
 configuration, so an interrupted run resumes.
 """
 
@@ -60,7 +60,7 @@ from torch_sinr.tune.baselines import finetune_uniform, read_baseline, write_uni
 from torch_sinr.tune.finetune import finetune_codes
 
 NAME = "meta"
-CACHE = kodak.REPO / "benchmarks" / "cache" / "meta"
+CACHE = kodak.REPO / "benchmarks" / "cache" / "meta"  # committed: checkpoints and records, so a rerun resumes
 TRAIN = [f"kodim{i:02d}" for i in range(1, 13)]
 TEST = [f"kodim{i:02d}" for i in range(13, 25)]
 CONFIGS = ["C3-32", "C3-64", "C3-96", "C3-128", "C4-32", "C4-64", "C4-96", "C4-128",
