@@ -182,6 +182,17 @@ def test_gram_path_is_auto_on_cpu_and_independent_of_threads(monkeypatch):
 
 
 @pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
+def test_gram_codes_do_not_depend_on_the_progress_bar():
+    # A^T w was once computed in larger row chunks without a bar: the BLAS product's last bits
+    # moved with the split (247 of 14,336 values differed on this problem), so the codes did too
+    a = get_dictionary(DictionarySpec(seed=0, k1=256, k2=4096), "cpu")
+    w = torch.randn(1792, 256, generator=torch.Generator().manual_seed(0)) * 0.05
+    quiet = omp(a, w, n_nonzero=8, method="gram", progress=False)
+    shown = omp(a, w, n_nonzero=8, method="gram", progress=True)
+    assert torch.equal(quiet.indices, shown.indices) and torch.equal(quiet.values, shown.values)
+
+
+@pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
 def test_gram_path_falls_back_or_refuses_where_it_cannot_run(monkeypatch):
     a, w = problem(64, 1024, 10, seed=13)
     monkeypatch.setattr(omp_gram, "BASIS_MAX_BYTES", 8 * 1024 * 20 - 1)  # 20 basis columns do not fit

@@ -73,9 +73,10 @@ def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.
     residual2 = torch.zeros(batch, limit, dtype=torch.float64)
     gram = prep.gram.contiguous()
     tol2 = tol2.to(torch.float64).contiguous()
-    chunk = max(1, CHUNK_BYTES // (8 * k2))  # rows whose correlations A^T w are held at once
-    if progress is not None:  # a bar that moves: about twenty calls (each call's threads share its rows)
-        chunk = min(chunk, max(64, -(-batch // 20)))
+    # Rows whose correlations A^T w are held at once: about twenty calls, so a bar moves, whether
+    # or not one is shown. The chunk must not depend on the bar: the BLAS product's last bits
+    # depend on how the rows are split, and the codes must not depend on a progress bar.
+    chunk = min(max(1, CHUNK_BYTES // (8 * k2)), max(64, -(-batch // 20)))
     for start in range(0, batch, chunk):
         stop = min(batch, start + chunk)
         rows = w[start:stop]
