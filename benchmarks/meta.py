@@ -51,7 +51,7 @@ from benchmarks import kodak
 from benchmarks._common import HelpFormatter, cpu_model, exit_code, md_table, publish
 from torch_sinr import compress_model, load_compressed, save_compressed
 from torch_sinr.inr.images import load_image
-from torch_sinr.inr.meta import MetaConfig, MetaLearned, adapt, init_fingerprint, meta_learn
+from torch_sinr.inr.meta import MetaConfig, MetaLearned, adapt, meta_learn
 from torch_sinr.inr.models import INR, INRConfig, fit_image, image_loss, psnr, render
 from torch_sinr.inr.modulated import (LatentGrid, ModulatedSiren, ModulationConfig, fit_latents, latent_config,
                                       latent_loss, meta_learn_modulated, render_latents)
