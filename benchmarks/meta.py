@@ -216,6 +216,20 @@ def code_siren(model: INR, init: dict[str, torch.Tensor], image: torch.Tensor, a
     return points
 
 
+def fit_siren(kind: str, size: int, learned, image: torch.Tensor, args, start: str = "learned") -> tuple[INR, dict]:
+    """A C3/C4 SIREN fitted to ``image`` from the learned initialisation (its learned inner steps,
+    then Adam) or, with ``start="random"``, from the random one meta-learning started from with the
+    same steps and rates; deterministic for a seed."""
+    torch.manual_seed(args.seed)
+    model = siren(kind, size)  # the random initialisation meta-learning started from
+    source = learned if start == "learned" else MetaLearned(
+        init={n: p.detach().clone() for n, p in model.named_parameters()},
+        inner_lrs=learned.inner_lrs, config=learned.config)
+    adapted = adapt(model, source, image)[-1]
+    fitted = fit_image(model, image, args.fit_steps, lr=args.fit_lr, progress=False)
+    return model, {"after_inner_steps_psnr": -10 * math.log10(max(adapted / 4, 1e-12)), "fitted_psnr": fitted}
+
+
 def evaluate(kind: str, size: int, learned, name: str, image: torch.Tensor, args, start_new: bool = True) -> dict | None:
     """One test image under one configuration (cached; None when not cached and not ``start_new``)."""
     key = _key({"version": RECORD_VERSION, "fingerprint": learned.fingerprint, "image": name,
@@ -238,14 +252,7 @@ def evaluate(kind: str, size: int, learned, name: str, image: torch.Tensor, args
         else:
             fits = {}
             for start in ("learned", "random"):
-                torch.manual_seed(args.seed)
-                model = siren(kind, size)  # the random initialisation meta-learning started from
-                source = learned if start == "learned" else MetaLearned(
-                    init={n: p.detach().clone() for n, p in model.named_parameters()},
-                    inner_lrs=learned.inner_lrs, config=learned.config)
-                adapted = adapt(model, source, image)[-1]
-                fits[start] = {"after_inner_steps_psnr": -10 * math.log10(max(adapted / 4, 1e-12)),
-                               "fitted_psnr": fit_image(model, image, args.fit_steps, lr=args.fit_lr, progress=False)}
+                model, fits[start] = fit_siren(kind, size, learned, image, args, start)
                 if start == "learned":
                     fitted = model
             record["fits"] = fits
@@ -397,10 +404,11 @@ def run(args) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.meta", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=CONFIGS, help="C3-W / C4-W (SIREN width W) and C5-D (latent size D)")
+def protocol_parser(prog: str, description: str, configs: list[str]) -> argparse.ArgumentParser:
+    """The options that define the protocol (images, meta-learning, fitting, fine-tuning, caches),
+    shared by every benchmark that reuses this one's learned initialisations and fits."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=configs, help="C3-W / C4-W (SIREN width W) and C5-D (latent size D)")
     parser.add_argument("--kodak", type=Path, default=kodak.DEFAULT_KODAK, help="directory with kodim01..24.png")
     parser.add_argument("--train", nargs="+", default=TRAIN, help="images the meta-learning sees")
     parser.add_argument("--test", nargs="+", default=TEST, help="held-out images fitted and coded")
@@ -417,8 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=0, help="stop starting new work after this (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every initialisation and meta-learning run")
     parser.add_argument("--cache", type=Path, default=CACHE, help="checkpoints and per-image records (a run resumes)")
-    parser.add_argument("--out", type=Path, default=kodak.RESULTS, help="folder meta[_TAG].{json,md,png} go to")
-    parser.add_argument("--tag", default="", help="results go to meta_TAG.* (kept beside the default run)")
+    parser.add_argument("--out", type=Path, default=kodak.RESULTS, help="folder the results go to")
+    parser.add_argument("--tag", default="", help="results go to NAME_TAG.* (kept beside the default run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = protocol_parser("python -m benchmarks.meta", __doc__.split("\n\n")[0], CONFIGS)
     args = parser.parse_args(argv)
     return exit_code(run, args)
 

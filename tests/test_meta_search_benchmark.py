@@ -1,0 +1,77 @@
+"""benchmarks.meta_search end to end at a tiny size: the three codings of one fit are written files
+at the target, the fit is benchmarks.meta's, a rerun resumes; and the savings it reports are the
+arithmetic they claim."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import meta, meta_search
+from tests.test_meta_benchmark import _images
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+ARGS = ["--train", "kodim01", "kodim02", "--test", "kodim13", "--configs", "C3-32", "--outer-steps", "3",
+        "--fit-steps", "3", "--ft-steps", "2", "--downscale", "4"]
+
+
+def test_three_codings_of_benchmark_meta_fit_and_a_rerun_resumes(tmp_path):
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    _images(kodak)
+    common = ARGS + ["--kodak", str(kodak), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert meta.main(common) == 0  # its records give the fit to compare with and the one-width front
+    assert meta_search.main(common + ["--drops", "3"]) == 0
+    results = json.loads((tmp_path / "out" / "meta_search.json").read_text())["results"]
+    c3 = results["configs"]["C3-32"]
+    assert set(c3["mean"]) == {f"{v} drop=3" for v in meta_search.VARIANTS}
+    # the same fit as benchmarks.meta's (same seed, same steps)
+    assert c3["fitted_psnr"] == pytest.approx(c3["fitted_psnr_in_meta_records"], abs=1e-9)
+    record = json.loads(next((tmp_path / "cache").glob("search-C3-32-kodim13-*.json")).read_text())
+    pixels = 32 * 16
+    for run in record["runs"].values():
+        assert run["bytes"] > 0 and run["bpp"] == 8 * run["bytes"] / pixels
+        assert run["met"] == (run["psnr"] >= record["fitted_psnr"] - 3)
+    assert record["runs"]["mixed precision drop=3"]["sinr_layers"] == []
+    assert len(record["runs"]["sinr drop=3"]["sinr_layers"]) == 4
+    assert (tmp_path / "out" / "meta_search.png").is_file()
+
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("search-*.json")}
+    assert meta_search.main(common + ["--drops", "3"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("search-*.json")} == before
+    again = json.loads((tmp_path / "out" / "meta_search.json").read_text())["results"]
+    assert again["configs"]["C3-32"]["mean"] == c3["mean"]
+
+
+def _run(method, drop, bpp, psnr, met=True):
+    return {"method": method, "drop_target": drop, "bpp": bpp, "psnr": psnr, "met": met, "seconds": 1.0,
+            "sinr_layers": ["a"] if method != "mixed precision" else []}
+
+
+def test_savings_are_against_the_same_target_and_the_fronts():
+    runs = {"choice drop=1": _run("choice", 1, 0.9, 25.0), "mixed precision drop=1": _run("mixed precision", 1, 1.0, 25.0),
+            "choice drop=3": _run("choice", 3, 0.5, 23.0), "mixed precision drop=3": _run("mixed precision", 3, 0.4, 23.0)}
+    records = [{"image": "kodim13", "fitted_psnr": 26.0, "offset_layers": [], "runs": runs}]
+    meta_records = [{"image": "kodim13", "fitted_psnr": 26.0,
+                     "points": [{"method": "uniform+ft offsets", "setting": 4, "bpp": 0.6, "psnr": 22.0},
+                                {"method": "uniform+ft offsets", "setting": 6, "bpp": 1.2, "psnr": 26.0},
+                                {"method": "sinr+ft offsets", "setting": "s", "bpp": 0.1, "psnr": 30.0}]}]
+    mean = meta_search.summarize(records, meta_records)["mean"]
+    assert mean["choice drop=1"]["saving_vs_mixed_precision_same_target"] == pytest.approx(0.1)
+    assert mean["choice drop=3"]["saving_vs_mixed_precision_same_target"] == pytest.approx(-0.25)
+    # along the mixed-precision front (23 dB at 0.4, 25 dB at 1.0): 24 dB would need 0.7
+    assert mean["choice drop=1"]["saving_vs_mixed_precision_front"] == pytest.approx(0.1)
+    assert mean["mixed precision drop=1"]["saving_vs_mixed_precision_front"] is None
+    # the one-width front from uniform points only (the SINR point of benchmarks.meta is not a baseline):
+    # 25 dB lies at 0.6 + 0.6 * 3/4 = 1.05 bpp
+    assert mean["choice drop=1"]["saving_vs_one_width_front"] == pytest.approx(1 - 0.9 / 1.05)
+    # no one-width front unless benchmarks.meta has records of the same images
+    other = meta_search.summarize(records, [])["mean"]
+    assert other["choice drop=1"]["saving_vs_one_width_front"] is None
+
+
+def test_c5_is_refused_with_a_pointer(tmp_path):
+    with pytest.raises(SystemExit, match="C5's latents are in benchmarks.meta"):
+        meta_search.main(["--configs", "C5-16", "--kodak", str(tmp_path)])
