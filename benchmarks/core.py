@@ -259,7 +259,7 @@ def omp_work(batch: int, k1: int, k2: int, s: int) -> dict:
         "batch_path_triangular_bytes": 2 * 8 * batch * sum_t2,  # L^-1 (B x t x t float64), read twice a step
         "batch_path_residual_madds": batch * k1 * (sum_t + s),  # r = w - A_I x, CSR
         "candidate_pass_bytes": 3 * 4 * batch * k2 * s,  # float32 |A^T r|: write, block max, read
-        "gram_path_madds": batch * k2 * (k1 + sum_t + s),  # A^T w, then U_t and alpha a step (omp_gram)
+        "gram_path_madds": batch * k2 * (k1 + sum_t),  # A^T w (float64), then alpha a step (omp_gram, float32)
     }
 
 
@@ -354,7 +354,7 @@ def bench_compress(seed: int, model_name: str, label: str, config_kwargs: dict, 
 
 
 # --- c2. where the 8x256 MLP's time goes ---------------------------------------------------------
-PHASES = {"sinr_omp.gram": "OMP in correlation space (C++ kernel): A^T w, then Gram updates of A^T r",
+PHASES = {"sinr_omp.gram": "OMP in correlation space (C++ kernel): A^T w, then A^T r = A^T w - G[:, I] beta a step",
           "sinr_omp.select": "OMP selection: screening GEMM (bfloat16 or float32), |A^T r| passes, float64 re-scoring",
           "sinr_omp.cholesky": "OMP Cholesky growth: G[I, new], the two L^-1 products",
           "sinr_omp.residual": "OMP coefficients and residual r = w - A_I x (CSR)",
@@ -539,7 +539,8 @@ def _kernel_line(info: dict | None) -> str:
         return ""
     if not info["omp_gram_built"]:
         return f"OMP gram kernel: not built ({info['why_not']})."
-    return (f"OMP gram kernel (torch_sinr/native/omp_gram.cpp): float64, OpenMP over signals, built with "
+    return (f"OMP gram kernel (torch_sinr/native/omp_gram.cpp): float32 correlations with a float64 rescoring of every "
+            f"atom within their error bound (float64 decisions), OpenMP over signals, built with "
             f"`{' '.join(info['flags'])}` (CPU vector flags: {', '.join(info['cpu_vector_flags']) or 'none'}).")
 
 
@@ -635,7 +636,7 @@ def render(results: dict) -> str:
     gemm_rate, gemm_dtype = m.get("screen_gemm_madds_per_s", m.get("bf16_gemm_madds_per_s")), m.get("screen_dtype",
                                                                                                    "bfloat16")
     work_text = {
-        "sinr_omp.gram": f"{w.get('gram_path_madds', 0) / 1e9:.1f} G float64 multiply-adds",
+        "sinr_omp.gram": f"{w.get('gram_path_madds', 0) / 1e9:.1f} G multiply-adds (float32 but A^T w)",
         "sinr_omp.select": f"{w['screen_gemm_madds'] / 1e9:.0f} G {gemm_dtype} multiply-adds + "
                            f"{w['candidate_pass_bytes'] / 1e9:.1f} GB of |A^T r| passes",
         "sinr_omp.cholesky": f"{w['batch_path_triangular_bytes'] / 1e9:.1f} GB of float64 L^-1 read",

@@ -143,6 +143,28 @@ def test_near_ties_and_degenerate_atoms_match_sklearn(method, screen_precision):
     assert (code.indices[8:12, 0] == 3).all() and (code.counts[8:12] == 1).all()
 
 
+@pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
+def test_gram_kernel_decides_below_float32_resolution_in_float64():
+    """The kernel's bulk runs in float32. Atom 7 is 0.9 atom 1 plus a normal part, and atom 200 is
+    atom 7 scaled by 1 + 2e-8 (a third of float32's resolution). Atom 1 goes first; the second
+    step's scores of 7 and 200 are a small difference of large float32 terms, so their float32
+    order is rounding's, and only the float64 rescoring of every candidate within the error bound
+    picks 200 for every row, as sklearn does. (Rescoring the float32 maximum alone, with no slack,
+    picks 7 on some of these rows.)"""
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn(64, 512, generator=gen, dtype=torch.float64)
+    a /= a.norm(dim=0)
+    a[:, 7] = 0.9 * a[:, 1] + (1 - 0.81) ** 0.5 * a[:, 7]
+    a[:, 200] = a[:, 7] * (1 + 2e-8)  # float64 values: the difference is below float32's resolution (6e-8)
+    w = torch.randn(64, 64, generator=gen, dtype=torch.float64) * 0.01 + 6 * a[:, 1] + 3 * a[:, 7]
+    w[32:] = -w[32:]
+    code = omp(a, w, n_nonzero=20, method="gram")
+    assert (code.indices[:, 0] == 1).all() and (code.indices[:, 1] == 200).all()
+    for b in range(w.shape[0]):
+        reference = orthogonal_mp(a.numpy(), w[b].numpy(), n_nonzero_coefs=20)
+        assert np.array_equal(code.to_dense(512)[b].numpy() != 0, reference != 0), f"row {b}"
+
+
 def test_exactly_sparse_signal_is_recovered():
     a, _ = problem(64, 512, 1)
     x = torch.zeros(512, dtype=torch.float64)
@@ -195,7 +217,7 @@ def test_gram_codes_do_not_depend_on_the_progress_bar():
 @pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
 def test_gram_path_falls_back_or_refuses_where_it_cannot_run(monkeypatch):
     a, w = problem(64, 1024, 10, seed=13)
-    monkeypatch.setattr(omp_gram, "BASIS_MAX_BYTES", 8 * 1024 * 20 - 1)  # 20 basis columns do not fit
+    monkeypatch.setattr(omp_gram, "FACTOR_MAX_BYTES", 8 * 20 * 20 - 1)  # a 20 x 20 factor does not fit
     assert omp_gram.why_unavailable(1024, 20, torch.device("cpu"), True)
     code = omp(a, w, n_nonzero=20)  # auto: the torch paths
     assert_same_as_sklearn(code, a, w, 20)

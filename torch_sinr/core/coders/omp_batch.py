@@ -52,10 +52,20 @@ class PreparedDictionary:
         self.atom_sq = (self.atoms_t * self.atoms_t).sum(1)
         self.screen = ScreenDictionary(self.atoms_t, screen_dtype)
         self.gram = self.atoms_t @ self.atoms_t.t() if 8 * k2 * k2 <= GRAM_MAX_BYTES else None
+        self._gram32: torch.Tensor | None = None
+
+    def gram32(self) -> torch.Tensor:
+        """The Gram matrix rounded to float32 (made on first use, kept): the correlation-space
+        kernel's screening copy."""
+        if self._gram32 is None:
+            self._gram32 = self.gram.to(torch.float32).contiguous()
+        return self._gram32
 
     def nbytes(self) -> int:
-        """Bytes held for this dictionary: float64 atoms, the screening copy, the Gram matrix."""
+        """Bytes held for this dictionary: float64 atoms, the screening copy, the Gram matrix (and
+        its float32 copy once made)."""
         gram = 0 if self.gram is None else self.gram.numel() * 8
+        gram += 0 if self._gram32 is None else self._gram32.numel() * 4
         return self.atom_blocks.numel() * 8 + self.screen.nbytes() + gram + self.atom_sq.numel() * 8
 
 

@@ -1,16 +1,17 @@
-"""OMP in correlation space on the CPU: a C++ kernel that updates A^T r from the Gram matrix.
+"""OMP in correlation space on the CPU: a C++ kernel that computes A^T r from the Gram matrix.
 
 Both torch paths (``omp_batch``, ``omp_screen``) score every atom every step with a product of the
 residuals and the dictionary: B x k1 x k2 multiply-adds a step, a float32 GEMM bound on a CPU
-without a matrix unit (benchmarks.core measures it). Here each signal keeps its correlations
-``alpha = A^T r`` and the columns ``U_i = A^T q_i`` of its support's orthonormal basis, and a step
-costs k2 x t multiply-adds (t: the support so far) read from cache, with the Gram matrix
-G = A^T A (computed once per dictionary, ``PreparedDictionary.gram``) supplying the new atom's
-correlations with all others. Float64 throughout; scikit-learn's selection and stopping rules
-(``torch_sinr/native/omp_gram.cpp`` documents the recurrences).
+without a matrix unit (benchmarks.core measures it). Here each signal's correlations are
+``alpha = A^T w - G[:, I] beta`` (I the support, beta its least-squares coefficients), k2 x t
+multiply-adds a step (t: the support so far), with the Gram matrix G = A^T A computed once per
+dictionary (``PreparedDictionary.gram``, and its float32 copy ``gram32()``). The bulk runs in
+float32 with a rigorous bound on its error, and every atom that can be the float64 argmax is
+rescored in float64, so the decisions are float64's exactly; scikit-learn's selection and stopping
+rules (``torch_sinr/native/omp_gram.cpp`` documents the recurrences and the bound).
 
 Available where the kernel builds (``torch_sinr.native``), on CPU tensors, when the Gram matrix is
-prepared (8 k2^2 <= ``GRAM_MAX_BYTES``) and a signal's basis columns fit ``BASIS_MAX_BYTES``.
+prepared (8 k2^2 <= ``GRAM_MAX_BYTES``) and a signal's triangular factor fits ``FACTOR_MAX_BYTES``.
 ``available`` says whether, and ``why_unavailable`` why not.
 """
 
@@ -25,11 +26,11 @@ from ...errors import SINRInputError
 from ... import native
 from .omp_batch import CHUNK_BYTES, PreparedDictionary
 
-# One signal's basis columns (k2 x limit float64) per thread: past this the cache advantage is
-# gone and the batch path's memory bound is the safer one.
-BASIS_MAX_BYTES = 64 * 2**20
+# One signal's triangular factor (limit x limit float64) per thread: past this (limit > 2896)
+# the batch path's memory bound is the safer one.
+FACTOR_MAX_BYTES = 64 * 2**20
 
-_ARGS = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 8
+_ARGS = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 9
 
 
 def _kernel():
@@ -47,8 +48,8 @@ def why_unavailable(k2: int, limit: int, device: torch.device, has_gram: bool) -
         return f"the kernel runs on the CPU, the signals are on {device}"
     if not has_gram:
         return f"no Gram matrix for k2 = {k2} (8 k2^2 bytes over the prepared dictionary's bound)"
-    if 8 * k2 * limit > BASIS_MAX_BYTES:
-        return f"a signal's basis columns (8 k2 limit = {8 * k2 * limit} bytes) exceed {BASIS_MAX_BYTES}"
+    if 8 * limit * limit > FACTOR_MAX_BYTES:
+        return f"a signal's triangular factor (8 limit^2 = {8 * limit * limit} bytes) exceeds {FACTOR_MAX_BYTES}"
     if _kernel() is None:
         return f"the C++ kernel is not built here: {native.why_not('omp_gram')}"
     return None
@@ -72,6 +73,7 @@ def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.
     counts = torch.zeros(batch, dtype=torch.int64)
     residual2 = torch.zeros(batch, limit, dtype=torch.float64)
     gram = prep.gram.contiguous()
+    gram32 = prep.gram32()
     tol2 = tol2.to(torch.float64).contiguous()
     # Rows whose correlations A^T w are held at once: about twenty calls, so a bar moves, whether
     # or not one is shown. The chunk must not depend on the bar: the BLAS product's last bits
@@ -83,12 +85,13 @@ def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.
         with record_function("sinr_omp.gram"):  # the phase benchmarks.core's profile names
             alpha0 = (rows @ prep.atoms_t.t()).contiguous()  # A^T w, one float64 GEMM
             norm2 = (rows * rows).sum(1).contiguous()
-            status = lib.sinr_omp_gram(stop - start, k2, limit, gram.data_ptr(), alpha0.data_ptr(),
-                                       norm2.data_ptr(), tol2[start:stop].data_ptr(), support[start:stop].data_ptr(),
-                                       coef[start:stop].data_ptr(), counts[start:stop].data_ptr(),
-                                       residual2[start:stop].data_ptr())
+            outputs = (support[start:stop].data_ptr(), coef[start:stop].data_ptr(), counts[start:stop].data_ptr(),
+                       residual2[start:stop].data_ptr())
+            status = lib.sinr_omp_gram(stop - start, k2, limit, gram.data_ptr(), gram32.data_ptr(), alpha0.data_ptr(),
+                                       norm2.data_ptr(), tol2[start:stop].data_ptr(), *outputs)
         if status == 2:
-            raise MemoryError(f"omp_gram: the kernel could not allocate a thread's scratch ({8 * k2 * limit} bytes)")
+            raise MemoryError(f"omp_gram: the kernel could not allocate a thread's scratch "
+                              f"({4 * k2 + 8 * limit * limit} bytes)")
         if status != 0:  # the arguments checked above make this unreachable; never return half-written codes
             raise SINRInputError(f"omp_gram: the kernel refused its arguments (status {status})")
         if progress is not None:
