@@ -12,7 +12,7 @@ at s=0.3, 8 bits, the rule ``benchmarks.meta`` records as "per-layer"), then com
 ``MaxDrop(drop)`` for each drop three times, with the same search and fine-tuning budget:
 
 * ``choice``: each layer SINR-coded or on a uniform grid, whichever the search finds cheaper per
-  unit of PSNR (``compress``'s default search, ``guard=False``);
+  unit of PSNR (``compress``'s search, ``guard=False``, its menus extended down to 3 bits);
 * ``sinr``: every target layer SINR-coded (``uniform_bits=()``);
 * ``mixed precision``: SINR switched off (``sinr=False``): per-tensor uniform widths, fine-tuned,
   the baseline.
@@ -48,7 +48,14 @@ CONFIGS = [c for c in meta.CONFIGS if not c.startswith("C5")]
 TEST = meta.TEST[:2]  # the search costs 2-3 CPU-minutes per image and drop: a stated subset
 DROPS = (1.0, 2.5)  # dB below the fit: about where benchmarks.meta's two SINR settings land
 SETTINGS = {"s_ratio": 0.3, "value_bits": 8, "dict_ratio": 4}  # the search's base config and the offsets rule's
-VARIANTS = {"choice": {}, "sinr": {"uniform_bits": ()}, "mixed precision": {"sinr": False}}
+# compress's menus extended down to 3 bits: its defaults stop at 4 (layers) and 6 (other tensors),
+# chosen on SIRENs fitted from scratch, while offsets from a learned initialisation keep 23 dB at 3
+# bits in benchmarks.meta's one-width files; a baseline held above that would be a weak one.
+UNIFORM_BITS_HERE = (*UNIFORM_BITS, 3)
+DENSE_BITS_HERE = (*DENSE_BITS, 5, 4, 3)
+VARIANTS = {"choice": {"uniform_bits": UNIFORM_BITS_HERE, "dense_bits": DENSE_BITS_HERE},
+            "sinr": {"uniform_bits": (), "dense_bits": DENSE_BITS_HERE},
+            "mixed precision": {"uniform_bits": UNIFORM_BITS_HERE, "dense_bits": DENSE_BITS_HERE, "sinr": False}}
 BASELINE = "mixed precision"
 RECORD_VERSION = 1
 
@@ -67,7 +74,9 @@ def search_record(kind: str, size: int, learned, name: str, image: torch.Tensor,
     not ``start_new``)."""
     key = hashlib.sha256(json.dumps({"version": RECORD_VERSION, "fingerprint": learned.fingerprint, "image": name,
                                      "fit_steps": args.fit_steps, "ft_steps": args.ft_steps, "drops": list(args.drops),
-                                     "downscale": args.downscale, "settings": SETTINGS},
+                                     "downscale": args.downscale, "settings": SETTINGS,
+                                     "variants": {k: {n: list(v) if isinstance(v, tuple) else v for n, v in d.items()}
+                                                  for k, d in VARIANTS.items()}},
                                     sort_keys=True).encode()).hexdigest()[:16]
     cache = args.cache / f"search-{kind}-{size}-{name}-{key}.json"
     if cache.is_file():
@@ -211,7 +220,8 @@ def run(args) -> dict:
     protocol = {"downscale": args.downscale, "test": args.test, "fit_steps": args.fit_steps, "fit_lr": args.fit_lr,
                 "drops": list(args.drops), "ft_steps": args.ft_steps, "settings": SETTINGS,
                 "search": "compress(target=MaxDrop(drop), steps=ft_steps, config=the settings, guard=False) with "
-                          f"its default menus: uniform_bits {list(UNIFORM_BITS)}, dense_bits {list(DENSE_BITS)}",
+                          f"its default menus extended to 3 bits: uniform_bits {list(UNIFORM_BITS_HERE)}, "
+                          f"dense_bits {list(DENSE_BITS_HERE)} (SINR alone: uniform_bits ())",
                 "seed": args.seed, "threads": torch.get_num_threads(), "cpu": cpu_model()}
     configs, not_evaluated = {}, []
     deadline = time.monotonic() + args.budget_minutes * 60 if args.budget_minutes else None
