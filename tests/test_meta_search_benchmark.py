@@ -67,6 +67,10 @@ def test_savings_are_against_the_same_target_and_the_fronts():
     # the one-width front from uniform points only (the SINR point of benchmarks.meta is not a baseline):
     # 25 dB lies at 0.6 + 0.6 * 3/4 = 1.05 bpp
     assert mean["choice drop=1"]["saving_vs_one_width_front"] == pytest.approx(1 - 0.9 / 1.05)
+    # both fronts together: at 25 dB mixed precision needs 1.0 and one width 1.05
+    assert mean["choice drop=1"]["saving_vs_best_baseline_front"] == pytest.approx(0.1)
+    # at 23 dB the one-width front (0.6 + 0.6 / 4 = 0.75) is above mixed precision's 0.4
+    assert mean["choice drop=3"]["saving_vs_best_baseline_front"] == pytest.approx(1 - 0.5 / 0.4)
     # no one-width front unless benchmarks.meta has records of the same images
     other = meta_search.summarize(records, [])["mean"]
     assert other["choice drop=1"]["saving_vs_one_width_front"] is None
