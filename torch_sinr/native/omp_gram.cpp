@@ -5,8 +5,8 @@
 // coefficients (r = w - A_I beta):
 //   alpha[k] = alpha0[k] - sum_i beta_i G[j_i, k]           (alpha0 = A^T w)
 //   j        = argmax over atoms not taken of |alpha|, the lowest index on ties;
-//   c_i      = U_i[j] = (G[j_i, j] - sum_{m<i} R[m, i] U_m[j]) / R[i, i]   (coordinates of a_j on
-//              the orthonormal basis of A_I = Q R; t^2/2 multiply-adds, for the chosen atom only)
+//   c        = R^-T G[I, j]                                   (coordinates of a_j on the orthonormal
+//              basis of A_I = Q R; t^2/2 multiply-adds, for the chosen atom only)
 //   rho^2    = G[j, j] - |c|^2;  R[:, t] = (c, rho);  gamma_t = alpha[j] / rho;  |r|^2 -= gamma_t^2
 //   beta     = R^-1 gamma.
 // A step is k2 x t multiply-adds (the correlations) against k2 x k1 for a residual's.
@@ -67,6 +67,7 @@ struct Scratch {
     std::vector<double> row;        // (limit,) the chosen atom's coordinates U_i[j] on the basis
     std::vector<double> inv;        // (limit,) 1 / rho_i
     std::vector<double> rcol;       // (limit, limit): column i of R contiguous, rcol[i * limit + m] = R[m, i]
+    std::vector<double> rrow;       // (limit, limit): R by rows, rrow[i * limit + m] = R[i, m]
     std::vector<double> gamma;
     std::vector<unsigned char> taken;
 };
@@ -175,15 +176,21 @@ void one_signal(const Problem& p, const float* gram32, double gmax, int64_t b, S
             if (best_taken >= best) break;
         }
         // the new atom's coordinates on the basis: U_i[j] by the recurrence of U's columns
-        double c2 = 0.0;
+        // c solves R^T c = G[I, j] (forward substitution by rows of R, so the updates are
+        // contiguous and vectorize instead of one dependent multiply-add chain per entry)
         double* column = s.rcol.data() + t * limit;  // R[:, t]
+        for (int64_t i = 0; i < t; ++i) s.row[i] = p.gram[support[i] * k2 + j];
         for (int64_t i = 0; i < t; ++i) {
-            const double* ri = s.rcol.data() + i * limit;
-            double a = p.gram[support[i] * k2 + j];
-            for (int64_t m = 0; m < i; ++m) a = std::fma(-ri[m], s.row[m], a);
-            const double c = a * s.inv[i];
+            const double c = s.row[i] * s.inv[i];
             s.row[i] = c;
+            const double* ri = s.rrow.data() + i * limit;  // R[i, :]
+            for (int64_t m = i + 1; m < t; ++m) s.row[m] = std::fma(-c, ri[m], s.row[m]);
+        }
+        double c2 = 0.0;
+        for (int64_t i = 0; i < t; ++i) {
+            const double c = s.row[i];
             column[i] = c;
+            s.rrow[i * limit + t] = c;
             c2 += c * c;
         }
         const double gjj = p.gram[j * k2 + j];
@@ -191,6 +198,7 @@ void one_signal(const Problem& p, const float* gram32, double gmax, int64_t b, S
         if (rho2 <= 1e4 * eps * gjj) break;
         const double rho = std::sqrt(rho2);
         column[t] = rho;
+        s.rrow[t * limit + t] = rho;
         s.inv[t] = 1.0 / rho;
         const double g = alpha_j / rho;
         s.gamma[t] = g;
@@ -238,6 +246,7 @@ extern "C" int sinr_omp_gram(int64_t batch, int64_t k2, int64_t limit, const dou
             s.inv.resize(limit);
             s.work.resize(limit);
             s.rcol.resize(static_cast<size_t>(limit) * limit);
+            s.rrow.resize(static_cast<size_t>(limit) * limit);
             s.gamma.resize(limit);
             s.taken.resize(k2);
         } catch (...) {

@@ -217,7 +217,7 @@ def test_gram_codes_do_not_depend_on_the_progress_bar():
 @pytest.mark.skipif(NO_KERNEL, reason="the omp_gram kernel does not build here")
 def test_gram_path_falls_back_or_refuses_where_it_cannot_run(monkeypatch):
     a, w = problem(64, 1024, 10, seed=13)
-    monkeypatch.setattr(omp_gram, "FACTOR_MAX_BYTES", 8 * 20 * 20 - 1)  # a 20 x 20 factor does not fit
+    monkeypatch.setattr(omp_gram, "FACTOR_MAX_BYTES", 16 * 20 * 20 - 1)  # a 20 x 20 factor (twice) does not fit
     assert omp_gram.why_unavailable(1024, 20, torch.device("cpu"), True)
     code = omp(a, w, n_nonzero=20)  # auto: the torch paths
     assert_same_as_sklearn(code, a, w, 20)

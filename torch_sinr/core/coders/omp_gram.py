@@ -26,8 +26,8 @@ from ...errors import SINRInputError
 from ... import native
 from .omp_batch import CHUNK_BYTES, PreparedDictionary
 
-# One signal's triangular factor (limit x limit float64) per thread: past this (limit > 2896)
-# the batch path's memory bound is the safer one.
+# One signal's triangular factor, held by columns and by rows (2 x limit x limit float64) per
+# thread: past this (limit > 2048) the batch path's memory bound is the safer one.
 FACTOR_MAX_BYTES = 64 * 2**20
 
 _ARGS = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 9
@@ -48,8 +48,8 @@ def why_unavailable(k2: int, limit: int, device: torch.device, has_gram: bool) -
         return f"the kernel runs on the CPU, the signals are on {device}"
     if not has_gram:
         return f"no Gram matrix for k2 = {k2} (8 k2^2 bytes over the prepared dictionary's bound)"
-    if 8 * limit * limit > FACTOR_MAX_BYTES:
-        return f"a signal's triangular factor (8 limit^2 = {8 * limit * limit} bytes) exceeds {FACTOR_MAX_BYTES}"
+    if 16 * limit * limit > FACTOR_MAX_BYTES:
+        return f"a signal's triangular factor (16 limit^2 = {16 * limit * limit} bytes) exceeds {FACTOR_MAX_BYTES}"
     if _kernel() is None:
         return f"the C++ kernel is not built here: {native.why_not('omp_gram')}"
     return None
@@ -91,7 +91,7 @@ def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.
                                        norm2.data_ptr(), tol2[start:stop].data_ptr(), *outputs)
         if status == 2:
             raise MemoryError(f"omp_gram: the kernel could not allocate a thread's scratch "
-                              f"({4 * k2 + 8 * limit * limit} bytes)")
+                              f"({4 * k2 + 16 * limit * limit} bytes)")
         if status != 0:  # the arguments checked above make this unreachable; never return half-written codes
             raise SINRInputError(f"omp_gram: the kernel refused its arguments (status {status})")
         if progress is not None:
