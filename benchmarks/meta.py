@@ -328,6 +328,16 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def method_curves(ax, rows, is_baseline) -> None:
+    """One curve per method through its (bpp, PSNR) rows; baselines dashed."""
+    groups: dict[str, list] = {}
+    for r in rows:
+        groups.setdefault(r["method"], []).append((r["bpp"], r["psnr"]))
+    for method, pts in sorted(groups.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--" if is_baseline(method) else "o-", ms=4, label=method)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -338,13 +348,7 @@ def plot(results: dict, path: Path) -> None:
     names = list(results["configs"])
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(5 * (len(names) + 1), 4.5), squeeze=False)
     for ax, name in zip(axes[0], names):
-        groups: dict[str, list] = {}
-        for r in results["configs"][name]["mean"].values():
-            groups.setdefault(r["method"], []).append((r["bpp"], r["psnr"]))
-        for method, pts in sorted(groups.items()):
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if method.startswith("sinr") else "s--", ms=4,
-                    label=method)
+        method_curves(ax, results["configs"][name]["mean"].values(), lambda method: not method.startswith("sinr"))
         ax.set_title(f"{name} (ours, 1/{results['protocol']['downscale']} scale, held out)", fontsize=9)
     ax = axes[0][-1]
     for peer in ("INRIC meta-learned 7-bit", "COIN++ (5-bit, entropy estimate)", "INRIC basic 8-bit"):
@@ -362,6 +366,20 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def records_within(test: dict[str, torch.Tensor], record_of, text: str, deadline: float | None,
+                   not_evaluated: list[str]) -> list[dict]:
+    """Each test image's record, ``record_of(name, image, start_new)``: cached ones always, new work
+    only before ``deadline``; the images left are added to ``not_evaluated``."""
+    records = []
+    for name, image in test.items():
+        record = record_of(name, image, deadline is None or time.monotonic() < deadline)
+        if record is None:
+            not_evaluated.append(f"{text} {name} (time budget spent)")
+        else:
+            records.append(record)
+    return records
 
 
 def run(args) -> dict:
@@ -382,14 +400,9 @@ def run(args) -> dict:
             not_evaluated.append(f"{text} (time budget spent)")
             continue
         learned, info = learned_for(kind, size, train, args)
-        records = []
-        for name, image in test.items():
-            record = evaluate(kind, size, learned, name, image, args,
-                              start_new=deadline is None or time.monotonic() < deadline)
-            if record is None:
-                not_evaluated.append(f"{text} {name} (time budget spent)")
-            else:
-                records.append(record)
+        records = records_within(test, lambda name, image, start_new: evaluate(kind, size, learned, name, image, args,
+                                                                              start_new=start_new),
+                                 text, deadline, not_evaluated)
         if records:
             configs[text] = {**summarize(records), "meta_learning": info}
     not_evaluated += [f"{c} (not requested)" for c in CONFIGS if c not in args.configs]

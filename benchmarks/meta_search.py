@@ -27,7 +27,6 @@ run; the test images are held out from the meta-learning.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import tempfile
 import time
@@ -70,12 +69,11 @@ def _no_grad_psnr(image: torch.Tensor):
 def search_record(kind: str, size: int, learned, name: str, image: torch.Tensor, args, start_new: bool) -> dict | None:
     """Every variant at every drop for one image (cached as one record; None when not cached and
     not ``start_new``)."""
-    key = hashlib.sha256(json.dumps({"version": RECORD_VERSION, "fingerprint": learned.fingerprint, "image": name,
-                                     "fit_steps": args.fit_steps, "ft_steps": args.ft_steps, "drops": list(args.drops),
-                                     "downscale": args.downscale, "settings": SETTINGS,
-                                     "variants": {k: {n: list(v) if isinstance(v, tuple) else v for n, v in d.items()}
-                                                  for k, d in VARIANTS.items()}},
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    key = meta._key({"version": RECORD_VERSION, "fingerprint": learned.fingerprint, "image": name,
+                      "fit_steps": args.fit_steps, "ft_steps": args.ft_steps, "drops": list(args.drops),
+                      "downscale": args.downscale, "settings": SETTINGS,
+                      "variants": {k: {n: list(v) if isinstance(v, tuple) else v for n, v in d.items()}
+                                   for k, d in VARIANTS.items()}})
     cache = args.cache / f"search-{kind}-{size}-{name}-{key}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -196,12 +194,7 @@ def plot(results: dict, path: Path) -> None:
     names = list(results["configs"])
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        groups: dict[str, list] = {}
-        for m in results["configs"][name]["mean"].values():
-            groups.setdefault(m["method"], []).append((m["bpp"], m["psnr"]))
-        for method, pts in sorted(groups.items()):
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--" if method == BASELINE else "o-", ms=4, label=method)
+        meta.method_curves(ax, results["configs"][name]["mean"].values(), lambda method: method == BASELINE)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("bpp (file bytes)")
         ax.set_ylabel("PSNR (dB)")
@@ -231,14 +224,9 @@ def run(args) -> dict:
     deadline = time.monotonic() + args.budget_minutes * 60 if args.budget_minutes else None
     for text, (kind, size) in parsed.items():
         learned, _ = meta.learned_for(kind, size, train, args)
-        records = []
-        for name, image in test.items():
-            record = search_record(kind, size, learned, name, image, args,
-                                   start_new=deadline is None or time.monotonic() < deadline)
-            if record is None:
-                not_evaluated.append(f"{text} {name} (time budget spent)")
-            else:
-                records.append(record)
+        records = meta.records_within(test, lambda name, image, start_new: search_record(kind, size, learned, name,
+                                                                                         image, args, start_new),
+                                      text, deadline, not_evaluated)
         if records:
             done = [r["image"] for r in records]
             metas = [r for r in (meta.evaluate(kind, size, learned, n, test[n], args, start_new=False) for n in done)
