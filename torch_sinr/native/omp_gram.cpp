@@ -175,7 +175,6 @@ void one_signal(const Problem& p, const float* gram32, double gmax, int64_t b, S
                 best_taken = std::max(best_taken, std::fabs(direct(p, support, s.beta.data(), t, a0, support[m])));
             if (best_taken >= best) break;
         }
-        // the new atom's coordinates on the basis: U_i[j] by the recurrence of U's columns
         // c solves R^T c = G[I, j] (forward substitution by rows of R, so the updates are
         // contiguous and vectorize instead of one dependent multiply-add chain per entry)
         double* column = s.rcol.data() + t * limit;  // R[:, t]

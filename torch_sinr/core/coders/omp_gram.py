@@ -85,10 +85,10 @@ def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.
         with record_function("sinr_omp.gram"):  # the phase benchmarks.core's profile names
             alpha0 = (rows @ prep.atoms_t.t()).contiguous()  # A^T w, one float64 GEMM
             norm2 = (rows * rows).sum(1).contiguous()
-            outputs = (support[start:stop].data_ptr(), coef[start:stop].data_ptr(), counts[start:stop].data_ptr(),
-                       residual2[start:stop].data_ptr())
             status = lib.sinr_omp_gram(stop - start, k2, limit, gram.data_ptr(), gram32.data_ptr(), alpha0.data_ptr(),
-                                       norm2.data_ptr(), tol2[start:stop].data_ptr(), *outputs)
+                                       norm2.data_ptr(), tol2[start:stop].data_ptr(), support[start:stop].data_ptr(),
+                                       coef[start:stop].data_ptr(), counts[start:stop].data_ptr(),
+                                       residual2[start:stop].data_ptr())
         if status == 2:
             raise MemoryError(f"omp_gram: the kernel could not allocate a thread's scratch "
                               f"({4 * k2 + 16 * limit * limit} bytes)")
