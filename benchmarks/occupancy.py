@@ -41,7 +41,7 @@ from torch_sinr.tune.baselines import finetune_uniform, read_baseline, write_cas
 from torch_sinr.errors import SINRError
 from torch_sinr.tune.finetune import finetune_codes
 from torch_sinr.inr.models import INR
-from torch_sinr.tune.pipeline import MAX_PROBES
+from torch_sinr.tune.pipeline import MAX_PROBES, SINR_EVERYWHERE, UNIFORM_CANDIDATES
 from torch_sinr.tune.finetune import SELECT_EVERY
 from torch_sinr.inr.occupancy.fit import (CPU_PROTOCOL, CPU_PROTOCOL_RESOLUTION, cpu_protocol, fit_occupancy_cached,
                                       sampled_loss)
@@ -169,10 +169,11 @@ def evaluate_model(model: INR, occupancy, loss, ft_steps: int, drop: float, stee
 
 def guard_candidates(result, occupancy, path: Path) -> list[dict]:
     """compress's candidates for the target (its per-layer search, and the fair uniform baselines
-    its guard runs with the same fine-tuning, container and coder): each file's bytes (written as
+    and SINR on every layer its guard runs with the same fine-tuning, container and coder): each
+    file's bytes (written as
     every other file here, without names), its IoU over the full grid (the candidates are kept as
     their files decode), the seconds each took and whether it was kept. The search's seconds are
-    the call's less the baselines' (install and scoring included)."""
+    the call's less the other candidates' (install and scoring included)."""
     record = result.baseline or {"candidates": {}, "kept": "search", "skipped": {}}
     rows, baseline_seconds = [], 0.0
     for name, model in result.candidates.items():
@@ -278,8 +279,9 @@ def markdown(results: dict) -> str:
 
 
 def candidates_lines(entry: dict, drop: float) -> list[str]:
-    """compress's candidates with their budgets, and the per-layer search against the smallest
-    uniform candidate whose file meets the drop (both measured over the full grid)."""
+    """compress's candidates with their budgets, and each SINR candidate (the per-layer search,
+    SINR on every layer) against the smallest uniform candidate whose file meets the drop (all
+    measured over the full grid)."""
     piped = next((p for p in entry["points"] if p["method"] == "compress" and p.get("candidates")), None)
     if piped is None:
         return []
@@ -296,13 +298,15 @@ def candidates_lines(entry: dict, drop: float) -> list[str]:
              "coder (seconds: this machine's wall time; IoU over the full grid, the drop against the fit):", "",
              md_table(["candidate", "bytes", "IoU", "drop", "meets drop", "seconds", ""], rows), ""]
     meets = {c["candidate"]: c for c in piped["candidates"] if c.get("iou") is not None and reference - c["iou"] <= drop}
-    uniform = [c for name, c in meets.items() if name != "search"]
-    if "search" in meets and uniform:
+    uniform = [c for name, c in meets.items() if name in UNIFORM_CANDIDATES]
+    sinr = {"search": "Per-layer search (SINR or a uniform grid per layer)", SINR_EVERYWHERE: SINR_EVERYWHERE}
+    stated = [name for name in sinr if name in meets]
+    if stated and uniform:
         best = min(uniform, key=lambda c: c["bytes"])
-        saving = 1 - meets["search"]["bytes"] / best["bytes"]
-        lines += [f"Per-layer search (SINR or a uniform grid per layer) against the smallest uniform file meeting the "
-                  f"drop ({best['candidate']}, {best['bytes']} B): **{100 * saving:+.1f}%** "
-                  f"({'smaller' if saving > 0 else 'larger'}).", ""]
+        for name in stated:
+            saving = 1 - meets[name]["bytes"] / best["bytes"]
+            lines += [f"{sinr[name]} against the smallest uniform file meeting the drop ({best['candidate']}, "
+                      f"{best['bytes']} B): **{100 * saving:+.1f}%** ({'smaller' if saving > 0 else 'larger'}).", ""]
     else:
         lines += ["No search-and-baseline pair meets the drop over the full grid: no saving is stated.", ""]
     return lines

@@ -195,8 +195,8 @@ def _choice_lines(results: Path) -> list[str]:
              f"tensor, and magnitude pruning at SINR's densities with quantized kept values, each with the same "
              f"fine-tuning, in the same container and coder. Saving = 1 - bytes / the smallest baseline file, each "
              f"file meeting the same target; negative: larger than the baseline. By "
-             f"default `compress` keeps the smallest of the choice and the two uniform baselines (mixed precision, "
-             f"one width); pruning is not among its candidates.", "",
+             f"default `compress` keeps the smallest of the choice, SINR on every layer (the SINR column) and the two "
+             f"uniform baselines (mixed precision, one width); pruning is not among its candidates.", "",
              "| image | SIREN | drop (dB) | SINR: bytes, dB | choice: bytes, dB | mixed precision: bytes, dB "
              "| one width: bytes, dB | pruned: bytes, dB | SINR saves | choice saves |",
              "|---|---|---|---|---|---|---|---|---|---|"]

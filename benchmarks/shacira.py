@@ -19,7 +19,8 @@ it the same way: peak memory and throughput at a size no array in memory could h
 machine.
 
 Step 3's ``compress`` also makes the fair uniform baselines (its guard: mixed precision and one
-width, same fine-tuning) and keeps the smallest file that meets the target; the file it keeps is
+width, same fine-tuning) and its search with SINR on every linear, and keeps the smallest file that
+meets the target; the file it keeps is
 reported as "sinr" (``pipeline.guard.kept`` names which it is), and every other candidate is
 written and decoded in full beside it.
 
@@ -253,8 +254,8 @@ def psnr_change(drop_db: float, digits: int = 3) -> str:
 
 
 def kept_name(entry: dict) -> str | None:
-    """Which candidate compress kept ("search": its own SINR / per-layer file, or a uniform
-    baseline); None for a run from before the guard, whose file is the search's."""
+    """Which candidate compress kept ("search": its own SINR / per-layer file, SINR on every
+    layer, or a uniform baseline); None for a run from before the guard, whose file is the search's."""
     guard = entry.get("pipeline", {}).get("guard")
     return None if guard is None else guard.get("kept", "search")
 

@@ -16,12 +16,13 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_demo_compares_the_file_with_the_fair_uniform_baselines(tmp_path, capsys):
     """A small run of the main job (the default is 2x64 at 153x102). The file compress kept is
-    the smallest of SINR's per-layer choice and the uniform files its guard made with the same
-    fine-tuning (mixed precision, one width), all within the drop."""
+    the smallest of SINR's per-layer choice, the uniform files its guard made with the same
+    fine-tuning (mixed precision, one width) and SINR on every layer, all within the drop."""
     result = main(["--steps", "150", "--downscale", "16", "--hidden", "50", "--layers", "2", "--finetune-steps", "40",
                    "--max-probes", "3", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "3. Baselines" in out and "uniform, mixed precision" in out and "uniform, one width" in out
+    assert "3. Candidates" in out and "uniform, mixed precision" in out and "uniform, one width" in out
+    assert "SINR on every layer" in out
     for name in ("siren_sinr.safetensors", "comparison.png", "report.json"):
         assert (tmp_path / name).is_file()
     report = json.loads((tmp_path / "report.json").read_text())
@@ -33,10 +34,12 @@ def test_demo_compares_the_file_with_the_fair_uniform_baselines(tmp_path, capsys
     met = {name: e for name, e in report["candidates"].items() if e["score"] >= floor}
     assert report["file_bytes"] == min(e["file_bytes"] for e in met.values()) == met[report["kept"]]["file_bytes"]
     assert report["psnr_sinr"] == pytest.approx(met[report["kept"]]["score"], abs=1e-6)  # the file is what was kept
-    assert report["uniform_bytes"] == min(e["file_bytes"] for n, e in met.items() if n != "search")
+    assert set(report["candidates"]) == {"search", "mixed precision", "one width", "SINR on every layer"}
+    uniform = ("mixed precision", "one width")
+    assert report["uniform_bytes"] == min(e["file_bytes"] for n, e in met.items() if n in uniform)
     assert report["saving_vs_best_uniform"] == pytest.approx(1 - report["file_bytes"] / report["uniform_bytes"])
     assert report["saving_vs_best_uniform"] >= 0  # never larger than the best uniform file
-    kept_line = "smaller than the best uniform file" if report["kept"] == "search" else "kept the uniform file"
+    kept_line = "kept the uniform file" if report["kept"] in uniform else "smaller than the best uniform file"
     assert kept_line in out
     assert result["saving_vs_best_uniform"] == report["saving_vs_best_uniform"]
 

@@ -8,7 +8,8 @@
 3. shows the uniform files a user could have made instead, which ``compress``'s guard made with
    the same fine-tuning steps and learning rate, in the same container and entropy coder:
    mixed precision (the same search with SINR switched off) and one width for every tensor; the
-   file ``compress`` kept is the smallest of them and SINR's per-layer choice within the target;
+   file ``compress`` kept is the smallest within the target of them, SINR's per-layer choice and
+   SINR on every layer;
 4. prints the saving against the best uniform file and writes ``comparison.png`` (original |
    the file | the best uniform file, or SINR's when a uniform file was kept), the file and
    ``report.json`` into ``sinr_demo/``.
@@ -28,7 +29,7 @@ from .format import load_compressed, save_compressed
 from .inr.images import DEFAULT_IMAGE, load_image, save_image_row
 from .inr.models import Siren, SirenConfig, fit_image, image_loss, psnr, render
 from .tune.autotune import MaxDrop
-from .tune.pipeline import compress
+from .tune.pipeline import UNIFORM_CANDIDATES, compress
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="PNG/JPEG to fit (default: the bundled kodim23)")
@@ -85,28 +86,31 @@ def run(args: argparse.Namespace) -> dict:
         raise RuntimeError("the decoded file differs from the in-memory compressed model")
 
     # The guard inside compress made the uniform files a user could have, with the same fine-tuning
-    # (mixed precision: the same search with SINR off; one width for every tensor): the fair baselines.
+    # (mixed precision: the same search with SINR off; one width for every tensor): the fair
+    # baselines; and the search's file with SINR on every layer.
     entries = result.baseline["candidates"]
     floor = reference - args.max_drop
-    uniform = {name: e for name, e in entries.items() if name != "search" and e["score"] >= floor}
-    print(f"3. Baselines (made by compress's guard, the same {args.finetune_steps} fine-tuning steps, container and "
-          f"entropy coder), within {args.max_drop:g} dB:")
+    within = {name: e for name, e in entries.items() if e["score"] >= floor}
+    uniform = {name: e for name, e in within.items() if name in UNIFORM_CANDIDATES}
+    sinr_files = {name: e for name, e in within.items() if name not in UNIFORM_CANDIDATES}
+    print(f"3. Candidates (made by compress's guard, the same {args.finetune_steps} fine-tuning steps, container "
+          f"and entropy coder), within {args.max_drop:g} dB:")
     for name, entry in entries.items():
-        label = "SINR / per-layer choice" if name == "search" else f"uniform, {name}"
         kept = "  <- kept" if name == result.baseline["kept"] else ""
-        print(f"   {label:32s} {entry['file_bytes']:7d} B, {entry['score']:.2f} dB{kept}")
+        print(f"   {_label(name):32s} {entry['file_bytes']:7d} B, {entry['score']:.2f} dB{kept}")
     for name, why in result.baseline["skipped"].items():
-        print(f"   uniform, {name}: none ({why})")
+        print(f"   {_label(name)}: none ({why})")
     best_name = min(uniform, key=lambda n: uniform[n]["file_bytes"]) if uniform else None
     uniform_bytes = uniform[best_name]["file_bytes"] if best_name else None
     saving = None if uniform_bytes is None else 1 - file_report.file_bytes / uniform_bytes
-    # the third tile: the best uniform file, or SINR's when a uniform file was kept (it is the second)
-    other = best_name if result.baseline["kept"] == "search" else "search"
+    kept_uniform = result.baseline["kept"] in UNIFORM_CANDIDATES
+    # the third tile: the best uniform file, or SINR's best when a uniform file was kept (it is the second)
+    pool = sinr_files if kept_uniform else uniform
+    other = min(pool, key=lambda n: pool[n]["file_bytes"]) if pool else None
     shown = result.candidates.get(other) if other else None
     other_image = render(shown, height, width) if shown is not None else torch.zeros_like(image)
     other_label = "no uniform file met the target" if other is None else (
-        f"{'SINR / per-layer choice' if other == 'search' else f'uniform ({other})'} "
-        f"{entries[other]['score']:.2f} dB, {8 * entries[other]['file_bytes'] / pixels:.2f} bpp")
+        f"{_label(other)} {entries[other]['score']:.2f} dB, {8 * entries[other]['file_bytes'] / pixels:.2f} bpp")
 
     result_json = {
         "image": str(args.image), "resolution": [width, height], "siren": vars(siren_config),
@@ -131,15 +135,23 @@ def run(args: argparse.Namespace) -> dict:
     print(f"Size: {4 * dense_params} B float32 -> {file_report.file_bytes} B file "
           f"({result.report.ratio:.2f}x, {result_json['bpp_sinr']:.2f} bpp)")
     if saving is None:
-        print(f"No uniform file met the target: the file is SINR's ({result.baseline['kept']}).")
-    elif result.baseline["kept"] == "search":
-        print(f"The file is {100 * saving:.1f}% smaller than the best uniform file ({best_name}, "
-              f"{uniform_bytes} B) with the same fine-tuning, within the same {args.max_drop:g} dB.")
+        print(f"No uniform file met the target: the file is SINR's ({_label(result.baseline['kept'])}).")
+    elif not kept_uniform:
+        print(f"The file ({_label(result.baseline['kept'])}) is {100 * saving:.1f}% smaller than the best uniform "
+              f"file ({best_name}, {uniform_bytes} B) with the same fine-tuning, within the same {args.max_drop:g} dB.")
     else:
-        print(f"Here uniform quantization ({result.baseline['kept']}) beat SINR's per-layer choice "
-              f"({entries['search']['file_bytes']} B), so compress kept the uniform file.")
+        lost = ", ".join(f"{_label(n)} {e['file_bytes']} B" for n, e in sinr_files.items()) or "none met the target"
+        print(f"Here uniform quantization ({result.baseline['kept']}) beat SINR's files ({lost}), so compress kept "
+              f"the uniform file.")
     print(f"Wrote {path}, {out / 'comparison.png'} (original | the file | the runner-up), {out / 'report.json'}")
     return result_json
+
+
+def _label(candidate: str) -> str:
+    """How the demo names one of compress's candidate files."""
+    if candidate == "search":
+        return "SINR / per-layer choice"
+    return f"uniform, {candidate}" if candidate in UNIFORM_CANDIDATES else candidate
 
 
 def main(argv: list[str] | None = None) -> dict:

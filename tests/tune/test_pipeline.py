@@ -221,15 +221,16 @@ def test_the_uniform_baseline_gets_the_same_search_and_fine_tuning(fitted, tmp_p
         compress(_model(state), image_loss(image), uniform_bits=(8,), sinr=False)
 
 
-def test_by_default_the_file_is_never_larger_than_the_uniform_baselines(fitted, tmp_path):
-    from torch_sinr.tune.pipeline import DENSE_BITS, UNIFORM_BITS
+def test_by_default_the_file_is_never_larger_than_the_uniform_baselines_or_sinr_everywhere(fitted, tmp_path):
+    from torch_sinr.tune.pipeline import DENSE_BITS, SINR_EVERYWHERE, UNIFORM_BITS
 
     image, state = fitted
     model = _model(state)
     result = compress(model, image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20, max_probes=3,
                       progress=False)
     entries = result.baseline["candidates"]
-    assert set(entries) == {"search", "mixed precision", "one width"} and not result.baseline["skipped"]
+    assert list(entries) == ["search", "mixed precision", "one width", SINR_EVERYWHERE]
+    assert not result.baseline["skipped"]
     floor = result.reference_score - 1.0
     assert result.file_bytes == min(e["file_bytes"] for e in entries.values() if e["score"] >= floor)
     reloaded, size = _reloaded_psnr(model, image, tmp_path)
@@ -239,6 +240,11 @@ def test_by_default_the_file_is_never_larger_than_the_uniform_baselines(fitted, 
                        max_probes=3, uniform_bits=UNIFORM_BITS, dense_bits=DENSE_BITS, sinr=False, progress=False)
     assert uniform.file_bytes == entries["mixed precision"]["file_bytes"]
     assert result.file_bytes <= uniform.file_bytes
+    # and the SINR candidate is the file a user gets with the per-layer choice switched off
+    everywhere = compress(_model(state), image_loss(image), evaluate=_psnr(image), target=MaxDrop(1.0), steps=20,
+                          max_probes=3, uniform_bits=(), guard=False, progress=False)
+    assert everywhere.file_bytes == entries[SINR_EVERYWHERE]["file_bytes"]
+    assert result.file_bytes <= everywhere.file_bytes
 
 
 def _fake_run(size: int, value: float):

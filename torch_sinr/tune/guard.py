@@ -3,7 +3,8 @@
 A user who could quantize the same model uniformly, with the same fine-tuning, would do so if it
 gave a smaller file at the target. So after its own search, ``compress`` also makes the two
 uniform files a user could have (in the same container and coder, fine-tuned with the same
-steps) and keeps the best of the three for the target:
+steps), and the search's file with SINR on every target linear, and keeps the best for the target
+(``tune.pipeline`` names the candidates). The uniform ones:
 
 * **mixed precision**: the same search and fine-tuning with SINR switched off (bits per tensor);
 * **one width**: every tensor on a grid of one width, fine-tuned; the narrowest width that meets

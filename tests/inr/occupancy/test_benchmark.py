@@ -44,7 +44,7 @@ def test_benchmark_writes_json_markdown_and_pngs(tmp_path):
     assert {r["method"] for r in entry["sinr_vs_baseline"]} == {"sinr-paper", "sinr+ft", "compress"}
     # compress's candidates (its search and the guard's uniform baselines), each scored on the full grid
     candidates = by_method[("compress", "MaxDrop(0.005)")]["candidates"]
-    assert {c["candidate"] for c in candidates} == {"search", "mixed precision", "one width"}
+    assert {c["candidate"] for c in candidates} == {"search", "mixed precision", "one width", "SINR on every layer"}
     ran = [c for c in candidates if not c.get("skipped")]
     assert "search" in {c["candidate"] for c in ran} and sum(c["kept"] for c in ran) == 1
     assert all(c["bytes"] > 0 and 0 <= c["iou"] <= 1 and c["seconds"] >= 0 for c in ran)
