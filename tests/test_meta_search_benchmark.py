@@ -26,7 +26,7 @@ def test_three_codings_of_benchmark_meta_fit_and_a_rerun_resumes(tmp_path):
     assert meta_search.main(common + ["--drops", "3"]) == 0
     results = json.loads((tmp_path / "out" / "meta_search.json").read_text())["results"]
     c3 = results["configs"]["C3-32"]
-    assert set(c3["mean"]) == {f"{v} drop=3" for v in meta_search.VARIANTS}
+    assert set(c3["mean"]) == {f"{v} drop=3" for v in [*meta_search.VARIANTS, meta_search.GUARDED]}
     # the same fit as benchmarks.meta's (same seed, same steps)
     assert c3["fitted_psnr"] == pytest.approx(c3["fitted_psnr_in_meta_records"], abs=1e-9)
     record = json.loads(next((tmp_path / "cache").glob("search-C3-32-kodim13-*.json")).read_text())
@@ -74,6 +74,25 @@ def test_savings_are_against_the_same_target_and_the_fronts():
     # no one-width front unless benchmarks.meta has records of the same images
     other = meta_search.summarize(records, [])["mean"]
     assert other["choice drop=1"]["saving_vs_one_width_front"] is None
+
+
+def test_compress_default_row_is_what_the_guard_keeps():
+    def run(method, size, met):
+        return {"method": method, "drop_target": 2.5, "bytes": size, "bpp": size / 100, "psnr": 22.0, "met": met,
+                "seconds": 2.0, "sinr_layers": []}
+
+    # the smallest file meeting the target; the search's when it ties
+    runs = {"choice drop=2.5": run("choice", 500, True), "mixed precision drop=2.5": run("mixed precision", 500, True),
+            "sinr drop=2.5": run("sinr", 400, True)}
+    kept = meta_search.guarded_runs(runs)[f"{meta_search.GUARDED} drop=2.5"]
+    assert kept["kept"] == "sinr" and kept["bytes"] == 400 and kept["seconds"] == 6.0
+    assert kept["method"] == meta_search.GUARDED
+    runs["sinr drop=2.5"] = run("sinr", 300, False)  # smaller, but below the target
+    assert meta_search.guarded_runs(runs)[f"{meta_search.GUARDED} drop=2.5"]["kept"] == "choice"
+    runs["choice drop=2.5"] = run("choice", 200, False)  # a search that misses loses to any file that meets
+    assert meta_search.guarded_runs(runs)[f"{meta_search.GUARDED} drop=2.5"]["kept"] == "mixed precision"
+    del runs["sinr drop=2.5"]  # without every candidate there is no such row
+    assert meta_search.guarded_runs(runs) == {}
 
 
 def test_c5_is_refused_with_a_pointer(tmp_path):
