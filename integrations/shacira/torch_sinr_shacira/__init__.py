@@ -14,10 +14,10 @@ Modules, one concern each:
   writes JSON + markdown + a PNG crop comparison.
 """
 
-from .codec import compress_decoders, decode_image, prepare_for_coding, write_baseline
+from .codec import compress_decoders, decode_image, latent_storage, prepare_for_coding, write_baseline
 from .data import PixelSource, tile_image
 from .model import ImageModel, ImageModelConfig, RateModel
 from .train import CPU_TRAINING, TrainConfig, train
 
 __all__ = ["CPU_TRAINING", "ImageModel", "ImageModelConfig", "PixelSource", "RateModel", "TrainConfig",
-           "compress_decoders", "decode_image", "prepare_for_coding", "tile_image", "train", "write_baseline"]
+           "compress_decoders", "decode_image", "latent_storage", "prepare_for_coding", "tile_image", "train", "write_baseline"]

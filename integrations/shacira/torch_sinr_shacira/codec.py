@@ -1,8 +1,8 @@
 """The trained image model as one file, and the file back as an image, tile by tile.
 
 - ``prepare_for_coding``: round the latents to the integers they were trained against, mark
-  them as integer-stored (format kind ``integers``: range-coded with a stored histogram model,
-  counted in the file) and freeze them.
+  them as integers level by level (format kind ``stepped`` with a step of 1 per level: each
+  level range-coded under its own stored histogram, counted in the file) and freeze them.
 - ``write_baseline``: the SHACIRA-style file: integer latents, decoders at float32 (as SHACIRA
   counts them), in the same container and entropy coder as everything else.
 - ``compress_decoders``: SINR on the MLP (the latent decoder on the dense grid) through ``torch_sinr.compress``
@@ -26,7 +26,8 @@ from torch import nn
 
 from torch_sinr import MaxDrop, SINRConfig, compress
 from torch_sinr.format import load_compressed, read_compressed, save_compressed
-from torch_sinr.nn.storage import INTEGER_STORAGE, set_storage
+from torch_sinr.core.quantization import StepQuantizer
+from torch_sinr.nn.storage import set_storage
 
 from .data import PixelSource
 from .model import ImageModel
@@ -40,10 +41,19 @@ DECODER_VALUE_BITS = (12, 10, 8)  # autotune's menu for the decoders: the riches
 DECODER_MODULES = "decoders"  # compress_decoders' default target: the latent decoder and the MLP
 
 
+def latent_storage(model: ImageModel) -> StepQuantizer:
+    """The latents' storage: integers (a step of 1) in one group per level, so each level has its
+    own histogram. The levels' integers differ in spread (coarse levels wide, fine ones mostly
+    0): on the large image's trained latents one histogram for all of them cost 13% more than
+    one per level (``benchmarks/results/latent_contexts.md``)."""
+    sizes = model.grid.config.level_sizes()
+    return StepQuantizer(tuple(sizes), (1.0,) * len(sizes))
+
+
 def prepare_for_coding(model: ImageModel) -> ImageModel:
     with torch.no_grad():
         model.grid.latents.copy_(torch.round(model.grid.latents))
-    set_storage(model.grid, "latents", INTEGER_STORAGE)
+    set_storage(model.grid, "latents", latent_storage(model))
     model.grid.latents.requires_grad_(False)
     # the latents are integers now: reading them as they are is the same as rounding them, and
     # takes the grid's fused gather (rounding goes through a slower differentiable path)
