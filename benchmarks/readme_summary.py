@@ -323,7 +323,8 @@ def _nerf_scene_rd_lines(results: Path) -> list[str]:
 def shacira_block(results: Path = RESULTS) -> str:
     """integrations/shacira/README.md's block: each committed run of benchmarks.shacira."""
     runs = {name: _load_result(results, name, command) for name, command in SHACIRA_SOURCES.items()}
-    lines = [_generated_by(list(runs)), "",
+    sources = list(runs) + (["latent_contexts.json"] if (results / "latent_contexts.json").is_file() else [])
+    lines = [_generated_by(sources), "",
              "| image | file | bytes | bpp | PSNR | latents | latent decoder | MLP | decoded in | peak RSS decoding "
              "(anonymous) | CPU, threads |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -334,9 +335,22 @@ def shacira_block(results: Path = RESULTS) -> str:
     return "\n".join(lines + [""] + notes + [
         "", "Decoders are counted at float32 in the SHACIRA-style file, as SHACIRA counts them: the decoder "
         "saving is against that, context for the paper's figure. Where a run lists them, \"search\", \"mixed "
-        "precision\" and \"one width\" are the candidates `compress` made (its SINR / per-layer search, and the fair "
-        "uniform baselines with the same fine-tuning), each written and decoded in full; \"compress (kept: ...)\" "
-        "is the one it keeps, the smallest within the PSNR target."])
+        "precision\", \"one width\" and \"SINR on every layer\" are the candidates `compress` made (its SINR / "
+        "per-layer search, the fair uniform baselines with the same fine-tuning, and the search with SINR on every "
+        "linear; runs made before that candidate existed list three), each written and decoded in full; "
+        "\"compress (kept: ...)\" is the one it keeps, the smallest within the PSNR target."] + _latent_storage_note(results))
+
+
+def _latent_storage_note(results: Path) -> list[str]:
+    """What storing the latents level by level changed, from latent_contexts.json (when present)."""
+    path = results / "latent_contexts.json"
+    if not path.is_file():
+        return []
+    stored = json.loads(path.read_text())["results"]["file_latent_bytes"]
+    return ["", f"Runs made before the latents were stored level by level (one histogram per level, kind `stepped`) "
+                f"used one histogram for all levels (kind `integers`): on the 5208 x 3588 image's trained latents "
+                f"{stored['one_histogram']:,} B then, {stored['per_level']:,} B now "
+                f"([`latent_contexts.md`]({RESULTS_LINK}/latent_contexts.md))."]
 
 
 def _shacira_rows(name: str, data: dict) -> list[str]:
