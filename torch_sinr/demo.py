@@ -1,6 +1,6 @@
 """The built-in main job: does SINR save bits on a SIREN, against the best uniform quantization?
 
-``torch-sinr demo`` (no arguments, about a minute on 2 CPU cores):
+``torch-sinr demo`` (no arguments, a few minutes on 2 CPU cores: one fit and compress's four searches):
 
 1. fits a SIREN to a bundled Kodak image;
 2. compresses it with ``torch_sinr.compress`` (autotune + fine-tuning to within ``--max-drop``
@@ -33,9 +33,11 @@ from .tune.pipeline import UNIFORM_CANDIDATES, compress
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="PNG/JPEG to fit (default: the bundled kodim23)")
-    # The defaults (a 2x64 SIREN on the image at 153x102) keep the run near a minute on 2 cores.
-    # Measured on this machine: 3x64 at 192x128 took 2 min 10 s (14.1% saving), 3x64 at 128x85
-    # 58 s (8.4%, 10.7 bpp: a network larger than its image), 2x64 at 153x102 62 s (11.3%, 4.6 bpp).
+    # The defaults (a 2x64 SIREN on the image at 153x102) keep the run to a few minutes on 2 cores.
+    # Measured on this machine when choosing them (compress with one search, before the guard):
+    # 3x64 at 192x128 took 2 min 10 s (14.1% saving), 3x64 at 128x85 58 s (8.4%, 10.7 bpp: a
+    # network larger than its image), 2x64 at 153x102 62 s (11.3%, 4.6 bpp). With the guard's four
+    # searches, 2x64 at 153x102: 207 s, and mixed precision was kept (7,654 B against SINR's 8,263 B).
     parser.add_argument("--downscale", type=int, default=5, help="box-average the image by this factor before fitting (5 gives 153x102)")
     parser.add_argument("--hidden", type=int, default=64, help="SIREN width (hidden features per layer)")
     parser.add_argument("--layers", type=int, default=2, help="SIREN hidden layers")
