@@ -41,9 +41,8 @@ import torch
 from scipy.special import gammaln
 
 from benchmarks._common import HelpFormatter, cpu_model, exit_code, md_table, publish
-from benchmarks.shacira import CACHE, LARGE, REPO
+from benchmarks.shacira import CACHE, LARGE, REPO, checkpoint_path
 from torch_sinr.errors import SINRError
-from torch_sinr.inr.fitting import key_digest
 from torch_sinr.inr.hashgrid.encoding import HashGrid, hash_coords
 
 NAME = "latent_contexts"
@@ -178,10 +177,7 @@ def trained_model(image: Path, cache: Path, threads: int):
     source = PixelSource.open(image, cache / "images")
     model_config = ImageModelConfig.for_image(source.height, source.width)
     train_config = replace(CPU_TRAINING)
-    key = {"image": source.name, "shape": [source.height, source.width], "model": model_config.to_dict(),
-           "train": train_config.to_dict()}
-    name = image.stem.split("-")[0]
-    checkpoint = cache / "checkpoints" / f"{name}-{key_digest(key)}.pt"  # benchmarks.shacira's
+    checkpoint = checkpoint_path(cache, image.stem.split("-")[0], source, model_config, train_config)
     torch.manual_seed(train_config.seed)
     model = ImageModel(model_config)
     record = train(model, source, train_config, rate=RateModel(model_config.latent_dim), checkpoint=checkpoint,

@@ -115,6 +115,14 @@ def crops_png(path: Path, source, images: list[tuple[str, np.ndarray]], size: in
     fig.savefig(path, dpi=100)
 
 
+def checkpoint_path(cache: Path, name: str, source, model_config, train_config) -> Path:
+    """Where the training of ``source`` under these settings is checkpointed (keyed by all of them,
+    so another setting never resumes from it); other benchmarks reuse the trained model through it."""
+    key = {"image": source.name, "shape": [source.height, source.width], "model": model_config.to_dict(),
+           "train": train_config.to_dict()}
+    return cache / "checkpoints" / f"{name}-{key_digest(key)}.pt"
+
+
 def run(args: argparse.Namespace) -> dict:
     from torch_sinr.format import save_compressed
     from torch_sinr_shacira import (ImageModel, ImageModelConfig, PixelSource, RateModel, TrainConfig,
@@ -140,9 +148,7 @@ def run(args: argparse.Namespace) -> dict:
     model_config = ImageModelConfig.for_image(source.height, source.width, **overrides)
     train_config = replace(CPU_TRAINING, **{k: v for k, v in (("steps", args.steps), ("batch", args.batch),
                                                                ("rate_lambda", args.rate_lambda)) if v is not None})
-    key = {"image": source.name, "shape": [source.height, source.width], "model": model_config.to_dict(),
-           "train": train_config.to_dict()}
-    checkpoint = cache / "checkpoints" / f"{name}-{key_digest(key)}.pt"
+    checkpoint = checkpoint_path(cache, name, source, model_config, train_config)
     torch.manual_seed(train_config.seed)
     model, rate = ImageModel(model_config), RateModel(model_config.latent_dim)
     print(f"{source.name}: {source.height} x {source.width}, {model.grid.latents.shape[0]:,} latents, "
