@@ -36,7 +36,7 @@ import torch
 
 from benchmarks import kodak, meta
 from benchmarks._common import cpu_model, exit_code, md_table, publish
-from torch_sinr import MaxDrop, compress, load_compressed, save_compressed
+from torch_sinr import MaxDrop, SINRError, compress, load_compressed, save_compressed
 from torch_sinr.inr.models import INR, image_loss, psnr, render
 from torch_sinr.inr.offsets import choose_offset_layers, offset_network
 from torch_sinr.nn.layer import SINRLinear
@@ -99,9 +99,21 @@ def search_record(kind: str, size: int, learned, name: str, image: torch.Tensor,
             for label, search in VARIANTS.items():
                 coded = copy.deepcopy(network)
                 t0 = time.perf_counter()
-                result = compress(coded, image_loss(image), evaluate=evaluate, target=MaxDrop(drop),
-                                  steps=args.ft_steps, config=kodak.sinr_config(**SETTINGS), guard=False,
-                                  progress=False, **search)
+                try:
+                    result = compress(coded, image_loss(image), evaluate=evaluate, target=MaxDrop(drop),
+                                      steps=args.ft_steps, config=kodak.sinr_config(**SETTINGS), guard=False,
+                                      progress=False, **search)
+                except SINRError as exc:
+                    # a measured outcome, not a crash: this coding cannot reach the target on this fit
+                    # (e.g. SINR at the settings' 8-bit values on a wide SIREN); the guard's row then
+                    # keeps another run
+                    seconds = time.perf_counter() - t0
+                    record["runs"][f"{label} drop={drop:g}"] = {
+                        "method": label, "drop_target": drop, "bytes": None, "bpp": None, "psnr": None,
+                        "met": False, "seconds": seconds, "error": str(exc)}
+                    print(f"{kind}-{size} {name} {label} drop {drop:g}: cannot be met ({exc}), {seconds:.0f} s",
+                          flush=True)
+                    continue
                 seconds = time.perf_counter() - t0
                 size_bytes = save_compressed(coded, path).file_bytes
                 decoded = load_compressed(path, offset_network(INR(model.config), learned.init, layers))
@@ -144,11 +156,18 @@ def summarize(records: list[dict], meta_records: list[dict]) -> dict:
     for record in records:
         for label, run in {**record["runs"], **guarded_runs(record["runs"])}.items():
             runs.setdefault(label, []).append(run)
-    mean = {label: {"method": rs[0]["method"], "drop_target": rs[0]["drop_target"], "images": len(rs),
-                    "bpp": meta._mean([r["bpp"] for r in rs]), "psnr": meta._mean([r["psnr"] for r in rs]),
-                    "met": sum(r["met"] for r in rs), "seconds": meta._mean([r["seconds"] for r in rs]),
-                    "sinr_layers": meta._mean([len(r["sinr_layers"]) for r in rs])}
-            for label, rs in sorted(runs.items())}
+    # a run that could not meet its target has no file: means are over the images that have one,
+    # and a coding without a file on every image gets no mean (it would compare other images)
+    mean = {}
+    for label, rs in sorted(runs.items()):
+        written = [r for r in rs if r["bytes"] is not None]
+        complete = len(written) == len(rs)
+        mean[label] = {"method": rs[0]["method"], "drop_target": rs[0]["drop_target"], "images": len(rs),
+                       "unmet_searches": len(rs) - len(written),
+                       "bpp": meta._mean([r["bpp"] for r in rs]) if complete else None,
+                       "psnr": meta._mean([r["psnr"] for r in rs]) if complete else None,
+                       "met": sum(r["met"] for r in rs), "seconds": meta._mean([r["seconds"] for r in rs]),
+                       "sinr_layers": meta._mean([len(r["sinr_layers"]) for r in written]) if complete else None}
     one_width = []
     if meta_records and {r["image"] for r in meta_records} == {r["image"] for r in records}:
         points: dict[str, list[dict]] = {}
@@ -158,10 +177,16 @@ def summarize(records: list[dict], meta_records: list[dict]) -> dict:
                     points.setdefault(f"{p['method']} {p['setting']}", []).append(p)
         one_width = [(meta._mean([p["psnr"] for p in ps]), meta._mean([p["bpp"] for p in ps]))
                      for ps in points.values() if len(ps) == len(records)]
+    mp_front = [(v["psnr"], v["bpp"]) for v in mean.values() if v["method"] == BASELINE and v["bpp"] is not None]
     for label, m in mean.items():
+        if m["bpp"] is None:
+            for key in ("same_target", "front"):
+                m[f"saving_vs_mixed_precision_{key}"] = None
+            m["saving_vs_one_width_front"] = m["saving_vs_best_baseline_front"] = None
+            continue
         same = mean.get(f"{BASELINE} drop={m['drop_target']:g}")
-        m["saving_vs_mixed_precision_same_target"] = None if same is None else 1 - m["bpp"] / same["bpp"]
-        mp_front = [(v["psnr"], v["bpp"]) for v in mean.values() if v["method"] == BASELINE]
+        m["saving_vs_mixed_precision_same_target"] = (None if same is None or same["bpp"] is None
+                                                      else 1 - m["bpp"] / same["bpp"])
         need = kodak._best_baseline_bpp(mp_front, m["psnr"])
         m["saving_vs_mixed_precision_front"] = None if need is None or m["method"] == BASELINE else 1 - m["bpp"] / need
         need = kodak._best_baseline_bpp(one_width, m["psnr"]) if one_width else None
@@ -179,6 +204,13 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:+.1f}%"
 
 
+def _fmt(x, spec: str, m: dict) -> str:
+    """A mean, or why there is none: the search could not meet the target on some image."""
+    if x is not None:
+        return format(x, spec)
+    return f"target not met ({m.get('unmet_searches', 0)}/{m['images']})"
+
+
 def markdown(results: dict) -> str:
     lines = ["# Meta-learned SIRENs (C3 / C4) through `compress`'s search: per-layer choice vs mixed precision", "",
              f"Protocol: {json.dumps(results['protocol'])}.", "",
@@ -190,14 +222,17 @@ def markdown(results: dict) -> str:
              "both fronts together, the strongest baseline (interpolated, '-' outside a front). Positive: "
              f"smaller than the baseline. \"{GUARDED}\": per image, the run `compress`'s guard keeps of the "
              "three (the smallest file meeting the target; seconds: the three together); the guard also makes "
-             "a one-width file, not run here, so its bytes are an upper bound.", "",
+             "a one-width file, not run here, so its bytes are an upper bound. \"target not met (n/N)\": the "
+             "search raised on n of the N images (the target is out of that coding's reach after its "
+             "fine-tuning); such a coding has no mean.", "",
              f"Choices made on data: {results['tuned_on']}.", ""]
     for name, s in results["configs"].items():
         lines += [f"## {name}", "",
                   f"Images: {', '.join(s['images'])}. Fitted PSNR {s['fitted_psnr']:.2f} dB "
                   f"(benchmarks.meta's records: {'-' if s['fitted_psnr_in_meta_records'] is None else format(s['fitted_psnr_in_meta_records'], '.2f')} dB).", ""]
-        rows = [[label, str(m["images"]), f"{m['bpp']:.4f}", f"{m['psnr']:.2f}", f"{m['met']}/{m['images']}",
-                 f"{m['sinr_layers']:.2f}", _pct(m["saving_vs_mixed_precision_same_target"]),
+        rows = [[label, str(m["images"]), _fmt(m["bpp"], ".4f", m), _fmt(m["psnr"], ".2f", m),
+                 f"{m['met']}/{m['images']}", _fmt(m["sinr_layers"], ".2f", m),
+                 _pct(m["saving_vs_mixed_precision_same_target"]),
                  _pct(m["saving_vs_mixed_precision_front"]), _pct(m["saving_vs_one_width_front"]),
                  _pct(m["saving_vs_best_baseline_front"]),
                  f"{m['seconds']:.0f}"] for label, m in s["mean"].items()]
@@ -219,7 +254,8 @@ def plot(results: dict, path: Path) -> None:
     names = list(results["configs"])
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        meta.method_curves(ax, results["configs"][name]["mean"].values(), lambda method: method == BASELINE)
+        meta.method_curves(ax, [m for m in results["configs"][name]["mean"].values() if m["bpp"] is not None],
+                           lambda method: method == BASELINE)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("bpp (file bytes)")
         ax.set_ylabel("PSNR (dB)")

@@ -46,8 +46,8 @@ def test_three_codings_of_benchmark_meta_fit_and_a_rerun_resumes(tmp_path):
 
 
 def _run(method, drop, bpp, psnr, met=True):
-    return {"method": method, "drop_target": drop, "bpp": bpp, "psnr": psnr, "met": met, "seconds": 1.0,
-            "sinr_layers": ["a"] if method != "mixed precision" else []}
+    return {"method": method, "drop_target": drop, "bytes": round(bpp * 100), "bpp": bpp, "psnr": psnr, "met": met,
+            "seconds": 1.0, "sinr_layers": ["a"] if method != "mixed precision" else []}
 
 
 def test_savings_are_against_the_same_target_and_the_fronts():
@@ -93,6 +93,37 @@ def test_compress_default_row_is_what_the_guard_keeps():
     assert meta_search.guarded_runs(runs)[f"{meta_search.GUARDED} drop=2.5"]["kept"] == "mixed precision"
     del runs["sinr drop=2.5"]  # without every candidate there is no such row
     assert meta_search.guarded_runs(runs) == {}
+
+
+def test_a_search_that_cannot_meet_its_target_is_a_result_not_a_crash(tmp_path, monkeypatch):
+    # compress raises when a coding cannot reach the target (SINR at 8-bit values on a wide SIREN
+    # at a 1 dB drop): the record keeps that as an unmet run, the guard's row keeps another file,
+    # and the coding gets no mean bpp
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    _images(kodak)
+    common = ARGS + ["--kodak", str(kodak), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert meta.main(common) == 0
+    real = meta_search.compress
+
+    def sinr_fails(model, *args, **kwargs):
+        if kwargs.get("uniform_bits") == ():
+            raise meta_search.SINRError("target MaxDrop(drop=3.0) cannot be met: the floor is 1")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(meta_search, "compress", sinr_fails)
+    assert meta_search.main(common + ["--drops", "3"]) == 0
+    record = json.loads(next((tmp_path / "cache").glob("search-C3-32-kodim13-*.json")).read_text())
+    unmet = record["runs"]["sinr drop=3"]
+    assert unmet["bytes"] is None and unmet["met"] is False and "cannot be met" in unmet["error"]
+    results = json.loads((tmp_path / "out" / "meta_search.json").read_text())["results"]
+    mean = results["configs"]["C3-32"]["mean"]
+    assert mean["sinr drop=3"]["bpp"] is None and mean["sinr drop=3"]["unmet_searches"] == 1
+    assert mean["sinr drop=3"]["saving_vs_best_baseline_front"] is None
+    kept = meta_search.guarded_runs(record["runs"])[f"{meta_search.GUARDED} drop=3"]
+    assert kept["kept"] in ("choice", "mixed precision") and kept["bytes"] is not None
+    assert mean[f"{meta_search.GUARDED} drop=3"]["bpp"] == kept["bpp"]
+    assert "target not met (1/1)" in (tmp_path / "out" / "meta_search.md").read_text()
 
 
 def test_c5_is_refused_with_a_pointer(tmp_path):
