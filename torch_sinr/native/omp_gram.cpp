@@ -40,6 +40,8 @@ namespace {
 // Atoms per block of the float32 correlations, summed in an L1-resident accumulator while the
 // support's rows of G stream past (512 was chosen for the float64 kernel this one replaced).
 constexpr int64_t CHUNK = 512;
+constexpr int64_t SPAN = 64;  // atoms per block of the candidates' scan
+static_assert(CHUNK % SPAN == 0, "a chunk holds whole blocks");
 
 struct Problem {
     int64_t k2, limit;
@@ -57,10 +59,9 @@ constexpr double U32 = 5.9604644775390625e-08;  // 2^-24
 constexpr double U64 = 1.1102230246251565e-16;  // 2^-53
 constexpr float F32_TINY = 1e-37f;               // below this a float32 result may be subnormal
 
-constexpr int64_t SPAN = 64;  // atoms per block of the candidates' scan
-
 struct Scratch {
     std::vector<float> approx;      // (k2,) |float32 correlations| of this step
+    std::vector<float> a0f;         // (k2,) alpha0 rounded to float32 once per signal, not once a step
     std::vector<uint32_t> block_max;  // (k2 / SPAN,) the largest score's bits per block
     std::vector<double> beta;       // (limit,) least-squares coefficients on the support
     std::vector<double> work;       // (limit,) back substitution's right-hand side
@@ -95,6 +96,7 @@ void one_signal(const Problem& p, const float* gram32, double gmax, int64_t b, S
     const double* a0 = p.alpha0 + b * k2;
     double a0max = 0.0;
     for (int64_t k = 0; k < k2; ++k) a0max = std::max(a0max, std::fabs(a0[k]));
+    for (int64_t k = 0; k < k2; ++k) s.a0f[k] = static_cast<float>(a0[k]);
     std::fill(s.taken.begin(), s.taken.end(), 0);
     int64_t* support = p.support + b * limit;
     double* res2 = p.residual2 + b * limit;
@@ -108,7 +110,7 @@ void one_signal(const Problem& p, const float* gram32, double gmax, int64_t b, S
         // float32 correlations of every atom: alpha0 - sum_i beta_i G32[j_i, :]
         for (int64_t start = 0; start < k2; start += CHUNK) {
             const int64_t n = std::min(CHUNK, k2 - start);
-            for (int64_t k = 0; k < n; ++k) acc[k] = static_cast<float>(a0[start + k]);
+            std::memcpy(acc, s.a0f.data() + start, n * sizeof(float));
             int64_t i = 0;
             for (; i + 4 <= t; i += 4) {
                 for (int q = 0; q < 4; ++q) bf[q] = static_cast<float>(-s.beta[i + q]);
@@ -118,24 +120,33 @@ void one_signal(const Problem& p, const float* gram32, double gmax, int64_t b, S
             for (; i < t; ++i) axpy1(acc, gram32 + support[i] * k2 + start, static_cast<float>(-s.beta[i]), n);
             float* out = s.approx.data() + start;
             for (int64_t k = 0; k < n; ++k) out[k] = std::fabs(acc[k]);
+            // the largest score per block of SPAN atoms as the largest bit pattern, while the chunk
+            // is in L1: non-negative floats order as their bits, and an integer maximum vectorizes
+            // where a float one (signed zeros, NaN) does not (the candidates' scan below skips
+            // blocks below its floor; CHUNK is a multiple of SPAN)
+            const uint32_t* bits = reinterpret_cast<const uint32_t*>(out);
+            for (int64_t b0 = 0; b0 < n; b0 += SPAN) {
+                const int64_t stop = std::min(n, b0 + SPAN);
+                uint32_t m = 0;
+                for (int64_t k = b0; k < stop; ++k) m = std::max(m, bits[k]);
+                s.block_max[(start + b0) / SPAN] = m;
+            }
         }
         float taken_top = 0.0f;  // the taken atoms' largest float32 score (about 0: r is orthogonal to them)
         for (int64_t i = 0; i < t; ++i) {
             taken_top = std::max(taken_top, s.approx[support[i]]);
             s.approx[support[i]] = 0.0f;  // taken atoms: skipped below, and no higher than any other
         }
-        // the largest score as the largest bit pattern: non-negative floats order as their bits,
-        // and an integer maximum vectorizes where a float one (signed zeros, NaN) does not
-        // (kept per block of SPAN atoms, so the candidates' scan below skips blocks below its floor)
-        uint32_t top_bits = 0;
+        // the blocks holding taken atoms, again without them
         const uint32_t* bits = reinterpret_cast<const uint32_t*>(s.approx.data());
-        for (int64_t start = 0, block = 0; start < k2; start += SPAN, ++block) {
-            const int64_t stop = std::min(k2, start + SPAN);
+        for (int64_t i = 0; i < t; ++i) {
+            const int64_t block = support[i] / SPAN, start = block * SPAN, stop = std::min(k2, start + SPAN);
             uint32_t m = 0;
             for (int64_t k = start; k < stop; ++k) m = std::max(m, bits[k]);
             s.block_max[block] = m;
-            top_bits = std::max(top_bits, m);
         }
+        uint32_t top_bits = 0;
+        for (int64_t block = 0; block < (k2 + SPAN - 1) / SPAN; ++block) top_bits = std::max(top_bits, s.block_max[block]);
         float top;
         std::memcpy(&top, &top_bits, sizeof top);
         // the bound on |float32 - float64 value| (both against the exact sum)
@@ -239,6 +250,7 @@ extern "C" int sinr_omp_gram(int64_t batch, int64_t k2, int64_t limit, const dou
         Scratch s;
         try {
             s.approx.resize(k2);
+            s.a0f.resize(k2);
             s.block_max.resize((k2 + SPAN - 1) / SPAN);
             s.beta.resize(limit);
             s.row.resize(limit);

@@ -91,7 +91,7 @@ def gram_omp(prep: PreparedDictionary, w: torch.Tensor, limit: int, tol2: torch.
                                        residual2[start:stop].data_ptr())
         if status == 2:
             raise MemoryError(f"omp_gram: the kernel could not allocate a thread's scratch "
-                              f"({4 * k2 + 16 * limit * limit} bytes)")
+                              f"(about {9 * k2 + 16 * limit * limit} bytes)")
         if status != 0:  # the arguments checked above make this unreachable; never return half-written codes
             raise SINRInputError(f"omp_gram: the kernel refused its arguments (status {status})")
         if progress is not None:
