@@ -28,10 +28,6 @@ d. A 256 x 65536 dictionary (the largest default) with 256 signals at s = 64, ru
    process: wall time and OMP's own peak memory against the stated bound.
 e. Every OMP path on a ladder of problem sizes: where batch OMP starts to win over screen, and
    what ``method="auto"`` picks (``omp.auto_method``: gram where it runs, else ``omp.BATCH_MIN_WORK``).
-f. The ``gram`` kernel on the 8 x 256 MLP's OMP problem (k1 256, k2 4096, s 116, 256 signals)
-   with the Gram matrix and its float32 copy on ordinary pages and on huge pages
-   (``torch_sinr.core.coders.huge_pages``, what ``PreparedDictionary`` uses), run alternately:
-   medians, their ratio, and whether the outputs are identical.
 c2. One warm ``compress_model`` of the 8 x 256 MLP under the profiler: seconds per phase (named in
    the library with ``record_function``), each phase's multiply-adds and memory traffic, and what
    that work takes at this machine's bf16 GEMM rate and memory bandwidth, measured in the run.
@@ -231,42 +227,6 @@ def _floor_line(a: dict) -> str:
             f"residuals by the dictionary every step, cannot be more than {floor['max_speedup']:.1f}x the fastest "
             f"scikit-learn here. The gram path does not form that product (it updates the correlations from the "
             f"Gram matrix, k2 x t multiply-adds per row and step).")
-
-
-def bench_huge_pages(seed: int, repeats: int, k1: int = 256, k2: int = 4096, s: int = 116, batch: int = 256) -> dict:
-    """The gram kernel with its matrices on ordinary pages vs on huge pages, alternately."""
-    from types import SimpleNamespace
-
-    dictionary = get_dictionary(DictionarySpec(seed=seed, k1=k1, k2=k2), "cpu")
-    if not _gram_runs(k2, s):
-        return {"skipped": "the gram kernel does not run here"}
-    prep = _omp_module.prepared(dictionary, torch.device("cpu"))
-    huge = (prep.gram, prep.gram32())
-    plain = (prep.gram.clone(), prep.gram32().clone())  # torch's allocator: ordinary pages
-    gen = torch.Generator().manual_seed(seed)
-    signals = torch.randn(batch, k1, generator=gen, dtype=torch.float64) * 0.05
-    tol2 = torch.full((batch,), -1.0, dtype=torch.float64)  # s steps on every row
-    times: dict[str, list[float]] = {"ordinary pages": [], "huge pages": []}
-    outputs = {}
-    for _ in range(repeats + 1):  # the first round warms both up, untimed
-        for label, (gram, gram32) in (("ordinary pages", plain), ("huge pages", huge)):
-            stand_in = SimpleNamespace(k2=k2, gram=gram, gram32=lambda g=gram32: g, atoms_t=prep.atoms_t)
-            t, out = time_call(lambda: omp_gram.gram_omp(stand_in, signals, s, tol2, False))
-            times[label].append(t)
-            outputs[label] = out
-    same = all(torch.equal(a, b) for a, b in zip(outputs["ordinary pages"][:3], outputs["huge pages"][:3]))
-    medians = {label: statistics.median(ts[1:]) for label, ts in times.items()}
-    return {"problem": {"seed": seed, "k1": k1, "k2": k2, "signals": batch, "signal_std": 0.05, "s": s},
-            "threads": torch.get_num_threads(), "median_s": medians, "times_s": times,
-            "speedup": medians["ordinary pages"] / medians["huge pages"], "outputs_identical": same,
-            "transparent_hugepage": _thp_setting()}
-
-
-def _thp_setting() -> str:
-    try:
-        return Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
-    except OSError:
-        return "unknown"
 
 
 def bench_omp_cuda(dictionary, signals, s: int, repeats: int, cpu_code) -> dict:
@@ -723,21 +683,7 @@ def render(results: dict) -> str:
           f"{c['screen_s'] * 1e3:.1f}", c["faster"], c["auto"]] for c in cross])
         + f"\n\nauto picks gram where its kernel builds and the Gram matrix fits; otherwise batch from B k2 s >= "
           f"{_omp_module.BATCH_MIN_WORK:.2e}.")
-    hp = results.get("huge_pages")
-    if hp and "median_s" in hp:
-        parts.append(render_huge_pages(hp))
     return "\n\n".join(parts) + "\n"
-
-
-def render_huge_pages(hp: dict) -> str:
-    """Section f's table and note."""
-    return ("## f. The gram kernel on ordinary and on huge pages\n\n" + md_table(
-            ["Problem", "Threads", "Ordinary pages (ms)", "Huge pages (ms)", "Speed-up", "Outputs identical"],
-            [[_problem(hp["problem"]), hp["threads"], f"{hp['median_s']['ordinary pages'] * 1e3:.0f}",
-              f"{hp['median_s']['huge pages'] * 1e3:.0f}", f"{hp['speedup']:.2f}x", _yes(hp["outputs_identical"])]])
-            + f"\n\nThe Gram matrix (float64) and its float32 copy, cloned by torch's allocator (ordinary pages) "
-              f"or as `PreparedDictionary` holds them (`huge_pages.empty`); run alternately, medians of the timed "
-              f"rounds after one untimed round. This system's transparent huge pages: `{hp['transparent_hugepage']}`.")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -793,7 +739,6 @@ def main(argv: list[str] | None = None) -> dict:
         for method in ("auto", "batch", "screen")
     ]
     results["breakdown"] = bench_breakdown(args.seed)
-    results["huge_pages"] = bench_huge_pages(args.seed, args.omp_repeats)
     load["after_compress"] = list(os.getloadavg())
     results["large_dictionary"] = bench_large_dictionary()
     results["crossover"] = bench_crossover(args.omp_repeats)

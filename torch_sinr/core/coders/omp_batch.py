@@ -26,7 +26,6 @@ import warnings
 import torch
 from torch.profiler import record_function
 
-from . import huge_pages
 from .screening import BLOCK, CHUNK_COLUMNS, ScreenDictionary, candidates, hot_blocks
 
 GRAM_MAX_BYTES = 256 * 2**20
@@ -52,22 +51,14 @@ class PreparedDictionary:
         self.atom_blocks = rows.view(padded // BLOCK, BLOCK, k1)
         self.atom_sq = (self.atoms_t * self.atoms_t).sum(1)
         self.screen = ScreenDictionary(self.atoms_t, screen_dtype)
-        self.gram = None
-        if 8 * k2 * k2 <= GRAM_MAX_BYTES:
-            # on huge pages on the CPU: the Gram kernel reads it at random rows (huge_pages says why)
-            self.gram = (huge_pages.empty((k2, k2), torch.float64) if rows.device.type == "cpu"
-                         else torch.empty(k2, k2, dtype=torch.float64, device=device))
-            torch.mm(self.atoms_t, self.atoms_t.t(), out=self.gram)
+        self.gram = self.atoms_t @ self.atoms_t.t() if 8 * k2 * k2 <= GRAM_MAX_BYTES else None
         self._gram32: torch.Tensor | None = None
 
     def gram32(self) -> torch.Tensor:
         """The Gram matrix rounded to float32 (made on first use, kept): the correlation-space
         kernel's screening copy."""
         if self._gram32 is None:
-            if self.gram.device.type == "cpu":
-                self._gram32 = huge_pages.empty(tuple(self.gram.shape), torch.float32).copy_(self.gram)
-            else:
-                self._gram32 = self.gram.to(torch.float32).contiguous()
+            self._gram32 = self.gram.to(torch.float32).contiguous()
         return self._gram32
 
     def nbytes(self) -> int:
