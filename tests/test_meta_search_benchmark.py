@@ -17,12 +17,19 @@ ARGS = ["--train", "kodim01", "kodim02", "--test", "kodim13", "--configs", "C3-3
         "--fit-steps", "3", "--ft-steps", "2", "--downscale", "4"]
 
 
-def test_three_codings_of_benchmark_meta_fit_and_a_rerun_resumes(tmp_path):
+def _with_meta_records(tmp_path) -> list[str]:
+    """The tiny protocol's arguments, after benchmarks.meta has run it: its records give the fit
+    to compare with and the one-width front."""
     kodak = tmp_path / "kodak"
     kodak.mkdir()
     _images(kodak)
     common = ARGS + ["--kodak", str(kodak), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
-    assert meta.main(common) == 0  # its records give the fit to compare with and the one-width front
+    assert meta.main(common) == 0
+    return common
+
+
+def test_three_codings_of_benchmark_meta_fit_and_a_rerun_resumes(tmp_path):
+    common = _with_meta_records(tmp_path)
     assert meta_search.main(common + ["--drops", "3"]) == 0
     results = json.loads((tmp_path / "out" / "meta_search.json").read_text())["results"]
     c3 = results["configs"]["C3-32"]
@@ -99,11 +106,7 @@ def test_a_search_that_cannot_meet_its_target_is_a_result_not_a_crash(tmp_path, 
     # compress raises when a coding cannot reach the target (SINR at 8-bit values on a wide SIREN
     # at a 1 dB drop): the record keeps that as an unmet run, the guard's row keeps another file,
     # and the coding gets no mean bpp
-    kodak = tmp_path / "kodak"
-    kodak.mkdir()
-    _images(kodak)
-    common = ARGS + ["--kodak", str(kodak), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
-    assert meta.main(common) == 0
+    common = _with_meta_records(tmp_path)
     real = meta_search.compress
 
     def sinr_fails(model, *args, **kwargs):
