@@ -149,6 +149,10 @@ def guarded_runs(runs: dict[str, dict]) -> dict[str, dict]:
     return kept
 
 
+SAVINGS = ("saving_vs_mixed_precision_same_target", "saving_vs_mixed_precision_front", "saving_vs_one_width_front",
+           "saving_vs_best_baseline_front")
+
+
 def summarize(records: list[dict], meta_records: list[dict]) -> dict:
     """Mean bpp and PSNR per variant and drop; each SINR variant against mixed precision at the same
     target, and every point against the one-width front of ``benchmarks.meta`` on the same images."""
@@ -180,9 +184,7 @@ def summarize(records: list[dict], meta_records: list[dict]) -> dict:
     mp_front = [(v["psnr"], v["bpp"]) for v in mean.values() if v["method"] == BASELINE and v["bpp"] is not None]
     for label, m in mean.items():
         if m["bpp"] is None:
-            for key in ("same_target", "front"):
-                m[f"saving_vs_mixed_precision_{key}"] = None
-            m["saving_vs_one_width_front"] = m["saving_vs_best_baseline_front"] = None
+            m.update(dict.fromkeys(SAVINGS))
             continue
         same = mean.get(f"{BASELINE} drop={m['drop_target']:g}")
         m["saving_vs_mixed_precision_same_target"] = (None if same is None or same["bpp"] is None
@@ -208,7 +210,7 @@ def _fmt(x, spec: str, m: dict) -> str:
     """A mean, or why there is none: the search could not meet the target on some image."""
     if x is not None:
         return format(x, spec)
-    return f"target not met ({m.get('unmet_searches', 0)}/{m['images']})"
+    return f"target not met ({m['unmet_searches']}/{m['images']})"
 
 
 def markdown(results: dict) -> str:

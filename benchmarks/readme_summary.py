@@ -323,7 +323,8 @@ def _nerf_scene_rd_lines(results: Path) -> list[str]:
 def shacira_block(results: Path = RESULTS) -> str:
     """integrations/shacira/README.md's block: each committed run of benchmarks.shacira."""
     runs = {name: _load_result(results, name, command) for name, command in SHACIRA_SOURCES.items()}
-    sources = list(runs) + (["latent_contexts.json"] if (results / "latent_contexts.json").is_file() else [])
+    storage_note = _latent_storage_note(results)
+    sources = list(runs) + (["latent_contexts.json"] if storage_note else [])
     lines = [_generated_by(sources), "",
              "| image | file | bytes | bpp | PSNR | latents | latent decoder | MLP | decoded in | peak RSS decoding "
              "(anonymous) | CPU, threads |",
@@ -338,7 +339,7 @@ def shacira_block(results: Path = RESULTS) -> str:
         "precision\", \"one width\" and \"SINR on every layer\" are the candidates `compress` made (its SINR / "
         "per-layer search, the fair uniform baselines with the same fine-tuning, and the search with SINR on every "
         "linear; runs made before that candidate existed list three), each written and decoded in full; "
-        "\"compress (kept: ...)\" is the one it keeps, the smallest within the PSNR target."] + _latent_storage_note(results))
+        "\"compress (kept: ...)\" is the one it keeps, the smallest within the PSNR target."] + storage_note)
 
 
 def _latent_storage_note(results: Path) -> list[str]:
