@@ -162,6 +162,7 @@ def test_a_layer_a_uniform_grid_codes_better_is_coded_uniformly(fitted, tmp_path
     assert result.score >= result.reference_score - 0.3
     assert result.file_bytes < sinr_only.file_bytes
     assert "| net.2 | uniform | - | 4 |" in str(result)
+    assert not any(move.get("start") for move in result.history)  # the SINR start met the floor: kept
     # the model holds what the file holds: a dense linear on its 4-bit grid, the rest SINR
     assert type(model.net[2]) is torch.nn.Linear and get_storage(model.net[2], "weight").bits == 4
     assert torch.equal(model.net[2].weight, state["net.2.weight"])
@@ -172,6 +173,28 @@ def test_a_layer_a_uniform_grid_codes_better_is_coded_uniformly(fitted, tmp_path
     again = _model(state)
     compress_model(again, result.config)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_sinr_start_that_misses_the_floor_moves_layers_to_grids(fitted, tmp_path):
+    # SINR at its richest with 10-bit values loses 0.14 dB here: with SINR only a 0.1 dB target
+    # cannot be met, while a 12-bit grid on a layer can meet it
+    image, state = fitted
+    menus = {"s_ratios": (0.45,), "value_bits": (10,)}
+    with pytest.raises(SINRError, match="cannot be met"):
+        autotune(_model(state), _scorer(image), MaxDrop(0.1), fast_config(), **menus, progress=False)
+    model = _model(state)
+    result = autotune(model, _scorer(image), MaxDrop(0.1), fast_config(), **menus, progress=False,
+                      uniform_bits=(12, 8))
+    started = [move for move in result.history if move.get("start")]
+    assert started and all(move["coding"] == "uniform" and move["bits"] == 12 for move in started)
+    assert started[0]["score"] >= result.reference_score - 0.1  # moved until the floor was met, no further
+    assert result.choices and result.uniform  # one layer at least stays SINR
+    assert result.score >= result.reference_score - 0.1
+    assert save_compressed(model, tmp_path / "m.safetensors").file_bytes == result.file_bytes
+    # a floor no start can reach still raises, naming the grids it tried
+    with pytest.raises(SINRError, match="widest grid"):
+        autotune(_model(state), _scorer(image), MaxDrop(0.0), fast_config(), **menus, progress=False,
+                 uniform_bits=(12, 8))
 
 
 def test_without_uniform_bits_every_target_is_sinr(fitted):

@@ -178,6 +178,29 @@ def test_max_drop_with_the_per_layer_choice_is_met_on_the_reloaded_file(fitted, 
     assert any(isinstance(m, SINRLinear) for m in model.modules())
 
 
+def test_the_per_layer_choice_meets_a_target_its_sinr_start_misses(fitted, tmp_path):
+    # A fixed config whose richest SINR codes lose 2 dB here: SINR on every layer cannot meet a
+    # 0.5 dB drop, and the choice, whose search only moves down from SINR's richest setting, could
+    # not either until the rung was retried from a start with layers on their widest grids
+    from torch_sinr.nn.layer import SINRLinear
+
+    image, state = fitted
+    cfg = SINRConfig(dict_ratio=16, s_ratio=0.45, value_bits=12, dense_bits=16)
+    kwargs = {"evaluate": _psnr(image), "target": MaxDrop(0.5), "config": cfg, "value_bits": (12,), "steps": 0,
+              "dense_bits": (), "guard": False, "progress": False}
+    with pytest.raises(SINRError, match="cannot be met"):
+        compress(_model(state), image_loss(image), uniform_bits=(), **kwargs)
+    model = _model(state)
+    result = compress(model, image_loss(image), uniform_bits=(12, 8), **kwargs)
+    assert [p.get("start") for p in result.probes][:2] == [None, "grids"]  # SINR's start missed; the grids' met
+    assert not result.probes[0]["ok"] and result.probes[1]["ok"]
+    reloaded, size = _reloaded_psnr(model, image, tmp_path)
+    assert size == result.file_bytes and reloaded >= result.reference_score - 0.5
+    # target layers on grids (autotune's exact-name exclusions), one at least still SINR
+    assert any(str(p).startswith("re:") for p in result.config.exclude_modules)
+    assert any(isinstance(m, SINRLinear) for m in model.modules())
+
+
 def test_bad_arguments(fitted):
     _, state = fitted
     model = _model(state)

@@ -185,7 +185,7 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
              value_bits: tuple[int, ...] = DEFAULT_VALUE_BITS, max_evaluations: int = 2000,
              progress: bool = True, code_cache: dict | None = None,
              uniform_bits: tuple[int, ...] = (), dense_bits: tuple[int, ...] = (),
-             sinr: bool = True) -> AutotuneResult:
+             sinr: bool = True, start_floor: float | None = None) -> AutotuneResult:
     """Compress ``model`` in place with per-layer s and value bits chosen to meet ``target``.
 
     ``uniform_bits`` lets the search code a layer's weight on a per-tensor uniform grid of one of
@@ -204,6 +204,13 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     grids are searched. With ``uniform_bits`` and ``dense_bits`` this is mixed-precision uniform
     quantization under exactly the search SINR gets, the baseline SINR has to beat; the model
     then holds no SINRLinear, and ``save_compressed`` writes it like any coded model.
+
+    Where the richest start scores below the floor (``MaxDrop``'s, or ``start_floor`` under a
+    ``ByteBudget``) and layers may take grids, the start moves layers to their widest grid one at a
+    time, the one that raises the score most first, until the floor is met or one SINR layer is
+    left: SINR codes at their richest can lose more than a 12-bit grid (wide SIRENs at 8-bit
+    values), and the search only moves down from its start. These moves are in ``history`` with
+    ``"start": True``. A start that meets the floor is not changed.
 
     ``evaluate(model)`` returns a score, higher is better; it is called under ``torch.no_grad()``.
     ``config`` gives everything else (targets, dictionary, coder, dense dtype); its ``s``,
@@ -418,15 +425,42 @@ def autotune(model: nn.Module, evaluate: Callable[[nn.Module], float], target: M
     current = score(work)
     evaluations = 2  # the original and the richest setting
     floor = reference - target.drop if isinstance(target, MaxDrop) else -math.inf
+    history: list[dict] = []
+    start = floor if start_floor is None else max(floor, start_floor)
+
+    def start_on_grids() -> None:
+        """Move layers to their widest grid, the best-scoring move first, while the start misses."""
+        nonlocal current, evaluations
+        while current < start:
+            on_sinr = [layer for layer in layers if layer.uniform_at is None]
+            movable = [layer for layer in on_sinr if layer.uniform_options]
+            if not movable or (sinr and len(on_sinr) < 2):
+                return
+            best = None
+            for layer in movable:
+                now = layer.state
+                install_layer(layer, (now[0], now[1], 0))
+                value = score(work)
+                evaluations += 1
+                install_layer(layer, now)
+                if best is None or value > best[0]:
+                    best = (value, layer)
+            current, layer = best
+            layer.state = (layer.s_at, layer.bits_at, 0)
+            install_layer(layer, layer.state)
+            history.append({"layer": layer.name, "coding": "uniform", "bits": layer.uniform_options[0],
+                            "score": current, "bytes": total_bytes(), "start": True})
+
+    start_on_grids()
     if current < floor:
+        grids = " (and every other layer on its widest grid)" if history else ""
         raise SINRError(f"target {target} cannot be met: even the richest setting (s_ratio {ratio_menu[0]}, "
-                        f"{bit_menu[0]}-bit values) scores {current:.4g} against the original's {reference:.4g}; "
-                        f"try a larger dict_ratio, or fine-tune the codes (torch_sinr.tune.finetune)")
+                        f"{bit_menu[0]}-bit values{grids}) scores {current:.4g} against the original's "
+                        f"{reference:.4g}; try a larger dict_ratio, or fine-tune the codes (torch_sinr.tune.finetune)")
 
     def fits_budget() -> bool:
         return isinstance(target, ByteBudget) and total_bytes() <= target.max_bytes
 
-    history: list[dict] = []
     bar = tqdm(desc="autotune", disable=not progress, unit="eval", total=None)
     try:
         while not fits_budget():

@@ -279,23 +279,26 @@ NO_SEARCH = {"uniform_bits": (), "dense_bits": (), "sinr": True}  # autotune's c
 
 
 def _autotune_budget(work: nn.Module, score, budget: int, base: SINRConfig, value_bits,
-                     code_cache: dict | None = None, search: dict = NO_SEARCH) -> SINRConfig:
+                     code_cache: dict | None = None, search: dict = NO_SEARCH,
+                     start_floor: float | None = None) -> SINRConfig:
     """Compress ``work`` in place with autotune under ``budget`` bytes; its config. ``search``:
-    autotune's ``uniform_bits``, ``dense_bits`` and ``sinr``."""
+    autotune's ``uniform_bits``, ``dense_bits`` and ``sinr``; ``start_floor``: autotune's."""
     result = autotune(work, score, ByteBudget(int(budget)), base, value_bits=value_bits, progress=False,
-                      code_cache=code_cache, **search)
+                      code_cache=code_cache, start_floor=start_floor, **search)
     return result.config
 
 
-def _richest(work: nn.Module, score, base: SINRConfig, bits: tuple[int, ...], search: dict) -> SINRConfig:
+def _richest(work: nn.Module, score, base: SINRConfig, bits: tuple[int, ...], search: dict,
+             start_floor: float | None = None) -> SINRConfig:
     """Compress ``work`` in place at the richest setting the search starts from; its config."""
-    if search["sinr"] and not search["dense_bits"]:
+    if search["sinr"] and not search["dense_bits"] and start_floor is None:
         cfg = replace(base, s=None, s_pattern={}, s_ratio=max(0.45, base.s_ratio), value_bits=max(bits),
                       value_bits_pattern={})
         compress_model(work, cfg, progress=False)
         return cfg
     # grids chosen per tensor start at their widest: autotune under a budget nothing exceeds stops there
-    return _autotune_budget(work, score, 2**62, replace(base, s_ratio=max(0.45, base.s_ratio)), bits, search=search)
+    return _autotune_budget(work, score, 2**62, replace(base, s_ratio=max(0.45, base.s_ratio)), bits, search=search,
+                            start_floor=start_floor)
 
 
 def _budget_rungs(model, score, budget: int, lr: float, bar, search: dict = NO_SEARCH):
@@ -351,13 +354,21 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
     probes: list[dict] = []
     codes: dict = {}  # OMP codes per (layer, s, dictionary): computed once for all probes
 
-    def probe(base: SINRConfig, bits: tuple[int, ...], scale: float, budget: int | None):
+    # The per-layer choice starts from SINR's richest setting on every layer. Where no rung's start
+    # meets the target after the probe's fine-tuning, the ladder is climbed again from starts with
+    # layers moved to their widest grids until the floor is met before fine-tuning (autotune's
+    # start_floor): the search only moves down, so otherwise a grid could never replace codes that
+    # lose too much. Only searches that found nothing before take this second climb.
+    choice = search["sinr"] and bool(search["uniform_bits"])
+
+    def probe(base: SINRConfig, bits: tuple[int, ...], scale: float, budget: int | None,
+              start_floor: float | None = None):
         work = copy.deepcopy(model)
         try:
             if budget is None:  # the richest setting autotune starts from
-                cfg = _richest(work, score, base, bits, search)
+                cfg = _richest(work, score, base, bits, search, start_floor)
             else:
-                cfg = _autotune_budget(work, score, budget, base, bits, codes, search)
+                cfg = _autotune_budget(work, score, budget, base, bits, codes, search, start_floor)
         except SINRError as exc:
             probes.append({"budget": budget, "bytes": None, "score": None, "ok": False, "error": str(exc)})
             return None
@@ -365,18 +376,19 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
             finetune_codes(work, loss_fn, probe_steps, lr=lr * scale, train_dense=True, select=select)
         value, size = score(work), file_bytes(work)
         probes.append({"budget": budget, "bytes": size, "score": value, "ok": value >= floor,
-                       "value_bits": list(bits), "dense_bits": base.dense_value_bits()})
+                       "value_bits": list(bits), "dense_bits": base.dense_value_bits(),
+                       **({"start": "grids"} if start_floor is not None else {})})
         bar.update(1)
         bar.set_postfix(bytes=size, score=f"{value:.4g}")
         return work, cfg, value, size, scale
 
-    def bisect(base, bits, scale, best, lo: float, probes_left: int):
+    def bisect(base, bits, scale, best, lo: float, probes_left: int, start_floor: float | None = None):
         hi = float(best[3])  # bytes: lo fails (or is a floor), hi meets the target
         for _ in range(probes_left):
             if time.perf_counter() > deadline or hi - lo < 0.04 * hi:
                 break
             budget = int((lo + hi) / 2)
-            found = probe(base, bits, scale, budget)
+            found = probe(base, bits, scale, budget, start_floor)
             if found is not None and found[2] >= floor and found[3] < best[3]:
                 best, hi = found, float(found[3])
             else:
@@ -386,18 +398,24 @@ def _max_drop(model, loss_fn, score, reference, target: MaxDrop, ladder, steps, 
     # The first rung whose richest setting meets the target, bisected; then the next rung, probed
     # only below the best file found: more bits per value can buy a smaller file (fewer
     # non-zeros) than the cheapest feasible rung, measured on small fits.
-    best, rung = None, None
-    for i, (base, bits, scale) in enumerate(ladder):
-        if time.perf_counter() > deadline:
-            break
-        if best is None:
-            richest = probe(base, bits, scale, None)
-            if richest is None or richest[2] < floor:
-                continue
-            best, rung = bisect(base, bits, scale, richest, 0.0, max_probes - 1), i
-        elif i == rung + 1:
-            best = bisect(base, bits, scale, best, 0.5 * best[3], NEXT_RUNG_PROBES)
-            break
+    def climb(start_floor: float | None):
+        best, rung = None, None
+        for i, (base, bits, scale) in enumerate(ladder):
+            if time.perf_counter() > deadline:
+                break
+            if best is None:
+                richest = probe(base, bits, scale, None, start_floor)
+                if richest is None or richest[2] < floor:
+                    continue
+                best, rung = bisect(base, bits, scale, richest, 0.0, max_probes - 1, start_floor), i
+            elif i == rung + 1:
+                best = bisect(base, bits, scale, best, 0.5 * best[3], NEXT_RUNG_PROBES, start_floor)
+                break
+        return best
+
+    best = climb(None)
+    if best is None and choice:
+        best = climb(floor)
     if best is None:
         scored = [p["score"] for p in probes if p["score"] is not None]
         errors = [p["error"] for p in probes if "error" in p]
