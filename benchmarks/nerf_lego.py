@@ -95,6 +95,29 @@ def scene_dir() -> Path:
     return out
 
 
+def test_views(stride: int):
+    """Every ``stride``-th test view of lego_200 as a nerfstudio dataset (the scene's test split,
+    parsed as the runs' data manager parses it), for scoring scenes on more views than the
+    runs' own eval set (``TEST_STRIDE``)."""
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    out = RUNS / f"lego_200_test_every_{stride}"
+    base = scene_dir()  # the same files, symlinked
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val", "test"):
+        link = out / split
+        if not link.exists():
+            link.symlink_to(SCENE / split)
+    for name in ("transforms_train.json", "transforms_val.json"):
+        shutil.copyfile(base / name, out / name)
+    test = json.loads((SCENE / "transforms_test.json").read_text())
+    test["frames"] = test["frames"][::stride]
+    (out / "transforms_test.json").write_text(json.dumps(test, indent=1))
+    parser = BlenderDataParserConfig(data=out).setup()
+    return InputDataset(parser.get_dataparser_outputs(split="test"))
+
+
 def trainer_config(method: str, steps: int | None = None):
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from torch_sinr import SINRConfig, SINRConfigError, SINRLinear, compress_model
+from torch_sinr.nn.transform import store_dense
 from torch_sinr.format import FileReport, decode_state_dict, save_compressed
 
 from . import metrics as ns_metrics
@@ -62,6 +63,39 @@ def field_targets(view: nn.Module) -> str:
         raise SINRConfigError("the model has no nerfstudio Field: nothing to compress")
     return "re:(?:" + "|".join(re.escape(r) for r in roots) + r")\..+"
 
+def fields_config(view: nn.Module, config: SINRConfig | None = None) -> SINRConfig:
+    """The config ``compress_fields`` codes ``view`` with: the plugin's settings unless given, every
+    field linear a target, input layers picked by fan-in alone."""
+    config = replace(config or SINRConfig(s_ratio=NERF_S_RATIO, dict_ratio=NERF_DICT_RATIO))
+    if config.target_modules == "all-linear":
+        config.target_modules = field_targets(view)
+    # A scene holds several MLPs, each fed by its own encoding: which linear comes first in the
+    # module order says nothing there, so only the fan-in rule picks input layers.
+    config.keep_first_linear = False
+    return config
+
+
+def store_fields_uniform(model: nn.Module, bits: int | dict[str, int], config: SINRConfig | None = None, *,
+                         method_name: str = "<method>"):
+    """The uniform baseline of ``compress_fields``, in place: every linear it would SINR-code keeps
+    its weight on a per-tensor uniform grid of ``bits`` (one width, or one per layer name), and
+    every other tensor is stored exactly as ``compress_fields`` stores it. Returns ``(view,
+    report)``; save with ``save_scene(..., require_codes=False)``."""
+    check_tcnn_ported(model, method_name)
+    view = scene_view(model)
+    config = fields_config(view, config)
+    names = compress_model(view, config, dry_run=True).matched
+    if not names:
+        raise SINRConfigError(f"no field linear to code in {method_name}")
+    widths = {name: bits for name in names} if isinstance(bits, int) else dict(bits)
+    if set(widths) != set(names):
+        raise SINRConfigError(f"bits must name exactly the field linears {sorted(names)}, got {sorted(widths)}")
+    pattern = {**config.dense_bits_pattern, **{"re:" + re.escape(name) + r"\.weight": b for name, b in widths.items()}}
+    report = store_dense(view, replace(config, dense_bits_pattern=pattern))
+    model.sinr_config = view.sinr_config
+    return view, report
+
+
 def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, method_name: str = "<method>",
                     measure_file: bool = True):
     """Compress every nn.Linear of ``model``'s fields and proposal networks, in place.
@@ -70,13 +104,8 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     scene part of the model (see ``state.scene_view``), the module to save and load.
     """
     check_tcnn_ported(model, method_name)
-    config = replace(config or SINRConfig(s_ratio=NERF_S_RATIO, dict_ratio=NERF_DICT_RATIO))
     view = scene_view(model)
-    if config.target_modules == "all-linear":
-        config.target_modules = field_targets(view)
-    # A scene holds several MLPs, each fed by its own encoding: which linear comes first in the
-    # module order says nothing there, so only the fan-in rule picks input layers.
-    config.keep_first_linear = False
+    config = fields_config(view, config)
     plan = compress_model(view, config, dry_run=True)
     if not plan.matched:
         raise SINRConfigError(f"no field linear to compress in {method_name}: {plan}")
@@ -85,15 +114,16 @@ def compress_fields(model: nn.Module, config: SINRConfig | None = None, *, metho
     model.sinr_config = view.sinr_config
     return view, report
 
-def save_scene(view: nn.Module, path: Path, *, method_name: str, step: int) -> FileReport:
-    """Write the compressed scene (one .safetensors file) with its nerfstudio provenance."""
+def save_scene(view: nn.Module, path: Path, *, method_name: str, step: int, require_codes: bool = True) -> FileReport:
+    """Write the compressed scene (one .safetensors file) with its nerfstudio provenance
+    (``require_codes=False``: a scene with no SINR layer, ``store_fields_uniform``'s baseline)."""
     config = getattr(view, "sinr_config", None)
     metadata = {META_METHOD: method_name, META_STEP: str(int(step)),
                 META_CONFIG: json.dumps(config.to_dict() if config else None)}
     if tcnn_places(view):
         metadata[META_TCNN_PORT] = "true"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_compressed(view, path, metadata=metadata)
+    return save_compressed(view, path, metadata=metadata, require_codes=require_codes)
 
 def scene_file_bytes(method_name: str, step: int):
     """A function ``view -> bytes`` of the file ``save_scene`` writes (metadata included)."""

@@ -69,6 +69,23 @@ def render_rgb(model: nn.Module, bundle, chunk: int = 1 << 12) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def view_psnrs(model: nn.Module, dataset, chunk: int = 1 << 12) -> list[float]:
+    """The PSNR of every image of ``dataset`` (e.g. the test views), each rendered whole from its
+    camera and blended with the model's background, as the training loss and ``TrainRays`` see it."""
+    from nerfstudio.model_components.ray_generators import RayGenerator
+
+    device = next(model.parameters()).device
+    generator = RayGenerator(dataset.cameras.to(device))
+    out = []
+    for i in range(len(dataset)):
+        image = dataset.get_image_float32(i)
+        h, w = image.shape[:2]
+        y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        pixels = torch.stack([torch.full_like(y, i), y, x], dim=-1).reshape(-1, 3)
+        out.append(psnr_of(model, generator(pixels.to(device)), image.reshape(-1, image.shape[-1]), chunk))
+    return out
+
+
 def psnr_of(model: nn.Module, bundle, image: torch.Tensor, chunk: int = 1 << 12) -> float:
     rgb = render_rgb(model, bundle, chunk)
     target = model.renderer_rgb.blend_background(image.to(rgb.device))

@@ -11,7 +11,8 @@ same interpolation weights) and quantizes the tables in place:
   byte budget is a hard limit) and the report says the PSNR target was missed.
 
 ``finetune_scene`` then optionally trains the scene a few hundred steps as it will be stored:
-tables through their steps (straight-through rounding), SINR values through their grid, and a
+tables through their steps (straight-through rounding), SINR values and every tensor stored on a
+uniform grid (biases, input layers, a uniform baseline's weights) through their grids, and a
 rate term: the bits a learned factorized prior (``torch_sinr.inr.hashgrid.entropy``) gives the
 tables' integers, per level, so training trades distortion for bits as SHACIRA does.
 """
@@ -29,7 +30,8 @@ from torch import nn
 from torch_sinr import SINRConfigError, SINRLinear
 from torch_sinr.format.model_io import encoded_size
 from torch_sinr.inr.hashgrid.entropy import FactorizedPrior, noisy
-from torch_sinr.nn.storage import get_storage, requantize_dense_
+from torch_sinr.core.quantization import UniformQuantizer
+from torch_sinr.nn.storage import get_storage, requantize_dense_, round_to_storage
 
 from .hash_tables import SceneTable, quantize_tables_, restore_, snapshot, tables_bytes, zero_unreachable_
 
@@ -249,8 +251,25 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
         layer.quantize_aware = True
     rate = TableRate(tables).to(next(view.parameters()).device)
     params = [p for p in view.parameters() if p.requires_grad and p.is_floating_point()]
-    optimizer = torch.optim.Adam([{"params": params, "lr": options.lr},
+    # Tensors stored on a uniform grid (biases, input layers, a uniform baseline's weights) train
+    # straight-through, as SINR values and the tables do: a float latent takes the updates and the
+    # model holds its value rounded to the grid, so the last snap changes nothing the loss missed.
+    grids = {}
+    for module in view.modules():
+        for name, p in module._parameters.items():
+            storage = get_storage(module, name)
+            if p is not None and id(p) not in grids and isinstance(storage, UniformQuantizer) and any(
+                    p is q for q in params):
+                grids[id(p)] = (p, storage, p.detach().clone())
+    latents = [latent for _, _, latent in grids.values()]
+    free = [p for p in params if id(p) not in grids]
+    optimizer = torch.optim.Adam([{"params": free + latents, "lr": options.lr},
                                   {"params": rate.parameters(), "lr": 1e-2}], eps=1e-15)
+
+    def snap() -> None:
+        with torch.no_grad():
+            for p, storage, latent in grids.values():
+                p.copy_(round_to_storage(latent, storage))
     generator = torch.Generator().manual_seed(options.seed)
     history = []
     iterator = range(options.steps)
@@ -262,6 +281,7 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
     try:
         for step in iterator:
             bundle, batch = rays.batch(options.rays, generator)
+            snap()
             outputs = model(bundle)
             metrics = model.get_metrics_dict(outputs, batch)
             losses = model.get_loss_dict(outputs, batch, metrics)
@@ -269,11 +289,14 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
             loss = sum(losses.values()) + options.rate_lambda * bits
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for p, _, latent in grids.values():
+                latent.grad = p.grad
             optimizer.step()
             if step % 25 == 0 or step == options.steps - 1:
                 history.append({"step": step, "loss": float(loss), "rgb_loss": float(losses["rgb_loss"]),
                                 "bits_per_entry": float(bits)})
     finally:
+        snap()
         model.eval()
         for t in tables:
             t.encoding.sinr_quantize_aware = False

@@ -143,3 +143,71 @@ def test_command_meets_the_targets_on_a_tiny_scene(table_run, tmp_path):
     assert small["tables"]["target_met"] and small["compressed"]["file_bytes"] <= budget
     assert (tmp_path / "bytes" / "scene.sinr.safetensors").stat().st_size <= budget
     assert json.loads((tmp_path / "bytes" / "report.json").read_text())["tables"]["finetune"]["steps"] == 5
+
+
+def test_the_uniform_baseline_codes_what_sinr_would_on_grids_and_the_file_is_the_memory(table_run, tmp_path):
+    """store_fields_uniform: every linear compress_fields codes keeps its weight on a per-tensor
+    grid of the width asked for, the rest stored as compress_fields stores it; the file (no SINR
+    layer in it) loads back into the same scene, bit for bit."""
+    from torch_sinr import SINRConfigError, compress_model
+    from torch_sinr.core.quantization import UniformQuantizer
+    from torch_sinr.nn.storage import get_storage
+    from torch_sinr_nerfstudio.compress import check_file_equals_memory, fields_config, store_fields_uniform
+
+    _, pipeline, _, step = load_trained_pipeline(table_run)
+    model = pipeline.model
+    targets = compress_model(scene_view(model), fields_config(scene_view(model)), dry_run=True).matched
+    assert len(targets) >= 3
+    with pytest.raises(SINRConfigError, match="exactly the field linears"):
+        store_fields_uniform(model, {targets[0]: 8})
+    widths = {name: 8 if i % 2 else 6 for i, name in enumerate(targets)}
+    view, _ = store_fields_uniform(model, widths, method_name="nerfacto")
+    for name, bits in widths.items():
+        module = view.get_submodule(name)
+        assert type(module) is torch.nn.Linear  # not SINR-coded
+        storage = get_storage(module, "weight")
+        assert isinstance(storage, UniformQuantizer) and storage.bits == bits
+        assert len(torch.unique(module.weight)) <= 2**bits
+    path = tmp_path / "uniform.safetensors"
+    save_scene(view, path, method_name="nerfacto", step=step, require_codes=False)
+    check_file_equals_memory(view, path)
+    _, loaded = load_compressed_pipeline(table_run, path)
+    bundle, _ = _rays(pipeline, 256)
+    assert torch.equal(render_rgb(loaded.model, bundle), render_rgb(model, bundle))
+
+
+def test_fine_tuning_trains_grid_stored_tensors_through_their_fixed_grids(table_run):
+    """finetune_scene: a uniform baseline's weights move, through their grids (straight-through),
+    and end on the very grids they started on, not refitted ones."""
+    from torch_sinr.nn.storage import get_storage
+    from torch_sinr_nerfstudio.compress import store_fields_uniform
+
+    _, pipeline, _, _ = load_trained_pipeline(table_run)
+    model = pipeline.model
+    view, _ = store_fields_uniform(model, 6, method_name="nerfacto")
+    grids = {name: (m, get_storage(m, "weight"), m.weight.detach().clone()) for name, m in view.named_modules()
+             if type(m) is torch.nn.Linear and get_storage(m, "weight") is not None}
+    rays = TrainRays(pipeline.datamanager.train_dataset)
+    score = rays.scorer(1024)
+    tables = scene_tables(view)
+    code_tables(view, tables, SceneTarget(psnr_drop=1.0), lambda _: score(model), score(model))
+    finetune_scene(model, view, tables, rays, FinetuneOptions(steps=8, rays=256), progress=False)
+    moved = 0
+    for name, (module, grid, before) in grids.items():
+        after = get_storage(module, "weight")
+        assert after == grid, name
+        assert torch.equal(grid.round_trip(module.weight).reshape(module.weight.shape), module.weight)
+        moved += not torch.equal(module.weight, before)
+    assert moved >= len(grids) // 2
+
+
+def test_view_psnrs_are_each_test_view_rendered_whole(table_run):
+    from torch_sinr_nerfstudio.rays import view_psnrs
+
+    _, pipeline, _, _ = load_trained_pipeline(table_run)
+    dataset = pipeline.datamanager.eval_dataset
+    ours = view_psnrs(pipeline.model, dataset)
+    assert len(ours) == len(dataset)
+    # nerfstudio's own eval: the mean over the same views of the same per-image PSNR
+    theirs = pipeline.get_average_eval_image_metrics()["psnr"]
+    assert sum(ours) / len(ours) == pytest.approx(theirs, abs=0.02)
