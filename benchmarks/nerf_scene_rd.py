@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> dict:
                   f"training-ray drop {score_before - point['training_ray_psnr']:+.3f} dB", flush=True)
             return point
 
-        for coding in args.codings:
-            for target_db in args.targets:
+        for target_db in args.targets:  # every coding at a target before the next target: a cut run compares
+            for coding in args.codings:
                 key = cache_key({**inputs, "coding": coding, "target_db": target_db,
                                  "widths": header["uniform_searched"]["widths"] if coding == "uniform searched" else None})
                 path = CACHE / f"pair-{key}.json"
