@@ -290,7 +290,7 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for p, _, latent in grids.values():
-                latent.grad = p.grad
+                latent.grad, p.grad = p.grad, None  # the optimizer zeroes the latents' gradients, not these
             optimizer.step()
             if step % 25 == 0 or step == options.steps - 1:
                 history.append({"step": step, "loss": float(loss), "rgb_loss": float(losses["rgb_loss"]),

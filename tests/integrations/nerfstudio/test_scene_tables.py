@@ -198,6 +198,7 @@ def test_fine_tuning_trains_grid_stored_tensors_through_their_fixed_grids(table_
         assert after == grid, name
         assert torch.equal(grid.round_trip(module.weight).reshape(module.weight.shape), module.weight)
         moved += not torch.equal(module.weight, before)
+        assert module.weight.grad is None  # each step's gradient handed to the latent, none kept to pile up
     assert moved >= len(grids) // 2
 
 
