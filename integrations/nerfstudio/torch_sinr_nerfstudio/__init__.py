@@ -3,6 +3,8 @@ them as compressed.
 
 - ``compress_run(load_config, output_dir, config)``: the ``ns-sinr-compress`` command;
 - ``compress_fields(model, config)``: compress a live model's field MLPs in place;
+- ``store_fields_uniform(model, bits)``: the uniform baseline of that, the same linears on
+  per-tensor uniform grids, the rest stored alike;
 - ``load_compressed_pipeline(load_config, file)``: the ``ns-sinr-eval`` way back, key-checked;
 - ``decompress.decompress_run(file, load_config, output_dir)``: the ``ns-sinr-decompress`` way out, a
   standard nerfstudio run directory (config.yml + checkpoint) for nerfstudio's own tools;
@@ -15,7 +17,8 @@ from .compat import require_nerfstudio
 
 require_nerfstudio()
 
-from .compress import compress_fields, compress_run  # noqa: E402
+from .compress import compress_fields, compress_run, store_fields_uniform  # noqa: E402
 from .load import SceneMismatchError, load_compressed_pipeline, load_into_model  # noqa: E402
 
-__all__ = ["SceneMismatchError", "compress_fields", "compress_run", "load_compressed_pipeline", "load_into_model"]
+__all__ = ["SceneMismatchError", "compress_fields", "compress_run", "load_compressed_pipeline", "load_into_model",
+           "store_fields_uniform"]
