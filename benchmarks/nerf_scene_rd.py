@@ -367,6 +367,9 @@ def markdown(results: dict, chosen: dict) -> str:
         parts = [f"{b}: {_pct(r['sinr_saving'])}" for b, r in c["baselines"].items()]
         lines.append(f"- {kind}: SINR {c['sinr_bytes']:,} B at {c['sinr_test_psnr']:.3f} dB; saving against "
                      + "; ".join(parts) + ".")
+    lines.append("- The MLP codings differ by their field MLPs' bytes (the table above); the whole files differ mostly "
+                 "by the table step each target's search lands on. Fine-tuned points vary from run to run (its sums "
+                 "run on several threads), so read differences between codings against the standard errors.")
     v = results["verdict"]
     for kind in ("post-training", "fine-tuned"):
         e = v[kind]

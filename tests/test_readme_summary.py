@@ -163,9 +163,20 @@ def test_the_nerfstudio_block_comes_from_the_json(tmp_path):
         assert figure in row, (figure, row)
     rd_path = tmp_path / readme_summary.NERF_RD_SOURCE
     rd = json.loads(rd_path.read_text())
-    rd["results"]["verdict"]["fine-tuned"].update(best_ratio_within_drop=31.5, met=True)
+    results = rd["results"]
+    results["comparison"]["fine-tuned"]["baselines"]["uniform 8-bit"]["sinr_saving"] = 0.4321
+    results["comparison"]["fine-tuned"]["baselines"]["uniform searched"]["sinr_saving"] = None
+    picked = results["chosen"]["uniform 8-bit|post-training"]
+    point = next(p for p in results["points"] if (p["coding"], p["kind"], p["target_drop_db"]) ==
+                 ("uniform 8-bit", "post-training", picked["target_drop_db"]))
+    point.update(file_bytes=1_234_567, ratio=62.9, view_psnr_mean=25.4321, view_psnr_se=0.1234)
+    results["chosen"]["sinr|fine-tuned"] = None
     rd_path.write_text(json.dumps(rd))
-    assert "fine-tuned 31.50x (target 30x: met)" in nerfstudio_block(tmp_path)
+    text = nerfstudio_block(tmp_path)
+    assert f"uniform 8-bit, post-training: 1.23 MB (62.90x, field MLPs {point['bytes_by_part']['mlp']:,} B) at 25.43 ± 0.12 dB" \
+        in text
+    assert "sinr, fine-tuned: no point within 0.3 dB" in text
+    assert "fine-tuned: uniform 8-bit +43.2%, uniform searched n/a (outside its range)" in text
 
 
 def test_the_shacira_block_comes_from_the_json(tmp_path):
