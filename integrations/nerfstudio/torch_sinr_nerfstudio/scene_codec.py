@@ -254,12 +254,11 @@ def finetune_scene(model: nn.Module, view: nn.Module, tables: list[SceneTable], 
     # Tensors stored on a uniform grid (biases, input layers, a uniform baseline's weights) train
     # straight-through, as SINR values and the tables do: a float latent takes the updates and the
     # model holds its value rounded to the grid, so the last snap changes nothing the loss missed.
-    grids = {}
+    trained, grids = {id(p) for p in params}, {}
     for module in view.modules():
         for name, p in module._parameters.items():
             storage = get_storage(module, name)
-            if p is not None and id(p) not in grids and isinstance(storage, UniformQuantizer) and any(
-                    p is q for q in params):
+            if p is not None and id(p) in trained and id(p) not in grids and isinstance(storage, UniformQuantizer):
                 grids[id(p)] = (p, storage, p.detach().clone())
     latents = [latent for _, _, latent in grids.values()]
     free = [p for p in params if id(p) not in grids]
