@@ -285,9 +285,15 @@ def finish(args, header: dict, points: list[dict], seconds: float | None) -> dic
         for baseline in BASELINES:
             same = [p for p in points if p["coding"] == baseline and p["kind"] == kind]
             at = bytes_at(same, sinr["view_psnr_mean"])
+            picked = chosen[f"{baseline}|{kind}"]
+            # SINR's chosen file minus the baseline's, view by view: the same views, so the spread of
+            # the difference, not of each file's PSNR over views, is its uncertainty
+            paired = None if picked is None else mean_se([a - b for a, b in zip(sinr["view_psnr"], picked["view_psnr"])])
             rows[baseline] = {"bytes_at_sinr_test_psnr": at,
                               "sinr_saving": None if at is None else 1.0 - sinr["file_bytes"] / at,
-                              "chosen_bytes": (chosen[f"{baseline}|{kind}"] or {}).get("file_bytes")}
+                              "chosen_bytes": None if picked is None else picked["file_bytes"],
+                              "paired_psnr_difference_db": None if paired is None else {"mean": paired[0],
+                                                                                        "se": paired[1]}}
         comparison[kind] = {"sinr_bytes": sinr["file_bytes"], "sinr_test_psnr": sinr["view_psnr_mean"],
                             "baselines": rows}
     results = {
@@ -318,6 +324,14 @@ def verdict(results: dict, chosen: dict) -> dict:
         out[kind] = {"ratio": best["ratio"] if best else None, "at_target_db": best["target_drop_db"] if best else None,
                      "target_ratio": TARGET[key], "met": bool(best and best["ratio"] >= TARGET[key])}
     return out
+
+
+def _paired(row: dict) -> str:
+    d = row["paired_psnr_difference_db"]
+    if d is None:
+        return ""
+    return (f" (chosen files: {row['chosen_bytes']:,} B, SINR's minus its test PSNR {d['mean']:+.3f} ± {d['se']:.3f} dB "
+            "paired over views)")
 
 
 def _pct(x: float | None) -> str:
@@ -364,7 +378,7 @@ def markdown(results: dict, chosen: dict) -> str:
                  "between its points in log bytes, never extrapolated):")
     lines.append("")
     for kind, c in results["comparison"].items():
-        parts = [f"{b}: {_pct(r['sinr_saving'])}" for b, r in c["baselines"].items()]
+        parts = [f"{b}: {_pct(r['sinr_saving'])}" + _paired(r) for b, r in c["baselines"].items()]
         lines.append(f"- {kind}: SINR {c['sinr_bytes']:,} B at {c['sinr_test_psnr']:.3f} dB; saving against "
                      + "; ".join(parts) + ".")
     lines.append("- The MLP codings differ by their field MLPs' bytes (the table above); the whole files differ mostly "

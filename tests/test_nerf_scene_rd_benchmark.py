@@ -74,10 +74,15 @@ def test_results_compare_sinr_with_each_baseline_at_its_test_psnr(tmp_path):
     eight = comparison["baselines"]["uniform 8-bit"]
     assert eight["sinr_saving"] == pytest.approx(1 - 4_000_000 / math.sqrt(3_000_000 * 5_000_000))
     assert comparison["baselines"]["uniform searched"]["sinr_saving"] is None  # one point: nothing to interpolate
+    # the chosen files view by view: SINR's [28.0, 28.5, 29.0] minus 8-bit's [28.2, 28.3, 28.4]
+    paired = eight["paired_psnr_difference_db"]
+    assert paired["mean"] == pytest.approx(0.2) and paired["se"] == pytest.approx(0.4 / math.sqrt(3))
+    assert eight["chosen_bytes"] == 3_000_000
     assert results["verdict"]["post-training"]["ratio"] == pytest.approx(20.0)
     text = (tmp_path / "nerf_scene_rd.md").read_text()
     assert "sinr (chosen)" in text and "n/a (outside the baseline's range)" in text
     assert "28.500 ± 0.289" in text  # mean ± standard error over the three views
+    assert "SINR's minus its test PSNR +0.200 ± 0.231 dB paired over views" in text
     assert (tmp_path / "nerf_scene_rd.png").is_file()
     assert json.loads((tmp_path / "nerf_scene_rd.json").read_text())["results"]["uncompressed"]["num_eval_images"] == 3
 
