@@ -276,6 +276,7 @@ def finish(args, header: dict, points: list[dict], seconds: float | None) -> dic
         p["view_psnr_mean"], p["view_psnr_se"] = mean_se(p["view_psnr"])
         p["training_ray_drop_db"] = score_before - p["training_ray_psnr"]
     chosen = choose(points, score_before)
+    psnr, psnr_se = mean_se(un["view_psnr"])
     comparison = {}
     for kind in ("post-training", "fine-tuned"):
         sinr = chosen[f"sinr|{kind}"]
@@ -298,11 +299,10 @@ def finish(args, header: dict, points: list[dict], seconds: float | None) -> dic
                             "baselines": rows}
     results = {
         "run": {**header["run"], "step": header["inputs"]["checkpoint_step"], "model_bytes": model_bytes},
-        "uncompressed": {"view_psnr": un["view_psnr"], "psnr": mean_se(un["view_psnr"])[0],
-                         "psnr_se": mean_se(un["view_psnr"])[1], "training_ray_psnr": score_before,
-                         "num_eval_images": len(un["view_psnr"])},
+        "uncompressed": {"view_psnr": un["view_psnr"], "psnr": psnr, "psnr_se": psnr_se,
+                         "training_ray_psnr": score_before, "num_eval_images": len(un["view_psnr"])},
         "sinr_mlps": header["sinr_mlps"], "uniform_searched": header["uniform_searched"],
-        "undertrained": mean_se(un["view_psnr"])[0] < 25.0,
+        "undertrained": psnr < 25.0,
         "score_rays": header["inputs"]["score_rays"], "test_stride": header["inputs"]["test_stride"],
         "targets_db": sorted({p["target_drop_db"] for p in points}), "finetune": header["inputs"]["finetune"],
         "points": points, "chosen": {k: (None if v is None else {"target_drop_db": v["target_drop_db"],
@@ -362,8 +362,7 @@ def markdown(results: dict, chosen: dict) -> str:
     rows = []
     for p in sorted(results["points"], key=lambda p: (p["kind"], p["target_drop_db"], CODINGS.index(p["coding"]))):
         parts = p["bytes_by_part"]
-        picked = chosen.get(f"{p['coding']}|{p['kind']}") is not None and \
-            chosen[f"{p['coding']}|{p['kind']}"]["file_bytes"] == p["file_bytes"]
+        picked = (chosen.get(f"{p['coding']}|{p['kind']}") or {}).get("file_bytes") == p["file_bytes"]
         rows.append([p["kind"], f"{p['target_drop_db']:g}", p["coding"] + (" (chosen)" if picked else ""),
                      f"{p['file_bytes']:,}", f"{p['ratio']:.1f}x", f"{p['training_ray_drop_db']:+.3f}",
                      f"{p['view_psnr_mean']:.3f} ± {p['view_psnr_se']:.3f}", f"{parts['hash_grid']:,}",
